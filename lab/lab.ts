@@ -1,0 +1,348 @@
+/**
+ * A lab of network namespaces: one L2 segment (a bridge in its own namespace), N nodes
+ * each with an interface named mgmt-br, a client, and a namespace for etcd. Addresses come
+ * only from 192.0.2.0/24 and 2001:db8::/32, and nothing routes out.
+ *
+ * Every lab has a unique prefix, so runs can share a machine, and records its owner's pid
+ * so a later run can sweep what a killed run left behind.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { mustRun, run, runSync, waitFor } from './shell';
+
+const REGISTRY = '/run/vipd-lab';
+
+/**
+ * Arguments that run a command inside a namespace. nsenter execs the command, so the pid we
+ * hold is the command's own; `ip netns exec` forks and would leave it running after a kill.
+ */
+export function inNamespace(namespace: string, command: string, ...args: string[]): [string, string[]] {
+  return ['nsenter', [`--net=/run/netns/${namespace}`, '--', command, ...args]];
+}
+const CLI = join(__dirname, '..', 'src', 'cli.js');
+
+export const VIP4 = '192.0.2.10';
+export const VIP6 = '2001:db8::10';
+export const ETCD_IP = '192.0.2.2';
+export const CLIENT_IP = '192.0.2.100';
+export const WHOAMI_PORT = 7000;
+
+export interface LabNode {
+  name: string;
+  namespace: string;
+  ip: string;
+  ip6: string;
+  configPath: string;
+  agent: ChildProcess | null;
+  logPath: string;
+}
+
+export interface LabOptions {
+  nodes: number;
+  /** Extra YAML for every node's config, merged over the defaults. */
+  config?: Record<string, unknown>;
+  /** Use the IPv6 VIP instead of the IPv4 one. */
+  ipv6?: boolean;
+}
+
+interface ProcessHandle {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+function track(child: ChildProcess): ProcessHandle {
+  return { child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+}
+
+/** Removes namespaces and processes left by labs whose owner process is gone. */
+export function sweepAbandonedLabs(): void {
+  if (!existsSync(REGISTRY)) return;
+  for (const prefix of readdirSync(REGISTRY)) {
+    const owner = Number(readFileSync(join(REGISTRY, prefix), 'utf8'));
+    let alive = false;
+    try {
+      process.kill(owner, 0);
+      alive = true;
+    } catch {
+      alive = false;
+    }
+    if (!alive) destroyNamespaces(prefix);
+  }
+}
+
+function labNamespaces(prefix: string): string[] {
+  try {
+    return readdirSync('/run/netns').filter((name) => name.startsWith(`${prefix}-`));
+  } catch {
+    return [];
+  }
+}
+
+/** Synchronous, so it can also run from an exit handler. */
+function destroyNamespaces(prefix: string): void {
+  for (const namespace of labNamespaces(prefix)) {
+    // Processes keep a namespace alive after `ip netns del`: kill them first.
+    runSync('sh', ['-c', `ip netns pids ${namespace} | xargs -r kill -9`]);
+    runSync('ip', ['netns', 'del', namespace]);
+  }
+  try {
+    unlinkSync(join(REGISTRY, prefix));
+  } catch {
+    // Already gone.
+  }
+}
+
+export class Lab {
+  readonly prefix: string;
+  readonly dir: string;
+  readonly nodes: LabNode[] = [];
+  readonly vip: string;
+  private etcd: ProcessHandle | null = null;
+  private readonly helpers: ChildProcess[] = [];
+  private destroyed = false;
+  private readonly onExit = (): void => this.destroySync();
+  private readonly onSignal = (): void => {
+    this.destroySync();
+    process.exit(130);
+  };
+
+  private constructor(private readonly options: LabOptions) {
+    this.prefix = `vl${randomBytes(3).toString('hex')}`;
+    this.dir = mkdtempSync(join(tmpdir(), `vipd-${this.prefix}-`));
+    this.vip = options.ipv6 ? VIP6 : VIP4;
+  }
+
+  get switchNs(): string {
+    return `${this.prefix}-sw`;
+  }
+  get clientNs(): string {
+    return `${this.prefix}-cl`;
+  }
+  get etcdNs(): string {
+    return `${this.prefix}-db`;
+  }
+  get etcdEndpoint(): string {
+    return `http://${ETCD_IP}:2379`;
+  }
+
+  static async create(options: LabOptions): Promise<Lab> {
+    sweepAbandonedLabs();
+    const lab = new Lab(options);
+    mkdirSync(REGISTRY, { recursive: true });
+    writeFileSync(join(REGISTRY, lab.prefix), String(process.pid));
+    process.once('exit', lab.onExit);
+    process.once('SIGINT', lab.onSignal);
+    process.once('SIGTERM', lab.onSignal);
+    try {
+      await lab.build();
+    } catch (error) {
+      await lab.destroy();
+      throw error;
+    }
+    return lab;
+  }
+
+  private async ns(namespace: string, ...args: string[]): Promise<string> {
+    return await mustRun('ip', ['-n', namespace, ...args]);
+  }
+
+  /** Joins a namespace to the switch through a veth pair, with the given addresses. */
+  private async plug(namespace: string, port: string, inside: string, addresses: string[]): Promise<void> {
+    await mustRun('ip', ['netns', 'add', namespace]);
+    await this.ns(namespace, 'link', 'set', 'lo', 'up');
+    await mustRun('ip', ['link', 'add', inside, 'netns', namespace, 'type', 'veth', 'peer', 'name', port, 'netns', this.switchNs]);
+    await this.ns(this.switchNs, 'link', 'set', port, 'master', 'br0');
+    await this.ns(this.switchNs, 'link', 'set', port, 'up');
+    for (const address of addresses) {
+      // nodad: lab addresses are unique by construction, and DAD would delay the test by a second.
+      await this.ns(namespace, 'addr', 'add', address, 'dev', inside, ...(address.includes(':') ? ['nodad'] : []));
+    }
+    await this.ns(namespace, 'link', 'set', inside, 'up');
+  }
+
+  private async build(): Promise<void> {
+    await mustRun('ip', ['netns', 'add', this.switchNs]);
+    await this.ns(this.switchNs, 'link', 'add', 'br0', 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0');
+    await this.ns(this.switchNs, 'link', 'set', 'br0', 'up');
+    await this.plug(this.etcdNs, 'db', 'eth0', [`${ETCD_IP}/24`, '2001:db8::2/64']);
+    await this.plug(this.clientNs, 'cl', 'eth0', [`${CLIENT_IP}/24`, '2001:db8::64/64']);
+    for (let i = 1; i <= this.options.nodes; i += 1) {
+      const node: LabNode = {
+        name: `node-${i}`,
+        namespace: `${this.prefix}-n${i}`,
+        ip: `192.0.2.${10 + i}`,
+        ip6: `2001:db8::${10 + i}`,
+        configPath: join(this.dir, `node-${i}.yaml`),
+        agent: null,
+        logPath: join(this.dir, `node-${i}.log`),
+      };
+      await this.plug(node.namespace, `n${i}`, 'mgmt-br', [`${node.ip}/24`, `${node.ip6}/64`]);
+      this.writeConfig(node);
+      this.startWhoami(node);
+      this.nodes.push(node);
+    }
+  }
+
+  node(name: string): LabNode {
+    const found = this.nodes.find((candidate) => candidate.name === name);
+    if (!found) throw new Error(`no lab node ${name}`);
+    return found;
+  }
+
+  /** The config a node's agent runs with; `extra` is merged over the lab defaults. */
+  writeConfig(node: LabNode, extra: Record<string, unknown> = {}): string {
+    const config = {
+      cluster: 'lab',
+      node: { name: node.name, interface: 'mgmt-br' },
+      vip: { mode: 'static', address: this.vip },
+      etcd: { endpoints: [this.etcdEndpoint] },
+      ...this.options.config,
+      ...extra,
+    };
+    writeFileSync(node.configPath, toYaml(config));
+    return node.configPath;
+  }
+
+  /** A tiny TCP server per node that answers with the node's name: it shows which node the client reached. */
+  private startWhoami(node: LabNode): void {
+    const script = `require('net').createServer((s) => s.end(${JSON.stringify(node.name)})).listen(${WHOAMI_PORT}, '::')`;
+    const child = spawn(...inNamespace(node.namespace, process.execPath, '-e', script), { stdio: 'ignore' });
+    this.helpers.push(child);
+  }
+
+  async startEtcd(): Promise<void> {
+    const dataDir = join(this.dir, 'etcd');
+    const log = createWriteStream(join(this.dir, 'etcd.log'), { flags: 'a' });
+    const peer = 'http://127.0.0.1:2380';
+    const child = spawn(
+      ...inNamespace(
+        this.etcdNs,
+        'etcd',
+        '--name', 'lab',
+        '--data-dir', dataDir,
+        '--listen-client-urls', this.etcdEndpoint,
+        '--advertise-client-urls', this.etcdEndpoint,
+        '--listen-peer-urls', peer,
+        '--initial-advertise-peer-urls', peer,
+        '--initial-cluster', `lab=${peer}`,
+        '--heartbeat-interval', '100',
+        '--election-timeout', '1000',
+      ),
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    this.etcd = track(child);
+    await waitFor(
+      'etcd to answer',
+      async () => {
+        const result = await run('ip', ['netns', 'exec', this.etcdNs, 'etcdctl', '--endpoints', this.etcdEndpoint, '--dial-timeout=1s', 'endpoint', 'health']);
+        return result.code === 0;
+      },
+      20_000,
+      100,
+    );
+  }
+
+  async stopEtcd(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!this.etcd) return;
+    this.etcd.child.kill(signal);
+    await this.etcd.exited;
+    this.etcd = null;
+  }
+
+  async etcdctl(...args: string[]): Promise<string> {
+    return await mustRun('ip', ['netns', 'exec', this.etcdNs, 'etcdctl', '--endpoints', this.etcdEndpoint, ...args]);
+  }
+
+  /** Starts a node's agent; its log (JSON lines) goes to node.logPath. */
+  startAgent(node: LabNode, configPath = node.configPath): ChildProcess {
+    const log = createWriteStream(node.logPath, { flags: 'a' });
+    const child = spawn(...inNamespace(node.namespace, process.execPath, CLI, 'run', '--config', configPath), {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    node.agent = child;
+    child.once('exit', () => {
+      if (node.agent === child) node.agent = null;
+    });
+    return child;
+  }
+
+  async stopAgent(node: LabNode, signal: NodeJS.Signals): Promise<number | null> {
+    const child = node.agent;
+    if (!child) return null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(signal);
+    return await exited;
+  }
+
+  /** Runs the vipd CLI inside a node's namespace. */
+  async vipd(node: LabNode, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return await run(...inNamespace(node.namespace, process.execPath, CLI, ...args));
+  }
+
+  async setLink(node: LabNode, up: boolean): Promise<void> {
+    await this.ns(node.namespace, 'link', 'set', 'mgmt-br', up ? 'up' : 'down');
+  }
+
+  /** Which nodes have the VIP configured right now (one `ip` call per node). */
+  async holders(): Promise<string[]> {
+    const holders: string[] = [];
+    for (const node of this.nodes) {
+      const out = await this.ns(node.namespace, '-j', 'addr', 'show');
+      const links = JSON.parse(out) as Array<{ addr_info?: Array<{ local: string }> }>;
+      if (links.some((link) => link.addr_info?.some((entry) => entry.local === this.vip))) holders.push(node.name);
+    }
+    return holders;
+  }
+
+  /** Pings the VIP once from the client. */
+  async clientPing(): Promise<boolean> {
+    const result = await run('ip', ['netns', 'exec', this.clientNs, 'ping', '-c', '1', '-W', '1', this.vip]);
+    return result.code === 0;
+  }
+
+  /** Opens a TCP connection from the client to the VIP; returns the name of the node that answered. */
+  async clientWhoami(): Promise<string | null> {
+    const script = `exec 3<>/dev/tcp/${this.vip}/${WHOAMI_PORT} && cat <&3`;
+    const result = await run('ip', ['netns', 'exec', this.clientNs, 'timeout', '2', 'bash', '-c', script]);
+    return result.code === 0 ? result.stdout.trim() : null;
+  }
+
+  /** Waits until the client both pings the VIP and reaches `expected` (any node if omitted) over TCP. */
+  async waitClientReaches(expected: string | undefined, timeoutMs = 20_000): Promise<string> {
+    return await waitFor(
+      `the client to reach ${expected ?? 'the VIP'}`,
+      async () => {
+        if (!(await this.clientPing())) return undefined;
+        const name = await this.clientWhoami();
+        return name && (!expected || name === expected) ? name : undefined;
+      },
+      timeoutMs,
+      100,
+    );
+  }
+
+  async destroy(): Promise<void> {
+    this.destroySync();
+  }
+
+  private destroySync(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    process.removeListener('exit', this.onExit);
+    process.removeListener('SIGINT', this.onSignal);
+    process.removeListener('SIGTERM', this.onSignal);
+    for (const node of this.nodes) node.agent?.kill('SIGKILL');
+    for (const helper of this.helpers) helper.kill('SIGKILL');
+    this.etcd?.child.kill('SIGKILL');
+    destroyNamespaces(this.prefix);
+    if (!process.env['VIPD_LAB_KEEP_LOGS']) rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,61 @@
+import { InputError } from '../config/schema-check';
+import type { Config } from '../config/config';
+import { isLinkLocalV6, sameSubnet } from '../holding/codecs/subnet';
+import type { InterfaceAddress, InterfaceInfo, Netlink } from '../holding/netlink';
+
+export interface LocalFacts {
+  managementInterface: InterfaceInfo;
+  /** The interface address whose subnet holds the VIP: this node's management IP. */
+  managementAddress: InterfaceAddress;
+  /** A VIP left on the interface by an earlier run, to be removed before campaigning. */
+  leftoverVip: InterfaceAddress | null;
+}
+
+/** How a VIP left by an earlier vipd run looks: a host route on the management interface with preferred lifetime 0. */
+function isLeftoverVip(entry: InterfaceAddress, config: Config, managementIndex: number): boolean {
+  const hostPrefix = config.vip.address.includes(':') ? 128 : 32;
+  return (
+    entry.interfaceIndex === managementIndex &&
+    entry.address === config.vip.address &&
+    entry.prefixLength === hostPrefix &&
+    entry.preferredLifetime === 0
+  );
+}
+
+/**
+ * Checks this node's own network against the config. Reads only: on failure nothing has
+ * been changed. Throws an InputError naming the field at fault.
+ */
+export async function checkLocalNetwork(config: Config, netlink: Netlink): Promise<LocalFacts> {
+  const interfaces = await netlink.interfaces();
+  const managementInterface = interfaces.find((candidate) => candidate.name === config.node.interface);
+  if (!managementInterface) {
+    const names = interfaces.map((candidate) => candidate.name).join(', ');
+    throw new InputError('node.interface', `there is no interface "${config.node.interface}" on this node (found: ${names})`);
+  }
+  const addresses = await netlink.addresses();
+  const leftoverVip = addresses.find((entry) => isLeftoverVip(entry, config, managementInterface.index)) ?? null;
+
+  const clash = addresses.find((entry) => entry.address === config.vip.address && entry !== leftoverVip);
+  if (clash) {
+    const where = interfaces.find((candidate) => candidate.index === clash.interfaceIndex)?.name ?? `index ${clash.interfaceIndex}`;
+    throw new InputError(
+      'vip.address',
+      `${config.vip.address} is already an address of this node (${where}/${clash.prefixLength}); the VIP must differ from every node IP`,
+    );
+  }
+
+  const own = addresses.filter(
+    (entry) => entry.interfaceIndex === managementInterface.index && entry !== leftoverVip && !isLinkLocalV6(entry.address),
+  );
+  const managementAddress = own.find((entry) => sameSubnet(entry.address, config.vip.address, entry.prefixLength));
+  if (!managementAddress) {
+    const listed = own.map((entry) => `${entry.address}/${entry.prefixLength}`).join(', ') || 'none';
+    throw new InputError(
+      'vip.address',
+      `${config.vip.address} is not inside the subnet of any address on ${config.node.interface} (${listed}); ` +
+        'the VIP and every management interface must share one subnet and one layer-2 segment',
+    );
+  }
+  return { managementInterface, managementAddress, leftoverVip };
+}

@@ -1,0 +1,212 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { InputError, Schema } from './schema-check';
+
+const Duration = (description: string) =>
+  Type.String({
+    pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m)$',
+    description: `a duration with a unit, like 400ms, 2s or 1m (${description})`,
+  });
+
+/** Interface names: the kernel's IFNAMSIZ is 16 including the NUL. */
+const InterfaceName = Type.String({
+  pattern: '^[A-Za-z0-9_.:@-]{1,15}$',
+  description: 'a network interface name of 1 to 15 letters, digits or _.:@-',
+});
+
+const NodeName = Type.String({
+  pattern: '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$',
+  description: 'a DNS-label-like node name: lowercase letters, digits, "-" and ".", at most 63',
+});
+
+export const ConfigSchema = new Schema(
+  Type.Object(
+    {
+      cluster: Type.String({
+        pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$',
+        description: 'a cluster name of lowercase letters, digits and "-", at most 63',
+      }),
+      node: Type.Object(
+        {
+          name: Type.Optional(NodeName),
+          interface: InterfaceName,
+        },
+        { additionalProperties: false },
+      ),
+      vip: Type.Object(
+        {
+          mode: Type.Union([Type.Literal('static'), Type.Literal('dhcp')], {
+            description: '"static" or "dhcp"',
+          }),
+          address: Type.String({ format: 'ip', description: 'an IPv4 or IPv6 address' }),
+        },
+        { additionalProperties: false },
+      ),
+      etcd: Type.Object(
+        {
+          endpoints: Type.Array(
+            Type.String({
+              pattern: '^https?://[^\\s/]+(:[0-9]+)?/?$',
+              description: 'an etcd client URL such as http://192.0.2.11:2379',
+            }),
+            { minItems: 1, description: 'a list of at least one etcd client URL' },
+          ),
+          /** etcd's --election-timeout; it sets the shortest lease etcd grants. */
+          electionTimeout: Type.Optional(Duration('etcd --election-timeout, default 1s')),
+          tls: Type.Optional(
+            Type.Object(
+              {
+                ca: Type.String({ description: 'a path to the CA bundle (PEM)' }),
+                cert: Type.Optional(Type.String({ description: 'a path to the client certificate (PEM)' })),
+                key: Type.Optional(Type.String({ description: 'a path to the client key (PEM)' })),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+      election: Type.Optional(
+        Type.Object(
+          {
+            leaseTTL: Type.Optional(Duration('whole seconds, default 2s')),
+            renewInterval: Type.Optional(Duration('default 400ms')),
+            fencingMargin: Type.Optional(Duration('default 200ms')),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+      announce: Type.Optional(
+        Type.Object(
+          {
+            burstCount: Type.Optional(
+              Type.Integer({ minimum: 1, maximum: 50, description: 'a whole number from 1 to 50' }),
+            ),
+            burstInterval: Type.Optional(Duration('default 50ms')),
+            refreshInterval: Type.Optional(Duration('0s turns the refresh off, default 10s')),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+      log: Type.Optional(
+        Type.Object(
+          {
+            level: Type.Optional(
+              Type.Union(
+                ['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((level) => Type.Literal(level)),
+                { description: 'one of fatal, error, warn, info, debug, trace' },
+              ),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+    },
+    { additionalProperties: false },
+  ),
+);
+
+export type ConfigFile = Static<typeof ConfigSchema.schema>;
+
+/** The config with every default filled in and every duration in milliseconds. */
+export interface Config {
+  cluster: string;
+  node: { name: string; interface: string };
+  vip: { mode: 'static' | 'dhcp'; address: string };
+  etcd: {
+    endpoints: string[];
+    electionTimeoutMs: number;
+    tls?: { ca: string; cert?: string; key?: string };
+  };
+  election: { leaseTtlSeconds: number; renewIntervalMs: number; fencingMarginMs: number };
+  announce: { burstCount: number; burstIntervalMs: number; refreshIntervalMs: number };
+  logLevel: string;
+}
+
+export function parseDuration(text: string): number {
+  const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m)$/.exec(text);
+  if (!match) throw new InputError('', `"${text}" is not a duration like 400ms, 2s or 1m`);
+  const scale = { ms: 1, s: 1000, m: 60_000 }[match[2] as 'ms' | 's' | 'm'];
+  return Math.round(Number(match[1]) * scale);
+}
+
+/** etcd raises any shorter TTL silently to 1.5 × its election timeout, rounded up (lessor minLeaseTTL). */
+export function minimumLeaseTtlSeconds(electionTimeoutMs: number): number {
+  return Math.ceil((1.5 * electionTimeoutMs) / 1000);
+}
+
+/** Checks a parsed YAML document and fills in defaults; throws InputError naming the field. */
+export function resolveConfig(document: unknown): Config {
+  const file = ConfigSchema.check(document);
+  const electionTimeoutMs = parseDuration(file.etcd.electionTimeout ?? '1s');
+  const leaseTtlMs = parseDuration(file.election?.leaseTTL ?? '2s');
+  if (leaseTtlMs % 1000 !== 0 || leaseTtlMs === 0) {
+    throw new InputError('election.leaseTTL', 'must be a whole number of seconds (etcd leases have 1 s resolution)');
+  }
+  const minimum = minimumLeaseTtlSeconds(electionTimeoutMs);
+  if (leaseTtlMs / 1000 < minimum) {
+    throw new InputError(
+      'election.leaseTTL',
+      `must be at least ${minimum}s: etcd silently raises shorter leases to 1.5 × its election timeout (${electionTimeoutMs}ms)`,
+    );
+  }
+  const renewIntervalMs = parseDuration(file.election?.renewInterval ?? '400ms');
+  const fencingMarginMs = parseDuration(file.election?.fencingMargin ?? '200ms');
+  if (renewIntervalMs < 10 || renewIntervalMs * 2 > leaseTtlMs - fencingMarginMs) {
+    throw new InputError(
+      'election.renewInterval',
+      'must be at least 10ms and leave room for two renewals before the fencing deadline (leaseTTL − fencingMargin)',
+    );
+  }
+  if (fencingMarginMs >= leaseTtlMs) {
+    throw new InputError('election.fencingMargin', 'must be shorter than election.leaseTTL');
+  }
+  const burstIntervalMs = parseDuration(file.announce?.burstInterval ?? '50ms');
+  const refreshIntervalMs = parseDuration(file.announce?.refreshInterval ?? '10s');
+  if (refreshIntervalMs !== 0 && refreshIntervalMs < 100) {
+    throw new InputError('announce.refreshInterval', 'must be 0s (off) or at least 100ms');
+  }
+  if (file.vip.mode === 'dhcp') {
+    throw new InputError('vip.mode', 'dhcp is not supported by this build yet; use "static"');
+  }
+  return {
+    cluster: file.cluster,
+    node: { name: file.node.name ?? defaultNodeName(), interface: file.node.interface },
+    vip: { mode: file.vip.mode, address: file.vip.address },
+    etcd: { endpoints: file.etcd.endpoints, electionTimeoutMs, ...(file.etcd.tls ? { tls: file.etcd.tls } : {}) },
+    election: { leaseTtlSeconds: leaseTtlMs / 1000, renewIntervalMs, fencingMarginMs },
+    announce: { burstCount: file.announce?.burstCount ?? 6, burstIntervalMs, refreshIntervalMs },
+    logLevel: file.log?.level ?? 'info',
+  };
+}
+
+function defaultNodeName(): string {
+  const name = hostname().toLowerCase().split('.')[0] ?? '';
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(name)) {
+    throw new InputError('node.name', `is required: the hostname "${hostname()}" is not a usable node name`);
+  }
+  return name;
+}
+
+/** Reads, parses and checks a config file. */
+export function loadConfig(path: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new InputError('--config', `cannot read ${path}: ${(error as Error).message}`);
+  }
+  let document: unknown;
+  try {
+    document = parseYaml(text, { maxAliasCount: 100 });
+  } catch (error) {
+    const where = error instanceof YAMLParseError && error.linePos ? ` at line ${error.linePos[0].line}` : '';
+    throw new InputError('', `${path} is not valid YAML${where}: ${(error as Error).message.split('\n')[0]}`);
+  }
+  if (document === null || typeof document !== 'object' || Array.isArray(document)) {
+    throw new InputError('', `${path} must hold a YAML mapping with cluster, node, vip and etcd`);
+  }
+  return resolveConfig(document);
+}

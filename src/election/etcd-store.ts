@@ -1,0 +1,187 @@
+import { readFileSync } from 'node:fs';
+import { ConstantBackoff, noop } from 'cockatiel';
+import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
+
+/** One key as the election and the registry see it. */
+export interface StoredValue {
+  key: string;
+  value: string;
+  /** The revision that created the key: for the leader key, the term. */
+  createRevision: number;
+  lease: string;
+}
+
+export interface CampaignResult {
+  won: boolean;
+  /** The leader key after the attempt: ours when won, the incumbent's otherwise (null if none). */
+  leader: StoredValue | null;
+}
+
+export interface EtcdConnection {
+  endpoints: string[];
+  tls?: { ca: string; cert?: string; key?: string } | undefined;
+  /** Every unary call fails after this long: a hung call must never stall fencing. */
+  callTimeoutMs: number;
+}
+
+function toStored(kv: IKeyValue): StoredValue {
+  return {
+    key: kv.key.toString(),
+    value: kv.value.toString(),
+    createRevision: Number(kv.create_revision),
+    lease: String(kv.lease),
+  };
+}
+
+/**
+ * The thin layer between vipd and etcd: leases, the leader compare-and-swap, and plain keys.
+ * Retries are ours to decide (the fencing deadline depends on them), so the client's own
+ * retry and circuit-breaker policies are switched off.
+ */
+export class EtcdStore {
+  readonly client: Etcd3;
+  private keepAliveStream: Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>> | null = null;
+  private readonly pendingRenewals: Array<(ttlSeconds: number | Error) => void> = [];
+
+  constructor(connection: EtcdConnection) {
+    const options: IOptions = {
+      hosts: connection.endpoints,
+      dialTimeout: connection.callTimeoutMs,
+      faultHandling: {
+        host: () => noop,
+        global: noop,
+        watchBackoff: new ConstantBackoff(250).next(),
+      },
+      defaultCallOptions: (context) =>
+        context.isStream ? {} : { deadline: Date.now() + connection.callTimeoutMs },
+    };
+    if (connection.tls) {
+      options.credentials = {
+        rootCertificate: readFileSync(connection.tls.ca),
+        ...(connection.tls.key ? { privateKey: readFileSync(connection.tls.key) } : {}),
+        ...(connection.tls.cert ? { certChain: readFileSync(connection.tls.cert) } : {}),
+      };
+    }
+    this.client = new Etcd3(options);
+  }
+
+  async grantLease(ttlSeconds: number): Promise<{ id: string; ttlSeconds: number }> {
+    const response = await this.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
+    return { id: String(response.ID), ttlSeconds: Number(response.TTL) };
+  }
+
+  /**
+   * Sends one keepalive on a long-lived stream and resolves with the TTL etcd granted
+   * (0 means the lease no longer exists). Callers keep at most one renewal in flight.
+   */
+  async renewLease(leaseId: string, timeoutMs: number): Promise<number> {
+    const stream = await this.openKeepAliveStream();
+    return await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.dropKeepAliveStream(new Error(`lease renewal timed out after ${timeoutMs}ms`));
+      }, timeoutMs);
+      this.pendingRenewals.push((result) => {
+        clearTimeout(timer);
+        if (result instanceof Error) reject(result);
+        else resolve(result);
+      });
+      stream.write({ ID: leaseId });
+    });
+  }
+
+  private async openKeepAliveStream(): Promise<NonNullable<EtcdStore['keepAliveStream']>> {
+    if (this.keepAliveStream) return this.keepAliveStream;
+    const stream = await this.client.leaseClient.leaseKeepAlive();
+    stream.on('data', (response: { TTL: string }) => {
+      this.pendingRenewals.shift()?.(Number(response.TTL));
+    });
+    stream.on('error', (error: Error) => {
+      if (this.keepAliveStream === stream) this.dropKeepAliveStream(error);
+    });
+    stream.on('end', () => {
+      if (this.keepAliveStream === stream) this.dropKeepAliveStream(new Error('keepalive stream ended'));
+    });
+    this.keepAliveStream = stream;
+    return stream;
+  }
+
+  private dropKeepAliveStream(reason: Error): void {
+    const stream = this.keepAliveStream;
+    this.keepAliveStream = null;
+    for (const settle of this.pendingRenewals.splice(0)) settle(reason);
+    try {
+      stream?.end();
+    } catch {
+      // Already broken: nothing to close.
+    }
+  }
+
+  async revokeLease(leaseId: string): Promise<void> {
+    await this.client.leaseClient.leaseRevoke({ ID: leaseId });
+  }
+
+  /** Takes the leader key if nobody holds it; otherwise reads who does. One round trip. */
+  async campaign(leaderKey: string, value: string, leaseId: string): Promise<CampaignResult> {
+    const key = Buffer.from(leaderKey);
+    const response = await this.client.kv.txn({
+      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+      success: [{ request_put: { key, value: Buffer.from(value), lease: leaseId } }],
+      failure: [{ request_range: { key } }],
+    });
+    if (response.succeeded) {
+      return {
+        won: true,
+        leader: { key: leaderKey, value, createRevision: Number(response.header.revision), lease: leaseId },
+      };
+    }
+    const current = response.responses[0]?.response_range.kvs[0];
+    return { won: false, leader: current ? toStored(current) : null };
+  }
+
+  /** Deletes the leader key only if our lease still owns it. */
+  async resign(leaderKey: string, leaseId: string): Promise<boolean> {
+    const key = Buffer.from(leaderKey);
+    const response = await this.client.kv.txn({
+      compare: [{ key, target: 'Lease', result: 'Equal', lease: leaseId }],
+      success: [{ request_delete_range: { key } }],
+    });
+    return response.succeeded;
+  }
+
+  async get(key: string): Promise<StoredValue | null> {
+    const response = await this.client.kv.range({ key: Buffer.from(key) });
+    const first = response.kvs[0];
+    return first ? toStored(first) : null;
+  }
+
+  async getPrefix(prefix: string): Promise<StoredValue[]> {
+    const response = await this.client.getAll().prefix(prefix).exec();
+    return response.kvs.map(toStored);
+  }
+
+  async put(key: string, value: string, leaseId?: string): Promise<void> {
+    await this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), ...(leaseId ? { lease: leaseId } : {}) });
+  }
+
+  /** Writes the key only if it does not exist yet; returns what is stored afterwards. */
+  async putIfAbsent(key: string, value: string): Promise<StoredValue> {
+    const keyBytes = Buffer.from(key);
+    const response = await this.client.kv.txn({
+      compare: [{ key: keyBytes, target: 'Create', result: 'Equal', create_revision: 0 }],
+      success: [{ request_put: { key: keyBytes, value: Buffer.from(value) } }],
+      failure: [{ request_range: { key: keyBytes } }],
+    });
+    const existing = response.responses[0]?.response_range?.kvs[0];
+    if (!response.succeeded && existing) return toStored(existing);
+    return { key, value, createRevision: Number(response.header.revision), lease: '0' };
+  }
+
+  async watchKey(key: string): Promise<Watcher> {
+    return await this.client.watch().key(key).create();
+  }
+
+  close(): void {
+    this.dropKeepAliveStream(new Error('closed'));
+    this.client.close();
+  }
+}

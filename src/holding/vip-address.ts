@@ -1,0 +1,50 @@
+import { isIPv4 } from 'node:net';
+import type { Netlink } from './netlink';
+
+/**
+ * The VIP as an address on the management interface.
+ *
+ * It is a host route (/32 or /128) so it never adds a second subnet route, with preferred
+ * lifetime 0 so the kernel never picks it as a source address, and a valid lifetime that
+ * the holder keeps short: if the agent dies without cleanup, the kernel removes the VIP by
+ * itself before the lease can pass to another node.
+ */
+export class VipAddress {
+  readonly prefixLength: number;
+
+  constructor(
+    private readonly netlink: Netlink,
+    readonly interfaceIndex: number,
+    readonly address: string,
+  ) {
+    this.prefixLength = isIPv4(address) ? 32 : 128;
+  }
+
+  async isPresent(): Promise<boolean> {
+    const addresses = await this.netlink.addresses(this.interfaceIndex);
+    return addresses.some((entry) => entry.address === this.address && entry.prefixLength === this.prefixLength);
+  }
+
+  /** Adds the VIP or refreshes its valid lifetime; returns true if it was newly added. */
+  async install(validSeconds: number): Promise<boolean> {
+    const wasPresent = await this.isPresent();
+    await this.netlink.setAddress(this.interfaceIndex, this.address, this.prefixLength, {
+      preferredSeconds: 0,
+      validSeconds,
+    });
+    return !wasPresent;
+  }
+
+  async remove(): Promise<boolean> {
+    return await this.netlink.removeAddress(this.interfaceIndex, this.address, this.prefixLength);
+  }
+}
+
+/**
+ * Whole seconds of valid lifetime that still end before the fencing deadline. The kernel
+ * checks lifetimes in whole seconds and may run its expiry work up to HZ/4 late
+ * (ADDRCONF_TIMER_FUZZ), hence the slack.
+ */
+export function validLifetimeSeconds(remainingMs: number, kernelSlackMs = 300): number {
+  return Math.floor((remainingMs - kernelSlackMs) / 1000);
+}
