@@ -44,16 +44,15 @@ export class Schema<T extends TSchema> {
 
   check(value: unknown, context = ''): Static<T> {
     if (this.compiled.Check(value)) return value;
-    const first = this.compiled.Errors(value).First();
+    const errors = [...this.compiled.Errors(value)];
+    // A misspelt key also makes the real one "missing": name the misspelling, it explains both.
+    const first = errors.find((error) => error.type === ValueErrorType.ObjectAdditionalProperties) ?? errors[0];
     if (!first) throw new InputError(context, 'is invalid');
     const path = [context, dottedPath(first.path)].filter(Boolean).join('.');
     if (first.type === ValueErrorType.ObjectAdditionalProperties) {
-      // TypeBox reports the object; name the offending key instead.
-      const objectValue = first.value as Record<string, unknown>;
+      // TypeBox's path already ends at the unknown key; list what is allowed beside it.
       const allowed = Object.keys((first.schema as { properties?: object }).properties ?? {});
-      const unknownKey = Object.keys(objectValue).find((key) => !allowed.includes(key)) ?? '?';
-      const where = [path, unknownKey].filter(Boolean).join('.');
-      throw new InputError(where, `unknown field (allowed here: ${allowed.join(', ')})`);
+      throw new InputError(path, `unknown field (allowed here: ${allowed.join(', ')})`);
     }
     if (first.type === ValueErrorType.ObjectRequiredProperty) {
       throw new InputError(path, 'is required');

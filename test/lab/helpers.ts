@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import type { Lab, LabNode } from '../../lab/lab';
+import type { VipObserver } from '../../lab/observer';
+import { waitFor } from '../../lab/shell';
+
+/** Waits until exactly one node is seen holding the VIP and returns it. */
+export async function singleHolder(lab: Lab, observer: VipObserver, timeoutMs = 20_000): Promise<LabNode> {
+  const name = await waitFor(
+    'exactly one node to hold the VIP',
+    () => {
+      const holders = observer.currentHolders();
+      return holders.length === 1 ? holders[0] : undefined;
+    },
+    timeoutMs,
+    20,
+  );
+  return lab.node(name);
+}
+
+/** Waits until a node other than `former` holds the VIP and the client reaches it over ICMP and TCP. */
+export async function takeoverFrom(lab: Lab, observer: VipObserver, former: LabNode, timeoutMs = 20_000): Promise<LabNode> {
+  const next = await waitFor(
+    `a node other than ${former.name} to hold the VIP`,
+    () => {
+      const holders = observer.currentHolders();
+      return holders.length === 1 && holders[0] !== former.name ? holders[0] : undefined;
+    },
+    timeoutMs,
+    20,
+  );
+  await lab.waitClientReaches(next, timeoutMs);
+  return lab.node(next);
+}
+
+export function assertNeverTwoHolders(observer: VipObserver): void {
+  assert.deepEqual(observer.overlaps(), [], 'two nodes held the VIP at the same moment');
+}
+
+function countInLog(node: LabNode, message: string): number {
+  try {
+    return readFileSync(node.logPath, 'utf8').split('\n').filter((line) => line.includes(`"msg":"${message}"`)).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Starts a node's agent and waits until it is running (has its lease). */
+export async function startAgentAndWait(lab: Lab, node: LabNode, timeoutMs = 20_000): Promise<void> {
+  const before = countInLog(node, 'lease granted');
+  lab.startAgent(node);
+  await waitFor(`${node.name}'s agent to start`, () => countInLog(node, 'lease granted') > before, timeoutMs, 50);
+}
+
+/** Appends the tail of every agent log to a failure, so CI output explains it. */
+export async function explained<T>(lab: Lab, action: () => Promise<T>): Promise<T> {
+  try {
+    return await action();
+  } catch (error) {
+    const tails = lab.nodes.map((node) => {
+      let text = '';
+      try {
+        text = readFileSync(node.logPath, 'utf8').trim().split('\n').slice(-15).join('\n');
+      } catch {
+        text = '(no log)';
+      }
+      return `--- ${node.name} ---\n${text}`;
+    });
+    (error as Error).message += `\n${tails.join('\n')}`;
+    throw error;
+  }
+}
