@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadConfig, minimumLeaseTtlSeconds, parseDuration, resolveConfig } from '../../src/config/config';
+import { InputError } from '../../src/config/schema-check';
+
+const valid = {
+  cluster: 'demo',
+  node: { name: 'node-1', interface: 'mgmt-br' },
+  vip: { mode: 'static', address: '192.0.2.10' },
+  etcd: { endpoints: ['http://192.0.2.11:2379'] },
+};
+
+function rejects(document: unknown, field: string, pattern: RegExp): void {
+  assert.throws(
+    () => resolveConfig(document),
+    (error: unknown) => {
+      assert.ok(error instanceof InputError, String(error));
+      assert.equal(error.field, field);
+      assert.match(error.message, pattern);
+      return true;
+    },
+  );
+}
+
+test('the contract example is accepted, with defaults filled in', () => {
+  const config = resolveConfig(valid);
+  assert.equal(config.node.name, 'node-1');
+  assert.equal(config.election.leaseTtlSeconds, 2);
+  assert.equal(config.election.renewIntervalMs, 400);
+  assert.equal(config.announce.burstCount, 6);
+  assert.equal(config.announce.refreshIntervalMs, 10_000);
+});
+
+test('IPv6 VIPs are accepted', () => {
+  assert.equal(resolveConfig({ ...valid, vip: { mode: 'static', address: '2001:db8::10' } }).vip.address, '2001:db8::10');
+});
+
+test('every error names its field', () => {
+  rejects({ ...valid, cluster: 'Demo Cluster' }, 'cluster', /lowercase/);
+  rejects({ ...valid, node: { interface: 'mgmt-br', name: '../etc' } }, 'node.name', /node name/);
+  rejects({ ...valid, node: { name: 'n1' } }, 'node.interface', /is required/);
+  rejects({ ...valid, node: { name: 'n1', interface: 'an-interface-name-too-long' } }, 'node.interface', /1 to 15/);
+  rejects({ ...valid, vip: { mode: 'static', address: '192.0.2.256' } }, 'vip.address', /IPv4 or IPv6/);
+  rejects({ ...valid, vip: { mode: 'floating', address: '192.0.2.10' } }, 'vip.mode', /"static" or "dhcp"/);
+  rejects({ ...valid, vip: { mode: 'dhcp', address: '192.0.2.10' } }, 'vip.mode', /dhcp is not supported/);
+  rejects({ ...valid, etcd: { endpoints: [] } }, 'etcd.endpoints', /at least one/);
+  rejects({ ...valid, etcd: { endpoints: ['192.0.2.11:2379'] } }, 'etcd.endpoints[0]', /etcd client URL/);
+  rejects({ ...valid, extra: 1 }, 'extra', /unknown field/);
+  rejects({ ...valid, vip: { mode: 'static', adress: '192.0.2.10' } }, 'vip.adress', /unknown field \(allowed here: mode, address\)/);
+  rejects({ ...valid, election: { leaseTTL: '2500ms' } }, 'election.leaseTTL', /whole number of seconds/);
+  rejects({ ...valid, election: { leaseTTL: '1s' } }, 'election.leaseTTL', /at least 2s/);
+  rejects({ ...valid, election: { leaseTTL: '-2s' } }, 'election.leaseTTL', /duration/);
+  rejects({ ...valid, election: { renewInterval: '2s' } }, 'election.renewInterval', /room for two renewals/);
+  rejects({ ...valid, announce: { burstCount: 0 } }, 'announce.burstCount', /1 to 50/);
+  rejects({ ...valid, announce: { refreshInterval: '5ms' } }, 'announce.refreshInterval', /at least 100ms/);
+});
+
+test("etcd's shortest lease follows its election timeout", () => {
+  assert.equal(minimumLeaseTtlSeconds(1000), 2);
+  assert.equal(minimumLeaseTtlSeconds(500), 1);
+  assert.equal(minimumLeaseTtlSeconds(5000), 8);
+  const slowEtcd = { ...valid, etcd: { endpoints: ['http://192.0.2.11:2379'], electionTimeout: '5s' }, election: { leaseTTL: '3s' } };
+  assert.throws(() => resolveConfig(slowEtcd), /at least 8s/);
+});
+
+test('durations', () => {
+  assert.equal(parseDuration('400ms'), 400);
+  assert.equal(parseDuration('1.5s'), 1500);
+  assert.equal(parseDuration('2m'), 120_000);
+  assert.throws(() => parseDuration('10'), /not a duration/);
+});
+
+test('files: unreadable, not YAML, not a mapping', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vipd-config-'));
+  assert.throws(() => loadConfig(join(dir, 'missing.yaml')), /--config: cannot read/);
+  writeFileSync(join(dir, 'broken.yaml'), 'cluster: [demo\n');
+  assert.throws(() => loadConfig(join(dir, 'broken.yaml')), /not valid YAML at line/);
+  writeFileSync(join(dir, 'list.yaml'), '- a\n- b\n');
+  assert.throws(() => loadConfig(join(dir, 'list.yaml')), /must hold a YAML mapping/);
+});

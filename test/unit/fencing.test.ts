@@ -1,0 +1,34 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { FencingDeadline } from '../../src/election/fencing';
+import { validLifetimeSeconds } from '../../src/holding/vip-address';
+
+test('the deadline counts from the send time of the acknowledged renewal, minus the margin', () => {
+  const fencing = new FencingDeadline(200);
+  assert.equal(fencing.isValid(0), false, 'no renewal yet: not valid');
+  // Sent at t=1000, acknowledged much later: still counted from 1000.
+  assert.equal(fencing.acknowledge(1000, 2), 2800);
+  assert.equal(fencing.isValid(2799), true);
+  assert.equal(fencing.isValid(2800), false);
+  assert.equal(fencing.remainingMs(2000), 800);
+});
+
+test('a late ack for an older renewal never moves the deadline back', () => {
+  const fencing = new FencingDeadline(200);
+  fencing.acknowledge(5000, 2);
+  fencing.acknowledge(4000, 2);
+  assert.equal(fencing.deadline, 6800);
+});
+
+test('reset forgets every renewal', () => {
+  const fencing = new FencingDeadline(200);
+  fencing.acknowledge(1000, 2);
+  fencing.reset();
+  assert.equal(fencing.isValid(1001), false);
+});
+
+test('the kernel lifetime ends before the deadline, in whole seconds', () => {
+  assert.equal(validLifetimeSeconds(1795), 1);
+  assert.equal(validLifetimeSeconds(1299), 0);
+  assert.equal(validLifetimeSeconds(9000), 8);
+});
