@@ -11,7 +11,9 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { stringify as toYaml } from 'yaml';
+import type { CapturedAnnouncement } from './frame-capture';
 import { mustRun, run, runSync, waitFor } from './shell';
 
 const REGISTRY = '/run/vipd-lab';
@@ -47,6 +49,12 @@ export interface LabOptions {
   config?: Record<string, unknown>;
   /** Use the IPv6 VIP instead of the IPv4 one. */
   ipv6?: boolean;
+}
+
+export interface AnnouncementCapture {
+  /** Every announcement seen so far, in order. */
+  seen: CapturedAnnouncement[];
+  stop: () => void;
 }
 
 interface ProcessHandle {
@@ -285,6 +293,36 @@ export class Lab {
   /** Runs the vipd CLI inside a node's namespace. */
   async vipd(node: LabNode, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     return await run(...inNamespace(node.namespace, process.execPath, CLI, ...args));
+  }
+
+  /** The MAC of a node's management interface. */
+  async mac(node: LabNode): Promise<string> {
+    const out = await this.ns(node.namespace, '-j', 'link', 'show', 'mgmt-br');
+    return (JSON.parse(out) as Array<{ address: string }>)[0]?.address ?? '';
+  }
+
+  /** The MAC the client's neighbour table has for the VIP, if any. */
+  async clientNeighbourMac(): Promise<string | null> {
+    const out = await this.ns(this.clientNs, '-j', 'neigh', 'show', this.vip);
+    return (JSON.parse(out) as Array<{ lladdr?: string }>)[0]?.lladdr ?? null;
+  }
+
+  /** Starts capturing the VIP's announcements as the client sees them. */
+  async captureAnnouncements(): Promise<AnnouncementCapture> {
+    const child = spawn(...inNamespace(this.clientNs, process.execPath, join(__dirname, 'frame-capture.js'), 'eth0', this.vip), {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    this.helpers.push(child);
+    const seen: CapturedAnnouncement[] = [];
+    await new Promise<void>((resolve, reject) => {
+      child.once('error', reject);
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        const parsed = JSON.parse(line) as CapturedAnnouncement | { ready: true };
+        if ('ready' in parsed) resolve();
+        else seen.push(parsed);
+      });
+    });
+    return { seen, stop: () => child.kill('SIGKILL') };
   }
 
   async setLink(node: LabNode, up: boolean): Promise<void> {

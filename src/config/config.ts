@@ -84,7 +84,7 @@ export const ConfigSchema = new Schema(
             burstCount: Type.Optional(
               Type.Integer({ minimum: 1, maximum: 50, description: 'a whole number from 1 to 50' }),
             ),
-            burstInterval: Type.Optional(Duration('default 50ms')),
+            burstInterval: Type.Optional(Duration('default 300ms')),
             refreshInterval: Type.Optional(Duration('0s turns the refresh off, default 10s')),
           },
           { additionalProperties: false },
@@ -163,7 +163,7 @@ export function resolveConfig(document: unknown): Config {
   if (fencingMarginMs >= leaseTtlMs) {
     throw new InputError('election.fencingMargin', 'must be shorter than election.leaseTTL');
   }
-  const burstIntervalMs = parseDuration(file.announce?.burstInterval ?? '50ms');
+  const burstIntervalMs = parseDuration(file.announce?.burstInterval ?? '300ms');
   const refreshIntervalMs = parseDuration(file.announce?.refreshInterval ?? '10s');
   if (refreshIntervalMs !== 0 && refreshIntervalMs < 100) {
     throw new InputError('announce.refreshInterval', 'must be 0s (off) or at least 100ms');

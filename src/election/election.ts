@@ -123,7 +123,9 @@ export class Election {
     clearTimeout(this.fenceTimer);
     this.ownsKey = false;
     this.fencing.reset();
-    await this.watcher?.cancel().catch(() => undefined);
+    // Cancelling talks to etcd; never let an unreachable etcd hold up a shutdown.
+    const cancelled = this.watcher?.cancel().catch(() => undefined);
+    await Promise.race([cancelled, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
     if (revoke && this.leaseId) {
       try {
         await this.options.store.revokeLease(this.leaseId);

@@ -61,23 +61,30 @@ export class Announcer {
     }
   }
 
-  /** Starts a new burst (cancelling one under way) and the periodic refresh. */
+  /** Starts a new burst (cancelling one under way), then the periodic refresh. */
   start(): void {
     this.stop();
     let n = 0;
     const next = (): void => {
       this.sendOne(n);
       n += 1;
-      if (n < this.options.burstCount) this.burstTimer = setTimeout(next, n === 1 ? 0 : this.options.burstIntervalMs);
+      if (n < this.options.burstCount) {
+        // Request and reply go out together; the rest are spread by burstInterval.
+        this.burstTimer = setTimeout(next, n === 1 ? 0 : this.options.burstIntervalMs);
+      } else {
+        this.startRefresh();
+      }
     };
     next();
     this.options.logger.info({ frames: this.options.burstCount, address: this.options.address }, 'announcing the VIP');
-    if (this.options.refreshIntervalMs > 0) {
-      this.refreshTimer = setInterval(() => {
-        this.sendOne(0);
-        this.sendOne(1);
-      }, this.options.refreshIntervalMs);
-    }
+  }
+
+  private startRefresh(): void {
+    if (this.options.refreshIntervalMs <= 0) return;
+    this.refreshTimer = setInterval(() => {
+      this.sendOne(0);
+      this.sendOne(1);
+    }, this.options.refreshIntervalMs);
   }
 
   stop(): void {

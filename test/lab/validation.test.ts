@@ -1,24 +1,28 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify as toYaml } from 'yaml';
 import { Lab, type LabNode } from '../../lab/lab';
 import { mustRun, waitFor } from '../../lab/shell';
-import { explained, startAgentAndWait } from './helpers';
+import { VipObserver } from '../../lab/observer';
+import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait } from './helpers';
 
 describe('checks before anything changes', { timeout: 300_000 }, () => {
   let lab: Lab;
   let node1: LabNode;
   let node2: LabNode;
+  let observer: VipObserver;
 
   before(async () => {
     lab = await Lab.create({ nodes: 2 });
     await lab.startEtcd();
+    observer = await VipObserver.start(lab.vip, lab.nodes);
     [node1, node2] = lab.nodes as [LabNode, LabNode];
   });
 
   after(async () => {
+    observer?.stop();
     await lab?.destroy();
   });
 
@@ -151,17 +155,41 @@ describe('checks before anything changes', { timeout: 300_000 }, () => {
 
   test('a VIP left by an earlier run is removed on start', () =>
     explained(lab, async () => {
+      // Nobody holds the VIP while we plant the leftover, so the planted address is the only one.
+      assert.equal(await lab.stopAgent(node1, 'SIGTERM'), 0);
+      await waitFor('the VIP to be released', () => observer.currentHolders().length === 0, 10_000, 20);
       // What a crashed agent leaves: the VIP as a host route with preferred lifetime 0.
-      await mustRun('ip', ['-n', node2.namespace, 'addr', 'add', `${lab.vip}/32`, 'dev', 'mgmt-br', 'preferred_lft', '0', 'valid_lft', '60']);
+      await mustRun('ip', ['-n', node2.namespace, 'addr', 'add', `${lab.vip}/32`, 'dev', 'mgmt-br', 'preferred_lft', '0', 'valid_lft', '600']);
       await startAgentAndWait(lab, node2);
-      await waitFor('the leftover VIP to be removed', async () => !(await lab.holders()).includes('node-2'), 10_000);
-      assert.deepEqual(await lab.holders(), ['node-1']);
+      await waitFor('the removal to be logged', () => readFileSync(node2.logPath, 'utf8').includes('removed a VIP left on this node'), 10_000);
+      // node-2 then wins the VIP itself: with a lifetime bounded by its lease, not the planted 600 s.
+      await singleHolder(lab, observer);
+      const validLifetime = await waitFor(
+        'the VIP on node-2 with a short lifetime',
+        async () => {
+          const out = await mustRun('ip', ['-n', node2.namespace, '-j', 'addr', 'show', 'dev', 'mgmt-br']);
+          const entry = (JSON.parse(out) as Array<{ addr_info: Array<{ local: string; valid_life_time: number }> }>)[0]?.addr_info.find(
+            (address) => address.local === lab.vip,
+          );
+          return entry && entry.valid_life_time < 600 ? entry.valid_life_time : undefined;
+        },
+        10_000,
+      );
+      assert.ok(validLifetime <= 2, `valid lifetime ${validLifetime}s`);
+      await startAgentAndWait(lab, node1);
+      assertNeverTwoHolders(observer);
     }));
 
   test('drift is repaired: a VIP removed from the holder comes back', () =>
     explained(lab, async () => {
-      await mustRun('ip', ['-n', node1.namespace, 'addr', 'del', `${lab.vip}/32`, 'dev', 'mgmt-br']);
-      await waitFor('the VIP to come back on node-1', async () => (await lab.holders()).includes('node-1'), 10_000);
-      await lab.waitClientReaches('node-1');
+      const holder = await singleHolder(lab, observer);
+      await mustRun('ip', ['-n', holder.namespace, 'addr', 'del', `${lab.vip}/32`, 'dev', 'mgmt-br']);
+      await waitFor(`the VIP to come back on ${holder.name}`, async () => (await lab.holders()).includes(holder.name), 10_000);
+      await lab.waitClientReaches(holder.name);
+      assertNeverTwoHolders(observer);
     }));
+
+  test('no two holders at any moment of this suite', () => {
+    assertNeverTwoHolders(observer);
+  });
 });
