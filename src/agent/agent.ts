@@ -12,10 +12,6 @@ import { Netlink } from '../holding/netlink';
 import { validLifetimeSeconds, VipAddress } from '../holding/vip-address';
 import { checkLocalNetwork } from './preflight';
 
-/** Exit codes of `vipd run`. */
-export const EXIT_OK = 0;
-export const EXIT_BAD_INPUT = 2;
-
 /**
  * The node agent: joins "who should hold the VIP" (the election) to "how a node holds it"
  * (address and announcements). All holding decisions are made in reconcile(), which reads
