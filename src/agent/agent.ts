@@ -8,6 +8,7 @@ import { ClusterKeys } from '../election/keys';
 import { Membership, type NodeRecord } from '../election/membership';
 import { Announcer } from '../holding/announcer';
 import { parseMac } from '../holding/codecs/mac';
+import { probeForOtherHolders } from '../holding/conflict-probe';
 import { Netlink } from '../holding/netlink';
 import { validLifetimeSeconds, VipAddress } from '../holding/vip-address';
 import { checkLocalNetwork } from './preflight';
@@ -32,6 +33,9 @@ export class Agent {
   /** The fencing deadline the VIP's kernel lifetime was last set from. */
   private refreshedFor = -Infinity;
   private heldTerm: number | null = null;
+  private ownMac: Buffer | null = null;
+  private probeStartedAt: number | null = null;
+  private probeTerm: number | null = null;
 
   constructor(
     private readonly config: Config,
@@ -82,18 +86,18 @@ export class Agent {
       refreshIntervalMs: config.announce.refreshIntervalMs,
       logger,
     });
+    this.ownMac = parseMac(local.managementInterface.mac);
     this.election = new Election({
       store: this.store,
       keys: this.keys,
       self: { node: this.self.name, ip: this.self.ip, mac: this.self.mac },
-      leaseTtlSeconds: config.election.leaseTtlSeconds,
-      renewIntervalMs: config.election.renewIntervalMs,
-      fencingMarginMs: config.election.fencingMarginMs,
+      config: config.election,
       logger,
       onChange: () => this.reconcile(),
+      releaseVip: () => this.releaseForHandoff(),
     });
     this.stopWatching = Netlink.watchChanges(() => this.reconcile());
-    this.periodic = setInterval(() => this.reconcile(), config.election.renewIntervalMs);
+    this.periodic = setInterval(() => this.reconcile(), config.election.leaseRenewIntervalMs);
     await this.election.start();
     this.reconcile();
   }
@@ -154,18 +158,59 @@ export class Agent {
       await this.drop(link.index, 'not the elected holder');
       return;
     }
-    const validSeconds = validLifetimeSeconds(until - monotonicMs());
+    // The kernel removes the VIP by itself at the lease deadline if this agent dies.
+    const bound = election.lifetimeBound();
+    const validSeconds = validLifetimeSeconds(bound - monotonicMs());
     // Too close to the deadline to give the kernel a whole second: wait for the next renewal.
     if (validSeconds < 1) return;
     const present = await vip.isPresent();
-    if (present && until === this.refreshedFor) return;
+    if (present && bound === this.refreshedFor) return;
+    const term = election.leader()?.term ?? null;
+    if (!present && election.needsProbe() && !(await this.segmentIsQuiet(term))) return;
     await vip.install(validSeconds);
-    this.refreshedFor = until;
+    this.refreshedFor = bound;
     if (!present) {
-      this.heldTerm = election.leader()?.term ?? null;
-      this.logger.info({ term: this.heldTerm, address: this.config.vip.address, validSeconds }, 'holding the VIP');
+      this.heldTerm = term;
+      this.probeStartedAt = null;
+      this.logger.info({ term, address: this.config.vip.address, validSeconds }, 'holding the VIP');
       this.announcer?.start();
     }
+  }
+
+  /**
+   * True when no other host answers for the VIP. A frozen or killed former holder's kernel
+   * keeps answering until the address's lifetime runs out; wait for that, up to
+   * takeover.maxProbeWait, then take the VIP anyway and say why.
+   */
+  private async segmentIsQuiet(term: number | null): Promise<boolean> {
+    const { probeWindowMs, maxProbeWaitMs } = this.config.takeover;
+    if (probeWindowMs === 0 || !this.ownMac) return true;
+    const now = monotonicMs();
+    if (this.probeStartedAt === null || this.probeTerm !== term) {
+      this.probeStartedAt = now;
+      this.probeTerm = term;
+    }
+    const others = await probeForOtherHolders({
+      interfaceName: this.config.node.interface,
+      ownMac: this.ownMac,
+      address: this.config.vip.address,
+      windowMs: probeWindowMs,
+    });
+    if (others.length === 0) return true;
+    if (now - this.probeStartedAt >= maxProbeWaitMs) {
+      this.logger.error({ answering: others, term }, 'another host still answers for the VIP; taking it anyway after takeover.maxProbeWait');
+      return true;
+    }
+    if (now === this.probeStartedAt) this.logger.warn({ answering: others, term }, 'another host still answers for the VIP; waiting for it to let go');
+    setTimeout(() => this.reconcile(), 20).unref();
+    return false;
+  }
+
+  /** A planned move: the VIP leaves this node before the election hands the key on. */
+  private async releaseForHandoff(): Promise<void> {
+    await this.reconciling;
+    const link = await this.netlink.interfaceByName(this.config.node.interface);
+    if (link) await this.drop(link.index, 'planned move');
   }
 
   private async drop(interfaceIndex: number, reason: string): Promise<void> {

@@ -71,9 +71,22 @@ export const ConfigSchema = new Schema(
       election: Type.Optional(
         Type.Object(
           {
+            profile: Type.Optional(
+              Type.Union([Type.Literal('default'), Type.Literal('fast')], { description: '"default" or "fast"' }),
+            ),
             leaseTTL: Type.Optional(Duration('whole seconds, default 2s')),
-            renewInterval: Type.Optional(Duration('default 400ms')),
-            fencingMargin: Type.Optional(Duration('default 200ms')),
+            renewInterval: Type.Optional(Duration('default 400ms; fast profile 40ms')),
+            holdTimeout: Type.Optional(Duration('fast profile only, default 200ms')),
+            fencingMargin: Type.Optional(Duration('default 200ms; fast profile 40ms')),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+      takeover: Type.Optional(
+        Type.Object(
+          {
+            probeWindow: Type.Optional(Duration('how long to listen for another answer for the VIP, default 30ms; 0s skips the probe')),
+            maxProbeWait: Type.Optional(Duration('give up waiting for silence after this long, default 3s')),
           },
           { additionalProperties: false },
         ),
@@ -120,9 +133,28 @@ export interface Config {
     electionTimeoutMs: number;
     tls?: { ca: string; cert?: string; key?: string };
   };
-  election: { leaseTtlSeconds: number; renewIntervalMs: number; fencingMarginMs: number };
+  election: ElectionConfig;
+  takeover: { probeWindowMs: number; maxProbeWaitMs: number };
   announce: { burstCount: number; burstIntervalMs: number; refreshIntervalMs: number };
   logLevel: string;
+}
+
+/**
+ * How holding is timed. "lease": the holder may keep the VIP while its etcd lease lives
+ * (whole seconds). "hold": the holder renews the leader key by compare-and-swap every
+ * renewInterval, and another node may take it after holdTimeout without a renewal.
+ */
+export interface ElectionConfig {
+  profile: 'default' | 'fast';
+  mode: 'lease' | 'hold';
+  leaseTtlSeconds: number;
+  /** The lease keepalive interval (both modes). */
+  leaseRenewIntervalMs: number;
+  /** Lease mode: same as leaseRenewIntervalMs. Hold mode: the compare-and-swap renewal interval. */
+  renewIntervalMs: number;
+  /** Hold mode only: silence after which another node may take the VIP. */
+  holdTimeoutMs: number;
+  fencingMarginMs: number;
 }
 
 export function parseDuration(text: string): number {
@@ -152,17 +184,41 @@ export function resolveConfig(document: unknown): Config {
       `must be at least ${minimum}s: etcd silently raises shorter leases to 1.5 × its election timeout (${electionTimeoutMs}ms)`,
     );
   }
-  const renewIntervalMs = parseDuration(file.election?.renewInterval ?? '400ms');
-  const fencingMarginMs = parseDuration(file.election?.fencingMargin ?? '200ms');
-  if (renewIntervalMs < 10 || renewIntervalMs * 2 > leaseTtlMs - fencingMarginMs) {
+  const profile = file.election?.profile ?? 'default';
+  const fast = profile === 'fast';
+  const renewIntervalMs = parseDuration(file.election?.renewInterval ?? (fast ? '40ms' : '400ms'));
+  const fencingMarginMs = parseDuration(file.election?.fencingMargin ?? (fast ? '40ms' : '200ms'));
+  const holdTimeoutMs = fast ? parseDuration(file.election?.holdTimeout ?? '200ms') : leaseTtlMs;
+  if (!fast && file.election?.holdTimeout !== undefined) {
+    throw new InputError('election.holdTimeout', 'applies to the fast profile only (election.profile: fast)');
+  }
+  // The window a renewal must land in: the lease (default) or the hold timeout (fast).
+  const windowMs = fast ? holdTimeoutMs : leaseTtlMs;
+  const windowName = fast ? 'holdTimeout' : 'leaseTTL';
+  if (fencingMarginMs >= windowMs) {
+    throw new InputError('election.fencingMargin', `must be shorter than election.${windowName}`);
+  }
+  if (renewIntervalMs < 10 || renewIntervalMs * 2 > windowMs - fencingMarginMs) {
     throw new InputError(
       'election.renewInterval',
-      'must be at least 10ms and leave room for two renewals before the fencing deadline (leaseTTL − fencingMargin)',
+      `must be at least 10ms and leave room for two renewals before the fencing deadline (${windowName} − fencingMargin)`,
     );
   }
-  if (fencingMarginMs >= leaseTtlMs) {
-    throw new InputError('election.fencingMargin', 'must be shorter than election.leaseTTL');
+  if (fast && holdTimeoutMs >= leaseTtlMs) {
+    throw new InputError('election.holdTimeout', 'must be shorter than election.leaseTTL');
   }
+  const election: ElectionConfig = {
+    profile,
+    mode: fast ? 'hold' : 'lease',
+    leaseTtlSeconds: leaseTtlMs / 1000,
+    leaseRenewIntervalMs: fast ? Math.round(leaseTtlMs / 5) : renewIntervalMs,
+    renewIntervalMs,
+    holdTimeoutMs,
+    fencingMarginMs,
+  };
+  const probeWindowMs = parseDuration(file.takeover?.probeWindow ?? '30ms');
+  const maxProbeWaitMs = parseDuration(file.takeover?.maxProbeWait ?? '3s');
+  if (probeWindowMs > 1000) throw new InputError('takeover.probeWindow', 'must be at most 1s');
   const burstIntervalMs = parseDuration(file.announce?.burstInterval ?? '300ms');
   const refreshIntervalMs = parseDuration(file.announce?.refreshInterval ?? '10s');
   if (refreshIntervalMs !== 0 && refreshIntervalMs < 100) {
@@ -176,7 +232,8 @@ export function resolveConfig(document: unknown): Config {
     node: { name: file.node.name ?? defaultNodeName(), interface: file.node.interface },
     vip: { mode: file.vip.mode, address: file.vip.address },
     etcd: { endpoints: file.etcd.endpoints, electionTimeoutMs, ...(file.etcd.tls ? { tls: file.etcd.tls } : {}) },
-    election: { leaseTtlSeconds: leaseTtlMs / 1000, renewIntervalMs, fencingMarginMs },
+    election,
+    takeover: { probeWindowMs, maxProbeWaitMs },
     announce: { burstCount: file.announce?.burstCount ?? 6, burstIntervalMs, refreshIntervalMs },
     logLevel: file.log?.level ?? 'info',
   };

@@ -1,28 +1,66 @@
 import type { Logger } from 'pino';
 import type { Watcher } from 'etcd3';
-import { type EtcdStore, type StoredValue } from './etcd-store';
+import type { ElectionConfig } from '../config/config';
+import { storedFromWatch, type EtcdStore, type StoredValue } from './etcd-store';
 import { FencingDeadline, monotonicMs } from './fencing';
 import type { ClusterKeys } from './keys';
+import { recordMove, type MoveEvent } from './history';
 
 /** What the leader key says about the holder. */
 export interface LeaderRecord {
   node: string;
   ip: string;
   mac: string;
-  /** Wall-clock time the holder won the key, ISO 8601. */
+  /** Wall-clock time the holder took the VIP, ISO 8601. */
   since: string;
+  /** Set when the key was taken over in place (fast profile), where the create revision stays. */
+  term?: number;
 }
 
 export interface Leader extends LeaderRecord {
-  /** The fencing number: the etcd revision that created the leader key. Grows with every new holder. */
+  /** The fencing number: grows with every change of holder. */
   term: number;
+}
+
+/** How the last holder let go (written in the same transaction as the release). */
+export interface ReleaseRecord {
+  node: string;
+  term: number;
+  reason: string;
+  /** The holder removed the VIP before releasing: the next holder need not probe for it. */
+  vipRemoved: boolean;
+  time: string;
+}
+
+/** A planned move under way: only `to` may take the vacant key. */
+export interface HandoffRecord {
+  from: string;
+  to: string;
+  term: number;
+  reason: string;
+}
+
+/** A request for a planned move, written by `vipd move` or the API. */
+export interface MoveRequest {
+  to: string;
+  requestedBy: string;
+  requestedAt: string;
 }
 
 export function parseLeader(stored: StoredValue | null): Leader | null {
   if (!stored) return null;
   try {
     const record = JSON.parse(stored.value) as LeaderRecord;
-    return { ...record, term: stored.createRevision };
+    return { ...record, term: record.term ?? stored.createRevision };
+  } catch {
+    return null;
+  }
+}
+
+function parseJson<T>(stored: StoredValue | null): T | null {
+  if (!stored) return null;
+  try {
+    return JSON.parse(stored.value) as T;
   } catch {
     return null;
   }
@@ -31,44 +69,92 @@ export function parseLeader(stored: StoredValue | null): Leader | null {
 export interface ElectionOptions {
   store: EtcdStore;
   keys: ClusterKeys;
-  self: Omit<LeaderRecord, 'since'>;
-  leaseTtlSeconds: number;
-  renewIntervalMs: number;
-  fencingMarginMs: number;
+  self: Omit<LeaderRecord, 'since' | 'term'>;
+  config: ElectionConfig;
   /** How often a follower checks for a vacant key even without a watch event. */
   followerPollMs?: number;
   logger: Logger;
-  /** Called whenever holdingUntil() or leader() may have changed. */
+  /** Called whenever holdingUntil(), leader() or the lifetime bound may have changed. */
   onChange: (reason: string) => void;
+  /** Removes the VIP from this node; awaited before the key is handed to another node. */
+  releaseVip: () => Promise<void>;
 }
+
+/** How this node came to hold the key, which decides whether it must probe before adding the VIP. */
+type Acquisition = 'campaign' | 'handoff' | 'takeover';
 
 /**
  * Who should hold the VIP. A node may hold it while it owns the leader key in etcd and its
- * fencing deadline has not passed. The leader key is bound to the node's lease, so etcd
- * deletes it when the lease expires; only then can another node win it.
+ * fencing deadline has not passed.
+ *
+ * Default profile ("lease" mode): the key is bound to the holder's lease; etcd deletes it
+ * when the lease expires, and only then can another node win it. The deadline counts from
+ * the lease keepalives.
+ *
+ * Fast profile ("hold" mode): the holder also rewrites the key by compare-and-swap every
+ * renewInterval. A follower that sees no rewrite for holdTimeout, on its own monotonic
+ * clock, takes the key by compare-and-swap against the last revision it saw. The holder's
+ * deadline counts from its last acknowledged rewrite, so it has dropped the VIP before
+ * any follower's timer can run out. See docs/safety.md.
  */
 export class Election {
   private leaseId: string | null = null;
   private ownsKey = false;
   private eligible = false;
   private stopped = false;
-  private renewalInFlight = false;
+  private leaseRenewalInFlight = false;
+  private holdRenewalInFlight = false;
+  private handingOff = false;
   private currentLeader: Leader | null = null;
-  private readonly fencing: FencingDeadline;
-  private renewTimer: NodeJS.Timeout | undefined;
-  private pollTimer: NodeJS.Timeout | undefined;
+  /** The holder record we write (fast profile rewrites it on every renewal). */
+  private ownRecord: LeaderRecord | null = null;
+  /** Fast profile: the revision of our last acknowledged write of the leader key. */
+  private ownModRevision = 0;
+  private acquisition: Acquisition = 'campaign';
+  private probeNeeded = true;
+  /** Deadline from lease keepalives: the lease itself, and the kernel lifetime's bound. */
+  private readonly leaseFencing: FencingDeadline;
+  /** Fast profile: deadline from compare-and-swap renewals. */
+  private readonly holdFencing: FencingDeadline;
+  /** Fast profile follower: the last leader revision seen, and when. */
+  private lastSeen: { modRevision: number; atMs: number } | null = null;
+  private readonly timers: NodeJS.Timeout[] = [];
   private fenceTimer: NodeJS.Timeout | undefined;
-  private watcher: Watcher | null = null;
+  private takeoverTimer: NodeJS.Timeout | undefined;
+  private readonly watchers: Watcher[] = [];
   private lastError = '';
 
   constructor(private readonly options: ElectionOptions) {
-    this.fencing = new FencingDeadline(options.fencingMarginMs);
+    this.leaseFencing = new FencingDeadline(options.config.fencingMarginMs);
+    this.holdFencing = new FencingDeadline(options.config.fencingMarginMs);
+  }
+
+  private get fast(): boolean {
+    return this.options.config.mode === 'hold';
   }
 
   /** The monotonic time until which this node may hold the VIP, or null if it may not. */
   holdingUntil(): number | null {
-    if (!this.ownsKey || !this.fencing.isValid(monotonicMs())) return null;
-    return this.fencing.deadline;
+    if (!this.ownsKey || this.handingOff) return null;
+    const now = monotonicMs();
+    if (!this.leaseFencing.isValid(now)) return null;
+    if (!this.fast) return this.leaseFencing.deadline;
+    if (!this.holdFencing.isValid(now)) return null;
+    return Math.min(this.holdFencing.deadline, this.leaseFencing.deadline);
+  }
+
+  /**
+   * The latest moment the kernel may keep the VIP if this agent dies: the lease deadline.
+   * Address lifetimes are whole seconds, so in the fast profile this is looser than
+   * holdingUntil(); the takeover probe covers the difference.
+   */
+  lifetimeBound(): number {
+    return this.leaseFencing.deadline;
+  }
+
+  /** Whether the VIP may still be on another node, so the segment must be probed first. */
+  needsProbe(): boolean {
+    return this.probeNeeded;
   }
 
   /** The holder as last seen (ourselves included), or null when the key is vacant. */
@@ -81,10 +167,12 @@ export class Election {
   }
 
   async start(): Promise<void> {
-    this.renewTimer = setInterval(() => void this.renew(), this.options.renewIntervalMs);
-    this.pollTimer = setInterval(() => void this.campaign(), this.options.followerPollMs ?? 1000);
-    await this.watchLeader();
-    await this.renew();
+    const { config } = this.options;
+    this.timers.push(setInterval(() => void this.renewLease(), config.leaseRenewIntervalMs));
+    if (this.fast) this.timers.push(setInterval(() => void this.renewHold(), config.renewIntervalMs));
+    this.timers.push(setInterval(() => void this.poll(), this.options.followerPollMs ?? 1000));
+    await this.watch();
+    await this.renewLease();
   }
 
   /** A node that is not healthy (link down) must neither hold nor try to win the VIP. */
@@ -95,6 +183,7 @@ export class Election {
     if (eligible) {
       await this.campaign();
     } else {
+      clearTimeout(this.takeoverTimer);
       await this.resign(reason);
     }
   }
@@ -105,26 +194,29 @@ export class Election {
    */
   async resign(reason: string): Promise<void> {
     if (!this.ownsKey || !this.leaseId) return;
+    const term = this.currentLeader?.term ?? 0;
     this.ownsKey = false;
     this.options.onChange(reason);
     try {
-      await this.options.store.resign(this.options.keys.leader, this.leaseId);
-      this.options.logger.info({ reason, term: this.currentLeader?.term }, 'resigned the VIP');
+      await this.options.store.resign(this.options.keys.leader, this.leaseId, {
+        put: [{ key: this.options.keys.lastRelease, value: JSON.stringify(this.releaseRecord(term, reason)) }],
+      });
+      this.options.logger.info({ reason, term }, 'resigned the VIP');
     } catch (error) {
       this.options.logger.warn({ err: (error as Error).message }, 'could not resign in etcd; the lease will expire instead');
     }
   }
 
-  /** Stops everything; with revoke, deletes the lease (and so the leader key) at once. */
-  async stop(revoke: boolean): Promise<void> {
+  /** Stops everything; with revoke, records the release and deletes the lease at once. */
+  async stop(revoke: boolean, reason = 'agent stopping'): Promise<void> {
+    if (revoke) await this.resign(reason);
     this.stopped = true;
-    clearInterval(this.renewTimer);
-    clearInterval(this.pollTimer);
+    for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.fenceTimer);
+    clearTimeout(this.takeoverTimer);
     this.ownsKey = false;
-    this.fencing.reset();
     // Cancelling talks to etcd; never let an unreachable etcd hold up a shutdown.
-    const cancelled = this.watcher?.cancel().catch(() => undefined);
+    const cancelled = Promise.all(this.watchers.map((watcher) => watcher.cancel().catch(() => undefined)));
     await Promise.race([cancelled, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
     if (revoke && this.leaseId) {
       try {
@@ -136,27 +228,31 @@ export class Election {
     }
   }
 
+  private releaseRecord(term: number, reason: string): ReleaseRecord {
+    return { node: this.options.self.node, term, reason, vipRemoved: true, time: new Date().toISOString() };
+  }
+
+  // ---- the lease: liveness in both profiles, the holding window in the default one ----
+
   private async ensureLease(): Promise<string> {
     if (this.leaseId) return this.leaseId;
-    const granted = await this.options.store.grantLease(this.options.leaseTtlSeconds);
-    if (granted.ttlSeconds !== this.options.leaseTtlSeconds) {
-      this.options.logger.warn(
-        { requested: this.options.leaseTtlSeconds, granted: granted.ttlSeconds },
-        'etcd granted a different lease TTL than requested; fencing follows the granted one',
-      );
-    }
+    const ttl = this.options.config.leaseTtlSeconds;
     const sendTime = monotonicMs();
+    const granted = await this.options.store.grantLease(ttl);
+    if (granted.ttlSeconds !== ttl) {
+      this.options.logger.warn({ requested: ttl, granted: granted.ttlSeconds }, 'etcd granted a different lease TTL than requested; fencing follows the granted one');
+    }
     this.leaseId = granted.id;
     await this.options.store.put(this.options.keys.alive(this.options.self.node), JSON.stringify(this.options.self), granted.id);
     // A fresh grant is as good as a renewal sent when we asked for it.
-    this.acknowledge(sendTime, granted.ttlSeconds);
+    this.acknowledgeLease(sendTime, granted.ttlSeconds);
     this.options.logger.info({ lease: granted.id, ttl: granted.ttlSeconds }, 'lease granted');
     return granted.id;
   }
 
-  private async renew(): Promise<void> {
-    if (this.stopped || this.renewalInFlight) return;
-    this.renewalInFlight = true;
+  private async renewLease(): Promise<void> {
+    if (this.stopped || this.leaseRenewalInFlight) return;
+    this.leaseRenewalInFlight = true;
     try {
       if (!this.leaseId) {
         await this.ensureLease();
@@ -165,30 +261,24 @@ export class Election {
       }
       const leaseId = this.leaseId;
       const sendTime = monotonicMs();
-      const ttlSeconds = await this.options.store.renewLease(leaseId, this.options.leaseTtlSeconds * 1000);
+      const ttlSeconds = await this.options.store.renewLease(leaseId, this.options.config.leaseTtlSeconds * 1000);
       if (this.stopped || leaseId !== this.leaseId) return;
       if (ttlSeconds <= 0) {
         this.loseLease('the lease expired in etcd');
         return;
       }
-      this.acknowledge(sendTime, ttlSeconds);
+      this.acknowledgeLease(sendTime, ttlSeconds);
       this.noteRecovered();
     } catch (error) {
       this.noteError('lease renewal failed', error);
     } finally {
-      this.renewalInFlight = false;
+      this.leaseRenewalInFlight = false;
     }
   }
 
-  private acknowledge(sendTime: number, ttlSeconds: number): void {
-    const deadline = this.fencing.acknowledge(sendTime, ttlSeconds);
-    clearTimeout(this.fenceTimer);
-    this.fenceTimer = setTimeout(() => {
-      if (this.ownsKey && !this.fencing.isValid(monotonicMs())) {
-        this.options.logger.warn({ term: this.currentLeader?.term }, 'fencing deadline passed without an acknowledged renewal');
-        this.options.onChange('fencing deadline passed');
-      }
-    }, Math.max(0, deadline - monotonicMs()));
+  private acknowledgeLease(sendTime: number, ttlSeconds: number): void {
+    this.leaseFencing.acknowledge(sendTime, ttlSeconds * 1000);
+    this.armFenceTimer();
     if (this.ownsKey) this.options.onChange('lease renewed');
   }
 
@@ -196,33 +286,134 @@ export class Election {
     this.options.logger.warn({ reason, lease: this.leaseId }, 'lost the lease');
     this.leaseId = null;
     this.ownsKey = false;
-    this.fencing.reset();
+    this.leaseFencing.reset();
+    this.holdFencing.reset();
     this.options.onChange(reason);
+  }
+
+  /** Wakes the agent at the earliest deadline, so the VIP goes the moment it must. */
+  private armFenceTimer(): void {
+    clearTimeout(this.fenceTimer);
+    const deadlines = [this.leaseFencing.deadline];
+    if (this.fast && this.ownsKey) deadlines.push(this.holdFencing.deadline);
+    const deadline = Math.min(...deadlines);
+    if (!Number.isFinite(deadline)) return;
+    this.fenceTimer = setTimeout(() => {
+      if (this.ownsKey && this.holdingUntil() === null) {
+        this.options.logger.warn({ term: this.currentLeader?.term }, 'fencing deadline passed without an acknowledged renewal');
+        this.options.onChange('fencing deadline passed');
+      }
+    }, Math.max(0, deadline - monotonicMs()));
+  }
+
+  // ---- the fast profile's compare-and-swap hold ----
+
+  private async renewHold(): Promise<void> {
+    if (this.stopped || !this.ownsKey || this.handingOff || this.holdRenewalInFlight || !this.leaseId || !this.ownRecord) return;
+    this.holdRenewalInFlight = true;
+    const sendTime = monotonicMs();
+    try {
+      const result = await this.options.store.compareAndSwap(
+        this.options.keys.leader,
+        JSON.stringify(this.ownRecord),
+        this.leaseId,
+        this.ownModRevision,
+      );
+      if (!this.ownsKey) return;
+      if (result.swapped) {
+        this.ownModRevision = result.revision;
+        const wasHolding = this.holdingUntil() !== null;
+        this.holdFencing.acknowledge(sendTime, this.options.config.holdTimeoutMs);
+        this.armFenceTimer();
+        if (!wasHolding) this.options.onChange('hold renewed');
+        this.noteRecovered();
+        return;
+      }
+      const current = result.current;
+      if (current && current.lease === this.leaseId && parseLeader(current)?.node === this.options.self.node) {
+        // Our own earlier write landed but its ack was lost: carry on from it, without an ack.
+        this.ownModRevision = current.modRevision;
+        return;
+      }
+      this.ownsKey = false;
+      this.options.logger.warn({ term: this.currentLeader?.term }, 'another node took the leader key');
+      this.updateLeader(current);
+      this.options.onChange('another node took the leader key');
+    } catch (error) {
+      this.noteError('hold renewal failed', error);
+    } finally {
+      this.holdRenewalInFlight = false;
+    }
+  }
+
+  /** Fast-profile follower: restart the silence timer whenever the leader key changes. */
+  private noteLeaderRevision(stored: StoredValue | null): void {
+    if (!this.fast) return;
+    if (!stored || this.ownsKey) {
+      clearTimeout(this.takeoverTimer);
+      this.lastSeen = null;
+      return;
+    }
+    if (this.lastSeen?.modRevision === stored.modRevision) return;
+    // Seen now, so the write was sent before now: our timer can only run out late, never early.
+    this.lastSeen = { modRevision: stored.modRevision, atMs: monotonicMs() };
+    clearTimeout(this.takeoverTimer);
+    this.takeoverTimer = setTimeout(() => void this.takeover(), this.options.config.holdTimeoutMs);
+  }
+
+  private async takeover(): Promise<void> {
+    const seen = this.lastSeen;
+    if (this.stopped || !this.eligible || this.ownsKey || !this.leaseId || !seen) return;
+    if (!this.leaseFencing.isValid(monotonicMs())) return;
+    const previous = this.currentLeader;
+    // The new term exceeds every earlier one: each was at most the revision of a write we have seen.
+    const record = { ...this.options.self, since: new Date().toISOString(), term: seen.modRevision + 1 };
+    const sendTime = monotonicMs();
+    try {
+      const result = await this.options.store.compareAndSwap(this.options.keys.leader, JSON.stringify(record), this.leaseId, seen.modRevision);
+      if (this.stopped) return;
+      if (!result.swapped) {
+        this.updateLeader(result.current);
+        return;
+      }
+      const silentMs = sendTime - seen.atMs;
+      this.acquired('takeover', record, result.revision, sendTime, true);
+      await this.recordMove(previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`);
+    } catch (error) {
+      this.noteError('takeover failed', error);
+    }
+  }
+
+  // ---- taking a vacant key ----
+
+  private async poll(): Promise<void> {
+    await this.campaign();
+    if (this.ownsKey) await this.checkMoveRequest();
   }
 
   private async campaign(): Promise<void> {
     if (this.stopped || !this.eligible || this.ownsKey || !this.leaseId) return;
-    if (!this.fencing.isValid(monotonicMs())) return;
-    const since = new Date().toISOString();
-    const record: LeaderRecord = { ...this.options.self, since };
+    if (!this.leaseFencing.isValid(monotonicMs())) return;
+    const previous = this.currentLeader;
+    const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
+    const sendTime = monotonicMs();
     try {
-      const result = await this.options.store.campaign(this.options.keys.leader, JSON.stringify(record), this.leaseId);
+      const result = await this.options.store.campaign(this.options.keys.leader, this.options.keys.handoff, JSON.stringify(record), this.leaseId);
       if (this.stopped) return;
-      if (result.won) {
-        // Another check: we may have become ineligible while the request was in flight.
-        this.ownsKey = true;
-        this.currentLeader = parseLeader(result.leader);
-        this.options.logger.info({ term: this.currentLeader?.term }, 'won the VIP');
-        if (!this.eligible) {
-          await this.resign('became ineligible while campaigning');
-          return;
-        }
-        this.options.onChange('won the election');
+      if (result.won && result.leader) {
+        const term = result.leader.createRevision;
+        const release = parseJson<ReleaseRecord>(await this.options.store.get(this.options.keys.lastRelease).catch(() => null));
+        // A holder that released cleanly removed the VIP first: nothing can still answer for it.
+        const clean = release !== null && release.vipRemoved && previous !== null && release.term === previous.term;
+        this.acquired('campaign', { ...record, term }, result.leader.modRevision, sendTime, !clean);
+        const reason = clean ? `${release.node} released: ${release.reason}` : previous ? `the lease of ${previous.node} expired` : 'no node held the VIP';
+        await this.recordMove(previous, reason);
       } else if (result.leader?.lease === this.leaseId) {
         // Still ours from before a resign that never reached etcd: take it back.
-        this.ownsKey = true;
-        this.currentLeader = parseLeader(result.leader);
-        this.options.onChange('reclaimed the leader key');
+        const leader = parseLeader(result.leader);
+        this.acquired(this.acquisition, leader ?? { ...record, term: result.leader.createRevision }, result.leader.modRevision, sendTime, this.probeNeeded);
+      } else if (!result.leader && result.handoff) {
+        await this.claimHandoff(result.handoff, previous);
       } else {
         this.updateLeader(result.leader);
       }
@@ -236,6 +427,101 @@ export class Election {
     }
   }
 
+  private async claimHandoff(stored: StoredValue, previous: Leader | null): Promise<void> {
+    const handoff = parseJson<HandoffRecord>(stored);
+    if (!handoff || handoff.to !== this.options.self.node || !this.leaseId) return;
+    const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
+    const sendTime = monotonicMs();
+    const revision = await this.options.store.claimHandoff(this.options.keys.leader, stored, JSON.stringify(record), this.leaseId);
+    if (revision === null || this.stopped) return;
+    // The old holder removed the VIP before handing off: no probe needed.
+    this.acquired('handoff', { ...record, term: revision }, revision, sendTime, false);
+    await this.recordMove(previous ?? null, handoff.reason, handoff.from);
+  }
+
+  private acquired(how: Acquisition, record: LeaderRecord & { term: number }, modRevision: number, sendTime: number, probe: boolean): void {
+    this.ownsKey = true;
+    this.acquisition = how;
+    this.probeNeeded = probe;
+    this.ownRecord = record;
+    this.ownModRevision = modRevision;
+    this.currentLeader = { ...record };
+    this.lastSeen = null;
+    clearTimeout(this.takeoverTimer);
+    if (this.fast) this.holdFencing.acknowledge(sendTime, this.options.config.holdTimeoutMs);
+    this.armFenceTimer();
+    this.options.logger.info({ term: record.term, how, probe }, 'won the VIP');
+    if (!this.eligible) {
+      void this.resign('became ineligible while campaigning');
+      return;
+    }
+    this.options.onChange('won the election');
+  }
+
+  private async recordMove(previous: Leader | null, reason: string, fromOverride?: string): Promise<void> {
+    const event: MoveEvent = {
+      from: fromOverride ?? previous?.node ?? null,
+      to: this.options.self.node,
+      reason,
+      term: this.currentLeader?.term ?? null,
+      time: new Date().toISOString(),
+    };
+    try {
+      await recordMove(this.options.store, this.options.keys, event);
+    } catch (error) {
+      this.options.logger.warn({ err: (error as Error).message }, 'could not record the move in the history');
+    }
+  }
+
+  // ---- planned moves ----
+
+  private async checkMoveRequest(): Promise<void> {
+    try {
+      const request = parseJson<MoveRequest>(await this.options.store.get(this.options.keys.moveRequest));
+      if (request) await this.handleMoveRequest(request);
+    } catch (error) {
+      this.noteError('could not read move requests', error);
+    }
+  }
+
+  private async handleMoveRequest(request: MoveRequest): Promise<void> {
+    if (!this.ownsKey || this.handingOff || !this.leaseId) return;
+    const { keys, store, logger } = this.options;
+    if (request.to === this.options.self.node) {
+      await store.delete(keys.moveRequest);
+      return;
+    }
+    if (!(await store.get(keys.alive(request.to)))) {
+      logger.warn({ to: request.to }, 'refusing a move to a node that is not running');
+      await store.delete(keys.moveRequest);
+      return;
+    }
+    const term = this.currentLeader?.term ?? 0;
+    const reason = `planned move to ${request.to} requested by ${request.requestedBy}`;
+    this.handingOff = true;
+    try {
+      // The VIP must be gone from here before the target can take the key.
+      this.options.onChange('handing off');
+      await this.options.releaseVip();
+      const handoffLease = await store.grantLease(this.options.config.leaseTtlSeconds);
+      const handoff: HandoffRecord = { from: this.options.self.node, to: request.to, term, reason };
+      const released = await store.resign(keys.leader, this.leaseId, {
+        put: [
+          { key: keys.handoff, value: JSON.stringify(handoff), lease: handoffLease.id },
+          { key: keys.lastRelease, value: JSON.stringify(this.releaseRecord(term, reason)) },
+        ],
+        delete: [keys.moveRequest],
+      });
+      this.ownsKey = false;
+      logger.info({ to: request.to, term, released }, 'handed the VIP off');
+    } finally {
+      this.handingOff = false;
+      this.options.onChange('handed off');
+    }
+  }
+
+  // ---- watching ----
+
   private updateLeader(stored: StoredValue | null): void {
     const leader = parseLeader(stored);
     const before = this.currentLeader;
@@ -247,27 +533,34 @@ export class Election {
     } else if (before?.term !== leader?.term) {
       this.options.onChange('leader changed');
     }
+    this.noteLeaderRevision(stored);
   }
 
-  private async watchLeader(): Promise<void> {
+  private async watch(): Promise<void> {
+    const { store, keys } = this.options;
     try {
-      const watcher = await this.options.store.watchKey(this.options.keys.leader);
-      watcher.on('put', (kv) => {
-        this.updateLeader({
-          key: kv.key.toString(),
-          value: kv.value.toString(),
-          createRevision: Number(kv.create_revision),
-          lease: String(kv.lease),
-        });
+      const leaderWatch = await store.watchKey(keys.leader);
+      leaderWatch.on('put', (kv) => {
+        const stored = storedFromWatch(kv);
+        if (this.ownsKey && stored.lease === this.leaseId) return;
+        this.updateLeader(stored);
       });
-      watcher.on('delete', () => {
+      leaderWatch.on('delete', () => {
         this.updateLeader(null);
         void this.campaign();
       });
-      watcher.on('error', (error) => this.noteError('leader watch failed', error));
-      this.watcher = watcher;
+      leaderWatch.on('error', (error) => this.noteError('leader watch failed', error));
+      this.watchers.push(leaderWatch);
+
+      const moveWatch = await store.watchKey(keys.moveRequest);
+      moveWatch.on('put', (kv) => {
+        const request = parseJson<MoveRequest>(storedFromWatch(kv));
+        if (request) void this.handleMoveRequest(request);
+      });
+      moveWatch.on('error', (error) => this.noteError('move-request watch failed', error));
+      this.watchers.push(moveWatch);
     } catch (error) {
-      this.noteError('could not watch the leader key; polling instead', error);
+      this.noteError('could not watch etcd; polling instead', error);
     }
   }
 

@@ -6,8 +6,10 @@ import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
 export interface StoredValue {
   key: string;
   value: string;
-  /** The revision that created the key: for the leader key, the term. */
+  /** The revision that created the key: for the leader key, the term unless the value names one. */
   createRevision: number;
+  /** The revision of the last write: what a compare-and-swap compares. */
+  modRevision: number;
   lease: string;
 }
 
@@ -15,6 +17,21 @@ export interface CampaignResult {
   won: boolean;
   /** The leader key after the attempt: ours when won, the incumbent's otherwise (null if none). */
   leader: StoredValue | null;
+  /** A planned move under way, which reserves the vacant key for its target. */
+  handoff: StoredValue | null;
+}
+
+export interface SwapResult {
+  swapped: boolean;
+  /** Our write's revision when swapped; otherwise the key as it is now (null if gone). */
+  revision: number;
+  current: StoredValue | null;
+}
+
+/** Extra writes that ride in the same transaction as a release. */
+export interface ReleaseWrites {
+  put?: Array<{ key: string; value: string; lease?: string }>;
+  delete?: string[];
 }
 
 export interface EtcdConnection {
@@ -29,8 +46,14 @@ function toStored(kv: IKeyValue): StoredValue {
     key: kv.key.toString(),
     value: kv.value.toString(),
     createRevision: Number(kv.create_revision),
+    modRevision: Number(kv.mod_revision),
     lease: String(kv.lease),
   };
+}
+
+/** Converts a watch event's key-value into the store's shape. */
+export function storedFromWatch(kv: IKeyValue): StoredValue {
+  return toStored(kv);
 }
 
 /**
@@ -120,32 +143,90 @@ export class EtcdStore {
     await this.client.leaseClient.leaseRevoke({ ID: leaseId });
   }
 
-  /** Takes the leader key if nobody holds it; otherwise reads who does. One round trip. */
-  async campaign(leaderKey: string, value: string, leaseId: string): Promise<CampaignResult> {
+  /**
+   * Takes the leader key if nobody holds it and no planned move reserves it; otherwise reads
+   * who holds it and any reservation. One round trip.
+   */
+  async campaign(leaderKey: string, handoffKey: string, value: string, leaseId: string): Promise<CampaignResult> {
     const key = Buffer.from(leaderKey);
+    const handoff = Buffer.from(handoffKey);
     const response = await this.client.kv.txn({
-      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+      compare: [
+        { key, target: 'Create', result: 'Equal', create_revision: 0 },
+        { key: handoff, target: 'Create', result: 'Equal', create_revision: 0 },
+      ],
       success: [{ request_put: { key, value: Buffer.from(value), lease: leaseId } }],
-      failure: [{ request_range: { key } }],
+      failure: [{ request_range: { key } }, { request_range: { key: handoff } }],
     });
     if (response.succeeded) {
+      const revision = Number(response.header.revision);
       return {
         won: true,
-        leader: { key: leaderKey, value, createRevision: Number(response.header.revision), lease: leaseId },
+        leader: { key: leaderKey, value, createRevision: revision, modRevision: revision, lease: leaseId },
+        handoff: null,
       };
     }
-    const current = response.responses[0]?.response_range.kvs[0];
-    return { won: false, leader: current ? toStored(current) : null };
+    const leader = response.responses[0]?.response_range.kvs[0];
+    const reserved = response.responses[1]?.response_range.kvs[0];
+    return { won: false, leader: leader ? toStored(leader) : null, handoff: reserved ? toStored(reserved) : null };
   }
 
-  /** Deletes the leader key only if our lease still owns it. */
-  async resign(leaderKey: string, leaseId: string): Promise<boolean> {
+  /** The target of a planned move takes the vacant key and clears the reservation naming it. */
+  async claimHandoff(leaderKey: string, handoff: StoredValue, value: string, leaseId: string): Promise<number | null> {
+    const key = Buffer.from(leaderKey);
+    const handoffKey = Buffer.from(handoff.key);
+    const response = await this.client.kv.txn({
+      compare: [
+        { key, target: 'Create', result: 'Equal', create_revision: 0 },
+        { key: handoffKey, target: 'Mod', result: 'Equal', mod_revision: handoff.modRevision },
+      ],
+      success: [
+        { request_put: { key, value: Buffer.from(value), lease: leaseId } },
+        { request_delete_range: { key: handoffKey } },
+      ],
+    });
+    return response.succeeded ? Number(response.header.revision) : null;
+  }
+
+  /**
+   * Writes the key only if it has not changed since `expectedModRevision`: the fast
+   * profile's renewal (by the holder) and takeover (by a node that saw no renewal).
+   */
+  async compareAndSwap(key: string, value: string, leaseId: string, expectedModRevision: number): Promise<SwapResult> {
+    const keyBytes = Buffer.from(key);
+    const response = await this.client.kv.txn({
+      compare: [{ key: keyBytes, target: 'Mod', result: 'Equal', mod_revision: expectedModRevision }],
+      success: [{ request_put: { key: keyBytes, value: Buffer.from(value), lease: leaseId } }],
+      failure: [{ request_range: { key: keyBytes } }],
+    });
+    if (response.succeeded) return { swapped: true, revision: Number(response.header.revision), current: null };
+    const current = response.responses[0]?.response_range.kvs[0];
+    return { swapped: false, revision: Number(response.header.revision), current: current ? toStored(current) : null };
+  }
+
+  /** Deletes the leader key only if our lease still owns it, with the extra writes, atomically. */
+  async resign(leaderKey: string, leaseId: string, writes: ReleaseWrites = {}): Promise<boolean> {
     const key = Buffer.from(leaderKey);
     const response = await this.client.kv.txn({
       compare: [{ key, target: 'Lease', result: 'Equal', lease: leaseId }],
-      success: [{ request_delete_range: { key } }],
+      success: [
+        { request_delete_range: { key } },
+        ...(writes.put ?? []).map((entry) => ({
+          request_put: { key: Buffer.from(entry.key), value: Buffer.from(entry.value), ...(entry.lease ? { lease: entry.lease } : {}) },
+        })),
+        ...(writes.delete ?? []).map((entry) => ({ request_delete_range: { key: Buffer.from(entry) } })),
+      ],
     });
     return response.succeeded;
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.kv.deleteRange({ key: Buffer.from(key) });
+  }
+
+  /** Deletes every key from `from` (inclusive) up to `to` (exclusive). */
+  async deleteRange(from: string, to: string): Promise<void> {
+    await this.client.kv.deleteRange({ key: Buffer.from(from), range_end: Buffer.from(to) });
   }
 
   async get(key: string): Promise<StoredValue | null> {
@@ -173,11 +254,16 @@ export class EtcdStore {
     });
     const existing = response.responses[0]?.response_range?.kvs[0];
     if (!response.succeeded && existing) return toStored(existing);
-    return { key, value, createRevision: Number(response.header.revision), lease: '0' };
+    const revision = Number(response.header.revision);
+    return { key, value, createRevision: revision, modRevision: revision, lease: '0' };
   }
 
   async watchKey(key: string): Promise<Watcher> {
     return await this.client.watch().key(key).create();
+  }
+
+  async watchPrefix(prefix: string): Promise<Watcher> {
+    return await this.client.watch().prefix(prefix).create();
   }
 
   close(): void {

@@ -14,6 +14,30 @@ export class ClusterKeys {
     return `${this.prefix}leader`;
   }
 
+  /** A planned move under way: names the node that may take the vacant leader key. */
+  get handoff(): string {
+    return `${this.prefix}handoff`;
+  }
+
+  /** A request for a planned move, written by `vipd move` or the API, acted on by the holder. */
+  get moveRequest(): string {
+    return `${this.prefix}move-request`;
+  }
+
+  /** How the last holder let go: tells the next holder whether the VIP is already gone. */
+  get lastRelease(): string {
+    return `${this.prefix}last-release`;
+  }
+
+  /** The history of VIP moves, one key per term. */
+  event(term: number): string {
+    return `${this.prefix}events/${String(term).padStart(20, '0')}`;
+  }
+
+  get eventsPrefix(): string {
+    return `${this.prefix}events/`;
+  }
+
   /** The cluster's VIP settings, written once by the first node. */
   get settings(): string {
     return `${this.prefix}settings`;

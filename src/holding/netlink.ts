@@ -36,14 +36,28 @@ export interface AddressLifetimes {
  * goes through here, so the netlink package's types stay inside this file.
  */
 export class Netlink {
+  /** The tail of the request queue: see serial(). */
+  private queue: Promise<unknown> = Promise.resolve();
+
   private constructor(private readonly socket: RtNetlinkSocket) {}
+
+  /**
+   * Runs requests on the socket one at a time. The kernel allows one dump per socket at a
+   * time (EBUSY otherwise), and the netlink package cannot tell interleaved multipart
+   * replies apart.
+   */
+  private serial<T>(request: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(request, request);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
 
   static open(): Netlink {
     return new Netlink(createRtNetlink());
   }
 
   async interfaces(): Promise<InterfaceInfo[]> {
-    const links = await this.socket.getLinks();
+    const links = await this.serial(() => this.socket.getLinks());
     return links.map((link) => ({
       index: link.data.index ?? 0,
       name: link.attrs.ifname ?? '',
@@ -59,7 +73,7 @@ export class Netlink {
 
   /** Every IPv4 and IPv6 address on this node, or on one interface. */
   async addresses(interfaceIndex?: number): Promise<InterfaceAddress[]> {
-    const messages = await this.socket.getAddresses();
+    const messages = await this.serial(() => this.socket.getAddresses());
     const result: InterfaceAddress[] = [];
     for (const message of messages) {
       const family = message.data.family;
@@ -84,7 +98,7 @@ export class Netlink {
   async setAddress(interfaceIndex: number, address: string, prefixLength: number, lifetimes: AddressLifetimes): Promise<void> {
     const v4 = isIPv4(address);
     const bytes = ipToBytes(address);
-    await this.socket.newAddress(
+    await this.serial(() => this.socket.newAddress(
       {
         family: v4 ? AF_INET : AF_INET6,
         prefixlen: prefixLength,
@@ -100,16 +114,18 @@ export class Netlink {
         ...(v4 ? {} : { flags: { nodad: true } }),
       },
       { flags: FlagsNew.CREATE | FlagsNew.REPLACE },
-    );
+    ));
   }
 
   /** Removes the address; returns false if it was not there. */
   async removeAddress(interfaceIndex: number, address: string, prefixLength: number): Promise<boolean> {
     const bytes = ipToBytes(address);
     try {
-      await this.socket.delAddress(
-        { family: isIPv4(address) ? AF_INET : AF_INET6, prefixlen: prefixLength, index: interfaceIndex },
-        { local: bytes, address: bytes },
+      await this.serial(() =>
+        this.socket.delAddress(
+          { family: isIPv4(address) ? AF_INET : AF_INET6, prefixlen: prefixLength, index: interfaceIndex },
+          { local: bytes, address: bytes },
+        ),
       );
       return true;
     } catch (error) {

@@ -7,7 +7,7 @@ test('the deadline counts from the send time of the acknowledged renewal, minus 
   const fencing = new FencingDeadline(200);
   assert.equal(fencing.isValid(0), false, 'no renewal yet: not valid');
   // Sent at t=1000, acknowledged much later: still counted from 1000.
-  assert.equal(fencing.acknowledge(1000, 2), 2800);
+  assert.equal(fencing.acknowledge(1000, 2000), 2800);
   assert.equal(fencing.isValid(2799), true);
   assert.equal(fencing.isValid(2800), false);
   assert.equal(fencing.remainingMs(2000), 800);
@@ -15,14 +15,14 @@ test('the deadline counts from the send time of the acknowledged renewal, minus 
 
 test('a late ack for an older renewal never moves the deadline back', () => {
   const fencing = new FencingDeadline(200);
-  fencing.acknowledge(5000, 2);
-  fencing.acknowledge(4000, 2);
+  fencing.acknowledge(5000, 2000);
+  fencing.acknowledge(4000, 2000);
   assert.equal(fencing.deadline, 6800);
 });
 
 test('reset forgets every renewal', () => {
   const fencing = new FencingDeadline(200);
-  fencing.acknowledge(1000, 2);
+  fencing.acknowledge(1000, 2000);
   fencing.reset();
   assert.equal(fencing.isValid(1001), false);
 });

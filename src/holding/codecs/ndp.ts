@@ -16,6 +16,8 @@ const IPV6_HEADER_LENGTH = 40;
 const NEXT_HEADER_ICMPV6 = 58;
 const ICMPV6_NEIGHBOR_ADVERTISEMENT = 136;
 const NA_LENGTH = 24; // RFC 4861 §4.4: type, code, checksum, flags/reserved, target
+const ICMPV6_NEIGHBOR_SOLICITATION = 135;
+const NS_LENGTH = 24; // RFC 4861 §4.3: type, code, checksum, reserved, target
 const OPTION_TARGET_LINK_LAYER = 2;
 // RFC 4861 §7.1.2: hop limit 255 proves the sender is on-link.
 const NDP_HOP_LIMIT = 255;
@@ -62,22 +64,48 @@ export function encodeUnsolicitedNeighborAdvertisement(mac: Buffer, ip: string):
   icmp[NA_LENGTH] = OPTION_TARGET_LINK_LAYER;
   icmp[NA_LENGTH + 1] = 1; // length in units of 8 octets
   mac.copy(icmp, NA_LENGTH + 2);
-  icmp.writeUInt16BE(icmpv6Checksum(vip, ALL_NODES_IP, icmp), 2);
+  return ipv6Frame(mac, ALL_NODES_MAC, vip, ALL_NODES_IP, icmp);
+}
+
+/** Ethernet + IPv6 header (hop limit 255) around an ICMPv6 message whose checksum is filled in here. */
+function ipv6Frame(sourceMac: Buffer, destinationMac: Buffer, source: Buffer, destination: Buffer, icmp: Buffer): Buffer {
+  icmp.writeUInt16BE(0, 2);
+  icmp.writeUInt16BE(icmpv6Checksum(source, destination, icmp), 2);
 
   const ipv6 = Buffer.alloc(IPV6_HEADER_LENGTH);
   ipv6[0] = 0x60; // version 6, traffic class 0, flow label 0
   ipv6.writeUInt16BE(icmp.length, 4);
   ipv6[6] = NEXT_HEADER_ICMPV6;
   ipv6[7] = NDP_HOP_LIMIT;
-  vip.copy(ipv6, 8);
-  ALL_NODES_IP.copy(ipv6, 24);
+  source.copy(ipv6, 8);
+  destination.copy(ipv6, 24);
 
   const ethernet = Buffer.alloc(ETHERNET_HEADER_LENGTH);
-  ALL_NODES_MAC.copy(ethernet, 0);
-  mac.copy(ethernet, 6);
+  destinationMac.copy(ethernet, 0);
+  sourceMac.copy(ethernet, 6);
   ethernet.writeUInt16BE(ETHERTYPE_IPV6, 12);
 
   return Buffer.concat([ethernet, ipv6, icmp]);
+}
+
+/**
+ * Duplicate-address-detection probe (RFC 4862 §5.4.2): a Neighbor Solicitation from the
+ * unspecified address to the target's solicited-node group, with no source link-layer
+ * option (§5.4.2 forbids it). Any node that owns the target answers with an NA.
+ */
+export function encodeDadNeighborSolicitation(mac: Buffer, ip: string): Buffer {
+  if (mac.length !== 6) throw new Error(`MAC address must be 6 bytes, got ${mac.length}`);
+  if (!net.isIPv6(ip)) throw new Error(`NS target must be an IPv6 address, got ${JSON.stringify(ip)}`);
+  const target = ipToBytes(ip);
+  // RFC 4291 §2.7.1: ff02::1:ff00:0/104 plus the target's low 24 bits.
+  const group = ipToBytes('ff02::1:ff00:0');
+  target.copy(group, 13, 13, 16);
+  // RFC 2464 §7: 33:33 plus the group's low 32 bits.
+  const groupMac = Buffer.concat([Buffer.from([0x33, 0x33]), group.subarray(12, 16)]);
+  const icmp = Buffer.alloc(NS_LENGTH);
+  icmp[0] = ICMPV6_NEIGHBOR_SOLICITATION;
+  target.copy(icmp, 8);
+  return ipv6Frame(mac, groupMac, Buffer.alloc(16), group, icmp);
 }
 
 /**
