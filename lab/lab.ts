@@ -31,6 +31,7 @@ export const VIP4 = '192.0.2.10';
 export const VIP6 = '2001:db8::10';
 export const ETCD_IP = '192.0.2.2';
 export const CLIENT_IP = '192.0.2.100';
+export const DHCP_SERVER_IP = '192.0.2.3';
 export const WHOAMI_PORT = 7000;
 
 export interface LabNode {
@@ -110,6 +111,7 @@ export class Lab {
   readonly nodes: LabNode[] = [];
   readonly vip: string;
   private etcd: ProcessHandle | null = null;
+  private dhcpServer: ProcessHandle | null = null;
   private readonly helpers: ChildProcess[] = [];
   private destroyed = false;
   private readonly onExit = (): void => this.destroySync();
@@ -132,6 +134,9 @@ export class Lab {
   }
   get etcdNs(): string {
     return `${this.prefix}-db`;
+  }
+  get dhcpNs(): string {
+    return `${this.prefix}-dh`;
   }
   get etcdEndpoint(): string {
     return `http://${ETCD_IP}:2379`;
@@ -256,6 +261,46 @@ export class Lab {
     );
   }
 
+  /**
+   * Starts dnsmasq as the segment's DHCP server (in its own namespace, plugged in on first
+   * use), with optional reservations. dnsmasq's shortest lease is two minutes.
+   */
+  async startDhcpServer(options: { reservations?: Array<{ mac: string; ip: string }>; leaseTime?: string } = {}): Promise<void> {
+    if (!existsSync(`/run/netns/${this.dhcpNs}`)) await this.plug(this.dhcpNs, 'dh', 'eth0', [`${DHCP_SERVER_IP}/24`]);
+    const leaseTime = options.leaseTime ?? '2m';
+    const args = [
+      '--no-daemon', '--port=0', '--interface=eth0', '--bind-interfaces', '--dhcp-authoritative',
+      `--dhcp-range=192.0.2.50,192.0.2.99,255.255.255.0,${leaseTime}`,
+      `--dhcp-leasefile=${join(this.dir, 'dnsmasq.leases')}`,
+      `--pid-file=${join(this.dir, 'dnsmasq.pid')}`,
+      '--log-dhcp', '--log-facility=-',
+      ...(options.reservations ?? []).map((entry) => `--dhcp-host=${entry.mac},${entry.ip}`),
+    ];
+    const log = createWriteStream(join(this.dir, 'dnsmasq.log'), { flags: 'a' });
+    const child = spawn(...inNamespace(this.dhcpNs, '/usr/sbin/dnsmasq', ...args), { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    this.dhcpServer = track(child);
+    await waitFor('dnsmasq to listen', async () => (await run('ip', ['netns', 'exec', this.dhcpNs, 'ss', '-lun'])).stdout.includes(':67 '), 10_000);
+  }
+
+  async stopDhcpServer(): Promise<void> {
+    if (!this.dhcpServer) return;
+    this.dhcpServer.child.kill('SIGKILL');
+    await this.dhcpServer.exited;
+    this.dhcpServer = null;
+  }
+
+  /** Which nodes have a vipd macvlan (DHCP mode) right now. */
+  async nodesWithMacvlan(): Promise<string[]> {
+    const found: string[] = [];
+    for (const node of this.nodes) {
+      const result = await run('ip', ['-n', node.namespace, 'link', 'show', 'vipd-vip']);
+      if (result.code === 0) found.push(node.name);
+    }
+    return found;
+  }
+
   async stopEtcd(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     if (!this.etcd) return;
     this.etcd.child.kill(signal);
@@ -302,8 +347,8 @@ export class Lab {
   }
 
   /** The MAC the client's neighbour table has for the VIP, if any. */
-  async clientNeighbourMac(): Promise<string | null> {
-    const out = await this.ns(this.clientNs, '-j', 'neigh', 'show', this.vip);
+  async clientNeighbourMac(address = this.vip): Promise<string | null> {
+    const out = await this.ns(this.clientNs, '-j', 'neigh', 'show', address);
     return (JSON.parse(out) as Array<{ lladdr?: string }>)[0]?.lladdr ?? null;
   }
 
@@ -330,36 +375,36 @@ export class Lab {
   }
 
   /** Which nodes have the VIP configured right now (one `ip` call per node). */
-  async holders(): Promise<string[]> {
+  async holders(address = this.vip): Promise<string[]> {
     const holders: string[] = [];
     for (const node of this.nodes) {
       const out = await this.ns(node.namespace, '-j', 'addr', 'show');
       const links = JSON.parse(out) as Array<{ addr_info?: Array<{ local: string }> }>;
-      if (links.some((link) => link.addr_info?.some((entry) => entry.local === this.vip))) holders.push(node.name);
+      if (links.some((link) => link.addr_info?.some((entry) => entry.local === address))) holders.push(node.name);
     }
     return holders;
   }
 
   /** Pings the VIP once from the client. */
-  async clientPing(): Promise<boolean> {
-    const result = await run('ip', ['netns', 'exec', this.clientNs, 'ping', '-c', '1', '-W', '1', this.vip]);
+  async clientPing(address = this.vip): Promise<boolean> {
+    const result = await run('ip', ['netns', 'exec', this.clientNs, 'ping', '-c', '1', '-W', '1', address]);
     return result.code === 0;
   }
 
   /** Opens a TCP connection from the client to the VIP; returns the name of the node that answered. */
-  async clientWhoami(): Promise<string | null> {
-    const script = `exec 3<>/dev/tcp/${this.vip}/${WHOAMI_PORT} && cat <&3`;
+  async clientWhoami(address = this.vip): Promise<string | null> {
+    const script = `exec 3<>/dev/tcp/${address}/${WHOAMI_PORT} && cat <&3`;
     const result = await run('ip', ['netns', 'exec', this.clientNs, 'timeout', '2', 'bash', '-c', script]);
     return result.code === 0 ? result.stdout.trim() : null;
   }
 
   /** Waits until the client both pings the VIP and reaches `expected` (any node if omitted) over TCP. */
-  async waitClientReaches(expected: string | undefined, timeoutMs = 20_000): Promise<string> {
+  async waitClientReaches(expected: string | undefined, timeoutMs = 20_000, address = this.vip): Promise<string> {
     return await waitFor(
-      `the client to reach ${expected ?? 'the VIP'}`,
+      `the client to reach ${expected ?? 'the VIP'} at ${address}`,
       async () => {
-        if (!(await this.clientPing())) return undefined;
-        const name = await this.clientWhoami();
+        if (!(await this.clientPing(address))) return undefined;
+        const name = await this.clientWhoami(address);
         return name && (!expected || name === expected) ? name : undefined;
       },
       timeoutMs,
@@ -380,6 +425,7 @@ export class Lab {
     for (const node of this.nodes) node.agent?.kill('SIGKILL');
     for (const helper of this.helpers) helper.kill('SIGKILL');
     this.etcd?.child.kill('SIGKILL');
+    this.dhcpServer?.child.kill('SIGKILL');
     destroyNamespaces(this.prefix);
     if (!process.env['VIPD_LAB_KEEP_LOGS']) rmSync(this.dir, { recursive: true, force: true });
   }

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { InputError } from './config/schema-check';
 import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from './visibility/cli/exit-codes';
+import { registerDhcp } from './visibility/cli/dhcp';
 import { registerMove } from './visibility/cli/move';
 import { registerRun } from './visibility/cli/run';
 import { registerStatus } from './visibility/cli/status';
@@ -10,7 +11,7 @@ import { registerStatus } from './visibility/cli/status';
 const { version } = require('../../package.json') as { version: string };
 
 /** Every subcommand registers itself from its own module under src/visibility/cli/. */
-const commands: Array<(program: Command) => void> = [registerRun, registerStatus, registerMove];
+const commands: Array<(program: Command) => void> = [registerRun, registerStatus, registerMove, registerDhcp];
 
 export function buildProgram(): Command {
   const program = new Command('vipd')

@@ -5,37 +5,60 @@ import { Election } from '../election/election';
 import { EtcdStore } from '../election/etcd-store';
 import { monotonicMs } from '../election/fencing';
 import { ClusterKeys } from '../election/keys';
-import { Membership, type NodeRecord } from '../election/membership';
+import { Membership, type ClusterSettings, type NodeRecord } from '../election/membership';
 import { Announcer } from '../holding/announcer';
 import { parseMac } from '../holding/codecs/mac';
 import { probeForOtherHolders } from '../holding/conflict-probe';
+import type { DhcpState } from '../holding/dhcp-client';
+import { DhcpVipHolder, StaticVipHolder, type VipHolder } from '../holding/holders';
 import { Netlink } from '../holding/netlink';
 import { validLifetimeSeconds, VipAddress } from '../holding/vip-address';
 import { checkLocalNetwork } from './preflight';
 
+/** What the holder publishes about its DHCP lease, for status on every node. */
+export interface PublishedDhcpState {
+  holder: string;
+  hwaddr: string;
+  requestedIP: string | null;
+  state: DhcpState['state'];
+  reason: string | null;
+  leasedIP: string | null;
+  leaseSeconds: number | null;
+  boundAt: string | null;
+  renewAt: string | null;
+  rebindAt: string | null;
+  expiresAt: string | null;
+  updatedAt: string;
+}
+
 /**
  * The node agent: joins "who should hold the VIP" (the election) to "how a node holds it"
- * (address and announcements). All holding decisions are made in reconcile(), which reads
- * the current facts and converges on them, so every trigger can simply call it.
+ * (a VipHolder and the announcer). All holding decisions are made in converge(), which reads
+ * the current facts and converges on them, so every trigger can simply call reconcile().
  */
 export class Agent {
   private readonly netlink = Netlink.open();
   private readonly store: EtcdStore;
   private readonly keys: ClusterKeys;
   private election: Election | null = null;
+  private holder: VipHolder | null = null;
   private announcer: Announcer | null = null;
   private self: NodeRecord | null = null;
+  private settings: ClusterSettings | null = null;
   private stopWatching: (() => void) | null = null;
   private periodic: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> | null = null;
   private reconcileAgain = false;
   private stopping = false;
-  /** The fencing deadline the VIP's kernel lifetime was last set from. */
+  /** The lifetime bound the VIP's kernel lifetime was last set from. */
   private refreshedFor = -Infinity;
   private heldTerm: number | null = null;
   private ownMac: Buffer | null = null;
   private probeStartedAt: number | null = null;
   private probeTerm: number | null = null;
+  /** DHCP: the address leased last time, asked for again so the VIP stays put. */
+  private lastLeasedIp: string | null = null;
+  private waitingReason: string | null = null;
 
   constructor(
     private readonly config: Config,
@@ -64,33 +87,31 @@ export class Agent {
       mac: local.managementInterface.mac,
       registeredAt: new Date().toISOString(),
     };
+    const self = this.self;
     const membership = new Membership(this.store, this.keys);
     await this.untilEtcdAnswers(async () => {
-      await membership.checkAgainstOthers(this.self as NodeRecord, config.vip.address);
-      await membership.agreeOnSettings({ address: config.vip.address, mode: config.vip.mode });
+      await membership.checkAgainstOthers(self, config.vip);
+      this.settings = await membership.agreeOnSettings(config.vip);
+      if (config.vip.mode === 'dhcp') {
+        const published = await this.store.get(this.keys.dhcp);
+        this.lastLeasedIp = published ? ((JSON.parse(published.value) as PublishedDhcpState).leasedIP ?? null) : null;
+      }
     });
     // Every check passed: from here on the agent changes things.
-    if (local.leftoverVip) {
-      await this.vip(local.managementInterface.index).remove();
-      logger.info({ address: config.vip.address }, 'removed a VIP left on this node by an earlier run');
-    }
-    await membership.register(this.self);
-    logger.info({ node: this.self }, 'registered');
-
-    this.announcer = new Announcer({
-      interfaceName: config.node.interface,
-      mac: parseMac(local.managementInterface.mac),
-      address: config.vip.address,
-      burstCount: config.announce.burstCount,
-      burstIntervalMs: config.announce.burstIntervalMs,
-      refreshIntervalMs: config.announce.refreshIntervalMs,
-      logger,
-    });
     this.ownMac = parseMac(local.managementInterface.mac);
+    this.holder = this.createHolder();
+    if (local.leftoverVip) {
+      await new VipAddress(this.netlink, local.managementInterface.index, local.leftoverVip.address).remove();
+      logger.info({ address: local.leftoverVip.address }, 'removed a VIP left on this node by an earlier run');
+    }
+    await this.holder.removeStale();
+    await membership.register(self);
+    logger.info({ node: self, hwaddr: this.settings?.hwaddr }, 'registered');
+
     this.election = new Election({
       store: this.store,
       keys: this.keys,
-      self: { node: this.self.name, ip: this.self.ip, mac: this.self.mac },
+      self: { node: self.name, ip: self.ip, mac: this.settings?.hwaddr ?? self.mac },
       config: config.election,
       logger,
       onChange: () => this.reconcile(),
@@ -100,6 +121,23 @@ export class Agent {
     this.periodic = setInterval(() => this.reconcile(), config.election.leaseRenewIntervalMs);
     await this.election.start();
     this.reconcile();
+  }
+
+  private createHolder(): VipHolder {
+    const { config } = this;
+    if (config.vip.mode === 'static') {
+      return new StaticVipHolder(this.netlink, config.node.interface, this.ownMac!, config.vip.address);
+    }
+    const requested = config.vip.address;
+    return new DhcpVipHolder({
+      netlink: this.netlink,
+      parentInterface: config.node.interface,
+      vipMac: this.settings!.hwaddr!,
+      requestedIp: () => requested ?? this.lastLeasedIp,
+      releaseOnStop: config.vip.releaseOnStop,
+      logger: this.logger,
+      onDhcpChange: (state) => void this.publishDhcp(state),
+    });
   }
 
   /** Retries while etcd cannot be reached; bad input is thrown at once. */
@@ -116,10 +154,6 @@ export class Agent {
         await new Promise((resolve) => setTimeout(resolve, 500));
       }
     }
-  }
-
-  private vip(interfaceIndex: number): VipAddress {
-    return new VipAddress(this.netlink, interfaceIndex, this.config.vip.address);
   }
 
   /** Runs converge() now, or once more after the run under way. */
@@ -140,12 +174,12 @@ export class Agent {
   }
 
   private async converge(): Promise<void> {
-    const election = this.election;
-    if (!election || this.stopping) return;
+    const { election, holder } = this;
+    if (!election || !holder || this.stopping) return;
     const link = await this.netlink.interfaceByName(this.config.node.interface);
     if (!link?.usable && election.isEligible) {
       // Drop first, then resign: the VIP must be gone before anyone else can win it.
-      if (link) await this.drop(link.index, 'management interface is down');
+      await this.drop('management interface is down');
       await election.setEligible(false, link ? 'management interface is down' : 'management interface is gone');
       return;
     }
@@ -153,9 +187,8 @@ export class Agent {
     if (!link) return;
 
     const until = election.holdingUntil();
-    const vip = this.vip(link.index);
     if (until === null) {
-      await this.drop(link.index, 'not the elected holder');
+      await this.drop('not the elected holder');
       return;
     }
     // The kernel removes the VIP by itself at the lease deadline if this agent dies.
@@ -163,18 +196,44 @@ export class Agent {
     const validSeconds = validLifetimeSeconds(bound - monotonicMs());
     // Too close to the deadline to give the kernel a whole second: wait for the next renewal.
     if (validSeconds < 1) return;
-    const present = await vip.isPresent();
+    const present = await holder.isPresent();
     if (present && bound === this.refreshedFor) return;
     const term = election.leader()?.term ?? null;
-    if (!present && election.needsProbe() && !(await this.segmentIsQuiet(term))) return;
-    await vip.install(validSeconds);
+    const address = holder.address();
+    if (!present && address && election.needsProbe() && !(await this.segmentIsQuiet(term, address))) return;
+    const result = await holder.hold(validSeconds);
+    if (result.outcome === 'waiting') {
+      if (this.waitingReason !== result.reason) this.logger.warn({ term, reason: result.reason }, 'elected, but cannot serve the VIP yet');
+      this.waitingReason = result.reason;
+      this.announcer?.close();
+      this.announcer = null;
+      return;
+    }
+    this.waitingReason = null;
     this.refreshedFor = bound;
-    if (!present) {
+    if (result.outcome === 'added') {
       this.heldTerm = term;
       this.probeStartedAt = null;
-      this.logger.info({ term, address: this.config.vip.address, validSeconds }, 'holding the VIP');
-      this.announcer?.start();
+      this.logger.info({ term, address: holder.address(), validSeconds }, 'holding the VIP');
+      this.startAnnouncing(holder);
     }
+  }
+
+  private startAnnouncing(holder: VipHolder): void {
+    const address = holder.address();
+    if (!address) return;
+    const answering = holder.answering();
+    this.announcer?.close();
+    this.announcer = new Announcer({
+      interfaceName: answering.interfaceName,
+      mac: answering.mac,
+      address,
+      burstCount: this.config.announce.burstCount,
+      burstIntervalMs: this.config.announce.burstIntervalMs,
+      refreshIntervalMs: this.config.announce.refreshIntervalMs,
+      logger: this.logger,
+    });
+    this.announcer.start();
   }
 
   /**
@@ -182,7 +241,7 @@ export class Agent {
    * keeps answering until the address's lifetime runs out; wait for that, up to
    * takeover.maxProbeWait, then take the VIP anyway and say why.
    */
-  private async segmentIsQuiet(term: number | null): Promise<boolean> {
+  private async segmentIsQuiet(term: number | null, address: string): Promise<boolean> {
     const { probeWindowMs, maxProbeWaitMs } = this.config.takeover;
     if (probeWindowMs === 0 || !this.ownMac) return true;
     const now = monotonicMs();
@@ -193,7 +252,7 @@ export class Agent {
     const others = await probeForOtherHolders({
       interfaceName: this.config.node.interface,
       ownMac: this.ownMac,
-      address: this.config.vip.address,
+      address,
       windowMs: probeWindowMs,
     });
     if (others.length === 0) return true;
@@ -209,15 +268,45 @@ export class Agent {
   /** A planned move: the VIP leaves this node before the election hands the key on. */
   private async releaseForHandoff(): Promise<void> {
     await this.reconciling;
-    const link = await this.netlink.interfaceByName(this.config.node.interface);
-    if (link) await this.drop(link.index, 'planned move');
+    await this.drop('planned move');
   }
 
-  private async drop(interfaceIndex: number, reason: string): Promise<void> {
-    const removed = await this.vip(interfaceIndex).remove();
-    this.announcer?.stop();
+  private async drop(reason: string, stopping = false): Promise<void> {
+    if (!this.holder) return;
+    this.announcer?.close();
+    this.announcer = null;
+    const removed = await this.holder.release(stopping);
+    await this.holder.removeStale();
     this.refreshedFor = -Infinity;
+    this.waitingReason = null;
     if (removed) this.logger.info({ term: this.heldTerm, reason }, 'released the VIP');
+  }
+
+  /** DHCP: every lease event is published for status on all nodes, then acted on. */
+  private async publishDhcp(state: DhcpState): Promise<void> {
+    if (state.state === 'bound') this.lastLeasedIp = state.lease.ip;
+    const lease = state.state === 'requesting' ? null : state.lease;
+    const published: PublishedDhcpState = {
+      holder: this.config.node.name,
+      hwaddr: this.settings?.hwaddr ?? '',
+      requestedIP: this.config.vip.address ?? this.lastLeasedIp,
+      state: state.state,
+      reason: state.state === 'lost' ? state.reason : null,
+      leasedIP: lease?.ip ?? null,
+      leaseSeconds: lease?.leaseSeconds ?? null,
+      boundAt: lease?.boundAt ?? null,
+      renewAt: lease?.renewAt ?? null,
+      rebindAt: lease?.rebindAt ?? null,
+      expiresAt: lease?.expiresAt ?? null,
+      updatedAt: new Date().toISOString(),
+    };
+    this.refreshedFor = -Infinity;
+    this.reconcile();
+    try {
+      await this.store.put(this.keys.dhcp, JSON.stringify(published));
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message }, 'could not publish the DHCP lease state');
+    }
   }
 
   /** SIGTERM/SIGINT: remove the VIP, then revoke the lease so another node takes over at once. */
@@ -227,9 +316,7 @@ export class Agent {
     clearInterval(this.periodic);
     this.stopWatching?.();
     await this.reconciling;
-    const link = await this.netlink.interfaceByName(this.config.node.interface).catch(() => null);
-    if (link) await this.drop(link.index, 'agent stopping').catch(() => undefined);
-    this.announcer?.close();
+    await this.drop('agent stopping', true).catch((error: Error) => this.logger.warn({ err: error.message }, 'could not remove the VIP'));
     await this.election?.stop(true);
     this.store.close();
     this.netlink.close();

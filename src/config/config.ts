@@ -40,7 +40,16 @@ export const ConfigSchema = new Schema(
           mode: Type.Union([Type.Literal('static'), Type.Literal('dhcp')], {
             description: '"static" or "dhcp"',
           }),
-          address: Type.String({ format: 'ip', description: 'an IPv4 or IPv6 address' }),
+          /** Static: the VIP. DHCP: the requested IP (option 50), optional. */
+          address: Type.Optional(Type.String({ format: 'ip', description: 'an IPv4 or IPv6 address' })),
+          /** DHCP: the VIP's own MAC; generated once per cluster when absent. */
+          hwaddr: Type.Optional(Type.String({ format: 'mac', description: 'a MAC address like 02:00:00:09:7f:3f' })),
+          dhcp: Type.Optional(
+            Type.Object(
+              { releaseOnStop: Type.Optional(Type.Boolean({ description: 'true or false' })) },
+              { additionalProperties: false },
+            ),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -127,7 +136,7 @@ export type ConfigFile = Static<typeof ConfigSchema.schema>;
 export interface Config {
   cluster: string;
   node: { name: string; interface: string };
-  vip: { mode: 'static' | 'dhcp'; address: string };
+  vip: VipConfig;
   etcd: {
     endpoints: string[];
     electionTimeoutMs: number;
@@ -137,6 +146,20 @@ export interface Config {
   takeover: { probeWindowMs: number; maxProbeWaitMs: number };
   announce: { burstCount: number; burstIntervalMs: number; refreshIntervalMs: number };
   logLevel: string;
+}
+
+export type VipConfig =
+  | { mode: 'static'; address: string }
+  | { mode: 'dhcp'; address: string | null; hwaddr: string | null; releaseOnStop: boolean };
+
+/** Why a MAC cannot be the VIP's own hardware address, or null if it can. */
+export function unusableVipMac(mac: string): string | null {
+  const bytes = mac.split(':').map((octet) => parseInt(octet, 16));
+  if (bytes.length !== 6 || bytes.some((byte) => Number.isNaN(byte))) return 'must be a MAC address of 6 octets like 02:00:00:09:7f:3f';
+  if (bytes.every((byte) => byte === 0)) return 'must not be all zeros';
+  // IEEE 802: the lowest bit of the first octet marks a group (multicast) address.
+  if ((bytes[0]! & 1) === 1) return 'is a multicast address (the lowest bit of the first octet is set); use a unicast MAC such as 02:00:00:09:7f:3f';
+  return null;
 }
 
 /**
@@ -224,13 +247,27 @@ export function resolveConfig(document: unknown): Config {
   if (refreshIntervalMs !== 0 && refreshIntervalMs < 100) {
     throw new InputError('announce.refreshInterval', 'must be 0s (off) or at least 100ms');
   }
-  if (file.vip.mode === 'dhcp') {
-    throw new InputError('vip.mode', 'dhcp is not supported by this build yet; use "static"');
+  let vip: VipConfig;
+  if (file.vip.mode === 'static') {
+    if (!file.vip.address) throw new InputError('vip.address', 'is required in static mode');
+    if (file.vip.hwaddr !== undefined) throw new InputError('vip.hwaddr', 'applies to DHCP mode only (vip.mode: dhcp)');
+    if (file.vip.dhcp !== undefined) throw new InputError('vip.dhcp', 'applies to DHCP mode only (vip.mode: dhcp)');
+    vip = { mode: 'static', address: file.vip.address };
+  } else {
+    if (file.vip.address && !file.vip.address.includes('.')) throw new InputError('vip.address', 'DHCP mode is IPv4 only (DHCPv4)');
+    const problem = file.vip.hwaddr ? unusableVipMac(file.vip.hwaddr) : null;
+    if (problem) throw new InputError('vip.hwaddr', problem);
+    vip = {
+      mode: 'dhcp',
+      address: file.vip.address ?? null,
+      hwaddr: file.vip.hwaddr?.toLowerCase() ?? null,
+      releaseOnStop: file.vip.dhcp?.releaseOnStop ?? false,
+    };
   }
   return {
     cluster: file.cluster,
     node: { name: file.node.name ?? defaultNodeName(), interface: file.node.interface },
-    vip: { mode: file.vip.mode, address: file.vip.address },
+    vip,
     etcd: { endpoints: file.etcd.endpoints, electionTimeoutMs, ...(file.etcd.tls ? { tls: file.etcd.tls } : {}) },
     election,
     takeover: { probeWindowMs, maxProbeWaitMs },

@@ -29,6 +29,11 @@ export class ClusterKeys {
     return `${this.prefix}last-release`;
   }
 
+  /** DHCP mode: the holder's lease as it last saw it, for status on every node. */
+  get dhcp(): string {
+    return `${this.prefix}dhcp`;
+  }
+
   /** The history of VIP moves, one key per term. */
   event(term: number): string {
     return `${this.prefix}events/${String(term).padStart(20, '0')}`;

@@ -24,6 +24,46 @@ export interface InterfaceInfo {
   mtu: number;
   /** Administratively up and with carrier: the only state in which it can carry the VIP. */
   usable: boolean;
+  /** The link kind from IFLA_INFO_KIND ("macvlan", "veth", "bridge"...), null for plain devices. */
+  kind: string | null;
+}
+
+// rtnetlink link-info attributes (linux/if_link.h); the netlink package leaves them raw.
+const IFLA_INFO_KIND = 1;
+const IFLA_INFO_DATA = 2;
+const IFLA_MACVLAN_MODE = 1;
+const MACVLAN_MODE_BRIDGE = 4;
+const NLA_F_NESTED = 0x8000;
+
+/** One netlink attribute: length, type, payload, padded to 4 bytes. */
+function attribute(type: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(4);
+  header.writeUInt16LE(4 + payload.length, 0);
+  header.writeUInt16LE(type, 2);
+  const padding = Buffer.alloc((4 - (payload.length % 4)) % 4);
+  return Buffer.concat([header, payload, padding]);
+}
+
+function macvlanLinkInfo(): Buffer {
+  const mode = Buffer.alloc(4);
+  mode.writeUInt32LE(MACVLAN_MODE_BRIDGE, 0);
+  return Buffer.concat([
+    attribute(IFLA_INFO_KIND, Buffer.from('macvlan\0')),
+    attribute(IFLA_INFO_DATA | NLA_F_NESTED, attribute(IFLA_MACVLAN_MODE, mode)),
+  ]);
+}
+
+/** IFLA_INFO_KIND out of a raw IFLA_LINKINFO payload. */
+function linkKind(linkinfo: Buffer | undefined): string | null {
+  for (let offset = 0; linkinfo && offset + 4 <= linkinfo.length; ) {
+    const length = linkinfo.readUInt16LE(offset);
+    if (length < 4) break;
+    if ((linkinfo.readUInt16LE(offset + 2) & ~NLA_F_NESTED) === IFLA_INFO_KIND) {
+      return linkinfo.subarray(offset + 4, offset + length).toString().replace(/\0+$/, '');
+    }
+    offset += (length + 3) & ~3;
+  }
+  return null;
 }
 
 export interface AddressLifetimes {
@@ -64,6 +104,7 @@ export class Netlink {
       mac: link.attrs.address ? formatMac(link.attrs.address) : '',
       mtu: link.attrs.mtu ?? 0,
       usable: Boolean(link.data.flags?.up && link.data.flags?.lowerUp),
+      kind: linkKind(link.attrs.linkinfo),
     }));
   }
 
@@ -130,6 +171,30 @@ export class Netlink {
       return true;
     } catch (error) {
       if (/EADDRNOTAVAIL|ENODEV/.test((error as Error).message)) return false;
+      throw error;
+    }
+  }
+
+  /** Creates a macvlan (bridge mode) on `parentIndex` with the given MAC, and sets it up. */
+  async createMacvlan(name: string, parentIndex: number, mac: Buffer): Promise<number> {
+    const parent = Buffer.alloc(4);
+    parent.writeUInt32LE(parentIndex, 0);
+    await this.serial(() =>
+      this.socket.newLink({}, { ifname: name, address: mac, link: parent, linkinfo: macvlanLinkInfo() }, { flags: FlagsNew.CREATE | FlagsNew.EXCL }),
+    );
+    const created = await this.interfaceByName(name);
+    if (!created) throw new Error(`macvlan ${name} vanished right after it was created`);
+    await this.serial(() => this.socket.setLink({ index: created.index, change: { up: true }, flags: { up: true } }));
+    return created.index;
+  }
+
+  /** Deletes a link; returns false if it was already gone. */
+  async deleteLink(index: number): Promise<boolean> {
+    try {
+      await this.serial(() => this.socket.delLink({ index }));
+      return true;
+    } catch (error) {
+      if (/ENODEV/.test((error as Error).message)) return false;
       throw error;
     }
   }

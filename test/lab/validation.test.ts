@@ -110,9 +110,24 @@ describe('checks before anything changes', { timeout: 300_000 }, () => {
       error: /node\.name: "node-1" is already taken by a running node/,
     },
     {
-      name: 'DHCP mode, not in this build',
-      config: (node) => ({ ...baseConfig(node), vip: { mode: 'dhcp', address: lab.vip } }),
-      error: /vip\.mode: dhcp is not supported/,
+      name: "a DHCP-mode hwaddr equal to this node's MAC",
+      config: (node) => ({ ...baseConfig(node), vip: { mode: 'dhcp', hwaddr: '__NODE2_MAC__' } }),
+      error: /vip\.hwaddr: .* is the MAC of this node's mgmt-br; the VIP needs a MAC of its own/,
+    },
+    {
+      name: 'a multicast hwaddr',
+      config: (node) => ({ ...baseConfig(node), vip: { mode: 'dhcp', hwaddr: '01:00:5e:00:00:01' } }),
+      error: /vip\.hwaddr: is a multicast address/,
+    },
+    {
+      name: 'an all-zero hwaddr',
+      config: (node) => ({ ...baseConfig(node), vip: { mode: 'dhcp', hwaddr: '00:00:00:00:00:00' } }),
+      error: /vip\.hwaddr: must not be all zeros/,
+    },
+    {
+      name: 'an hwaddr of the wrong length',
+      config: (node) => ({ ...baseConfig(node), vip: { mode: 'dhcp', hwaddr: '02:00:00:09:7f' } }),
+      error: /vip\.hwaddr: must be a MAC address like/,
     },
     {
       name: 'an unknown field',
@@ -137,7 +152,8 @@ describe('checks before anything changes', { timeout: 300_000 }, () => {
       explained(lab, async () => {
         const etcdBefore = await etcdSnapshot();
         const addressesBefore = await addressSnapshot(node2);
-        const path = writeRaw(bad.raw ?? toYaml(bad.config(node2)));
+        const node2Mac = await lab.mac(node2);
+        const path = writeRaw((bad.raw ?? toYaml(bad.config(node2))).replace('__NODE2_MAC__', node2Mac));
         const result = await lab.vipd(node2, ['run', '--config', path]);
         assert.equal(result.code, 2, `exit code; stderr: ${result.stderr}`);
         assert.match(result.stderr, bad.error);

@@ -34,6 +34,25 @@ test('the contract example is accepted, with defaults filled in', () => {
   assert.equal(config.announce.refreshIntervalMs, 10_000);
 });
 
+test('DHCP mode: the requested IP and the MAC are optional', () => {
+  const dhcp = resolveConfig({ ...valid, vip: { mode: 'dhcp' } });
+  assert.deepEqual(dhcp.vip, { mode: 'dhcp', address: null, hwaddr: null, releaseOnStop: false });
+  const full = resolveConfig({ ...valid, vip: { mode: 'dhcp', address: '192.0.2.10', hwaddr: '02:00:00:09:7F:3F', dhcp: { releaseOnStop: true } } });
+  assert.deepEqual(full.vip, { mode: 'dhcp', address: '192.0.2.10', hwaddr: '02:00:00:09:7f:3f', releaseOnStop: true });
+});
+
+test('the fast profile fills in its own timing', () => {
+  const fast = resolveConfig({ ...valid, election: { profile: 'fast' } });
+  assert.equal(fast.election.mode, 'hold');
+  assert.equal(fast.election.renewIntervalMs, 40);
+  assert.equal(fast.election.holdTimeoutMs, 200);
+  assert.equal(fast.election.fencingMarginMs, 40);
+  assert.equal(fast.election.leaseRenewIntervalMs, 400);
+  assert.throws(() => resolveConfig({ ...valid, election: { holdTimeout: '300ms' } }), /election\.holdTimeout: applies to the fast profile only/);
+  assert.throws(() => resolveConfig({ ...valid, election: { profile: 'fast', holdTimeout: '3s' } }), /election\.holdTimeout: must be shorter than election\.leaseTTL/);
+  assert.throws(() => resolveConfig({ ...valid, election: { profile: 'fast', renewInterval: '100ms' } }), /election\.renewInterval/);
+});
+
 test('IPv6 VIPs are accepted', () => {
   assert.equal(resolveConfig({ ...valid, vip: { mode: 'static', address: '2001:db8::10' } }).vip.address, '2001:db8::10');
 });
@@ -45,11 +64,18 @@ test('every error names its field', () => {
   rejects({ ...valid, node: { name: 'n1', interface: 'an-interface-name-too-long' } }, 'node.interface', /1 to 15/);
   rejects({ ...valid, vip: { mode: 'static', address: '192.0.2.256' } }, 'vip.address', /IPv4 or IPv6/);
   rejects({ ...valid, vip: { mode: 'floating', address: '192.0.2.10' } }, 'vip.mode', /"static" or "dhcp"/);
-  rejects({ ...valid, vip: { mode: 'dhcp', address: '192.0.2.10' } }, 'vip.mode', /dhcp is not supported/);
+  rejects({ ...valid, vip: { mode: 'static' } }, 'vip.address', /required in static mode/);
+  rejects({ ...valid, vip: { mode: 'static', address: '192.0.2.10', hwaddr: '02:00:00:00:00:01' } }, 'vip.hwaddr', /DHCP mode only/);
+  rejects({ ...valid, vip: { mode: 'dhcp', hwaddr: '03:00:00:00:00:01' } }, 'vip.hwaddr', /multicast/);
+  rejects({ ...valid, vip: { mode: 'dhcp', hwaddr: '00:00:00:00:00:00' } }, 'vip.hwaddr', /all zeros/);
+  rejects({ ...valid, vip: { mode: 'dhcp', hwaddr: '02:00:00:00:01' } }, 'vip.hwaddr', /MAC address like/);
+  rejects({ ...valid, vip: { mode: 'dhcp', hwaddr: '02:00:00:00:00:01:02' } }, 'vip.hwaddr', /MAC address like/);
+  rejects({ ...valid, vip: { mode: 'dhcp', address: '2001:db8::10' } }, 'vip.address', /IPv4 only/);
+  rejects({ ...valid, vip: { mode: 'dhcp', dhcp: { releaseOnStop: 'yes' } } }, 'vip.dhcp.releaseOnStop', /true or false/);
   rejects({ ...valid, etcd: { endpoints: [] } }, 'etcd.endpoints', /at least one/);
   rejects({ ...valid, etcd: { endpoints: ['192.0.2.11:2379'] } }, 'etcd.endpoints[0]', /etcd client URL/);
   rejects({ ...valid, extra: 1 }, 'extra', /unknown field/);
-  rejects({ ...valid, vip: { mode: 'static', adress: '192.0.2.10' } }, 'vip.adress', /unknown field \(allowed here: mode, address\)/);
+  rejects({ ...valid, vip: { mode: 'static', adress: '192.0.2.10' } }, 'vip.adress', /unknown field \(allowed here: mode, address, hwaddr, dhcp\)/);
   rejects({ ...valid, election: { leaseTTL: '2500ms' } }, 'election.leaseTTL', /whole number of seconds/);
   rejects({ ...valid, election: { leaseTTL: '1s' } }, 'election.leaseTTL', /at least 2s/);
   rejects({ ...valid, election: { leaseTTL: '-2s' } }, 'election.leaseTTL', /duration/);
