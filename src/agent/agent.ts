@@ -85,6 +85,7 @@ export class Agent {
       ip: local.managementAddress.address,
       prefixLength: local.managementAddress.prefixLength,
       mac: local.managementInterface.mac,
+      mtu: local.managementInterface.mtu,
       registeredAt: new Date().toISOString(),
     };
     const self = this.self;

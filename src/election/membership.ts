@@ -11,6 +11,8 @@ export interface NodeRecord {
   ip: string;
   prefixLength: number;
   mac: string;
+  /** The management interface's MTU: every node on the segment should agree. */
+  mtu: number;
   registeredAt: string;
 }
 
