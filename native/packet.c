@@ -9,7 +9,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <net/if.h>
-#include <netpacket/packet.h>
+/* The kernel's header: glibc's lacks struct tpacket_auxdata and the TP_STATUS bits. */
+#include <linux/if_packet.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -104,6 +105,13 @@ static napi_value open_packet_socket(napi_env env, napi_callback_info info) {
     close(fd);
     return throw_errno(env, "openPacketSocket: bind", ifname, err);
   }
+  /* Per-frame status for receiveFrameWithStatus: says when a checksum is left unfinished. */
+  int one = 1;
+  if (setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "openPacketSocket: setsockopt PACKET_AUXDATA", ifname, err);
+  }
   if (napi_create_int32(env, fd, &result) != napi_ok) {
     close(fd);
     fail_napi(env, "napi_create_int32");
@@ -147,6 +155,61 @@ static napi_value receive_frame(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * Like receiveFrame, but returns null or { length, checksumPending }. checksumPending is
+ * TP_STATUS_CSUMNOTREADY: the sender was on this host (veth, bridge, macvlan) and its
+ * transport checksum was never finished, so it must not be verified.
+ */
+static napi_value receive_frame_with_status(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result, length, pending;
+  int32_t fd;
+  void *data;
+  size_t len;
+  ssize_t n;
+  bool checksum_pending = false;
+  if (!get_args(env, info, 2, argv) || !get_int(env, argv[0], "fd", &fd) || !get_buffer(env, argv[1], &data, &len)) return NULL;
+  for (;;) {
+    struct sockaddr_ll from;
+    struct iovec iov = { .iov_base = data, .iov_len = len };
+    union {
+      struct cmsghdr align;
+      char buf[CMSG_SPACE(sizeof(struct tpacket_auxdata))];
+    } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    n = recvmsg(fd, &msg, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      CHECK(env, napi_get_null(env, &result));
+      return result;
+    }
+    if (n < 0) return throw_errno(env, "receiveFrameWithStatus: recvmsg", NULL, errno);
+    /* Packet sockets also see this host's own transmissions; drop them. */
+    if (from.sll_pkttype == PACKET_OUTGOING) continue;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_PACKET || c->cmsg_type != PACKET_AUXDATA) continue;
+      if (c->cmsg_len < CMSG_LEN(sizeof(struct tpacket_auxdata))) continue;
+      struct tpacket_auxdata aux;
+      /* CMSG_DATA need not be aligned for the struct: copy it out. */
+      memcpy(&aux, CMSG_DATA(c), sizeof aux);
+      checksum_pending = (aux.tp_status & TP_STATUS_CSUMNOTREADY) != 0;
+    }
+    break;
+  }
+  CHECK(env, napi_create_object(env, &result));
+  CHECK(env, napi_create_int64(env, (int64_t)n, &length));
+  CHECK(env, napi_get_boolean(env, checksum_pending, &pending));
+  CHECK(env, napi_set_named_property(env, result, "length", length));
+  CHECK(env, napi_set_named_property(env, result, "checksumPending", pending));
+  return result;
+}
+
 static napi_value close_socket(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int32_t fd;
@@ -178,6 +241,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "openPacketSocket", NULL, open_packet_socket, NULL, NULL, NULL, napi_enumerable, NULL },
     { "sendFrame", NULL, send_frame, NULL, NULL, NULL, napi_enumerable, NULL },
     { "receiveFrame", NULL, receive_frame, NULL, NULL, NULL, napi_enumerable, NULL },
+    { "receiveFrameWithStatus", NULL, receive_frame_with_status, NULL, NULL, NULL, napi_enumerable, NULL },
     { "closeSocket", NULL, close_socket, NULL, NULL, NULL, napi_enumerable, NULL },
     { "interfaceMac", NULL, interface_mac, NULL, NULL, NULL, napi_enumerable, NULL },
   };

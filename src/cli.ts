@@ -2,16 +2,18 @@
 import { Command, CommanderError } from 'commander';
 import { InputError } from './config/schema-check';
 import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from './visibility/cli/exit-codes';
+import { registerCa } from './visibility/cli/ca';
 import { registerDhcp } from './visibility/cli/dhcp';
 import { registerMove } from './visibility/cli/move';
 import { registerRun } from './visibility/cli/run';
 import { registerStatus } from './visibility/cli/status';
+import { registerToken } from './visibility/cli/token';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../package.json') as { version: string };
 
 /** Every subcommand registers itself from its own module under src/visibility/cli/. */
-const commands: Array<(program: Command) => void> = [registerRun, registerStatus, registerMove, registerDhcp];
+const commands: Array<(program: Command) => void> = [registerRun, registerStatus, registerMove, registerDhcp, registerToken, registerCa];
 
 export function buildProgram(): Command {
   const program = new Command('vipd')
@@ -23,6 +25,12 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** Writes to stderr and exits once the write has gone out: to a pipe, writes are asynchronous. */
+function fail(message: string, code: number): void {
+  process.exitCode = code;
+  process.stderr.write(message, () => process.exit(code));
+}
+
 async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
@@ -31,13 +39,9 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = error.exitCode === 0 ? 0 : EXIT_BAD_INPUT;
       return;
     }
-    if (error instanceof InputError) {
-      process.stderr.write(`vipd: ${error.message}\n`);
-      // The agent may have opened sockets; nothing has been changed, so leave now.
-      process.exit(EXIT_BAD_INPUT);
-    }
-    process.stderr.write(`vipd: ${(error as Error).stack ?? String(error)}\n`);
-    process.exit(EXIT_UNAVAILABLE);
+    // The agent may have opened sockets that would keep the process alive: exit explicitly.
+    if (error instanceof InputError) fail(`vipd: ${error.message}\n`, EXIT_BAD_INPUT);
+    else fail(`vipd: ${(error as Error).stack ?? String(error)}\n`, EXIT_UNAVAILABLE);
   }
 }
 

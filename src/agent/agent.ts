@@ -13,6 +13,13 @@ import type { DhcpState } from '../holding/dhcp-client';
 import { DhcpVipHolder, StaticVipHolder, type VipHolder } from '../holding/holders';
 import { Netlink } from '../holding/netlink';
 import { validLifetimeSeconds, VipAddress } from '../holding/vip-address';
+import { ClusterCa } from '../security/ca';
+import { ServingCertificates } from '../security/certificates';
+import { EtcdKeyValue } from '../security/kv';
+import { securityKeys } from '../security/security-keys';
+import { TokenStore } from '../security/tokens';
+import { buildApiServer, listenApiServer, type ApiServer } from '../visibility/api/server';
+import { AgentApiBackend } from './api-backend';
 import { checkLocalNetwork } from './preflight';
 
 /** What the holder publishes about its DHCP lease, for status on every node. */
@@ -59,6 +66,7 @@ export class Agent {
   /** DHCP: the address leased last time, asked for again so the VIP stays put. */
   private lastLeasedIp: string | null = null;
   private waitingReason: string | null = null;
+  private api: { server: ApiServer; backend: AgentApiBackend; certificates: ServingCertificates } | null = null;
 
   constructor(
     private readonly config: Config,
@@ -122,6 +130,43 @@ export class Agent {
     this.periodic = setInterval(() => this.reconcile(), config.election.leaseRenewIntervalMs);
     await this.election.start();
     this.reconcile();
+    if (config.api.enabled) await this.startApi(self);
+  }
+
+  /**
+   * The HTTPS API and dashboard, on every address of this node (the VIP included whenever
+   * this node holds it), with a certificate from the cluster CA or the uploaded one.
+   */
+  private async startApi(self: NodeRecord): Promise<void> {
+    const { config, logger } = this;
+    const kv = new EtcdKeyValue(this.store);
+    const keys = securityKeys(this.keys);
+    const ca = await ClusterCa.loadOrCreate(kv, keys.ca, { cluster: config.cluster });
+    const certificates = new ServingCertificates({
+      kv,
+      keys,
+      ca,
+      node: { name: self.name, ip: self.ip },
+      vip: config.vip.address ?? this.lastLeasedIp ?? self.ip,
+      fqdn: config.api.fqdn,
+      logger,
+    });
+    await certificates.start();
+    const backend = new AgentApiBackend({
+      store: this.store,
+      keys: this.keys,
+      config,
+      self: { name: self.name, ip: self.ip },
+      ca,
+      certificates,
+      logger,
+    });
+    await backend.start();
+    const server = buildApiServer({ backend, tokens: new TokenStore(kv, keys), certificates, tls: certificates.tlsOptions(), logger });
+    certificates.attach(server.server);
+    const address = await listenApiServer(server, { port: config.api.port });
+    this.api = { server, backend, certificates };
+    logger.info({ port: address.port, caFingerprint: ca.caFingerprint(), fqdn: config.api.fqdn }, 'serving the HTTPS API and dashboard');
   }
 
   private createHolder(): VipHolder {
@@ -319,6 +364,12 @@ export class Agent {
     await this.reconciling;
     await this.drop('agent stopping', true).catch((error: Error) => this.logger.warn({ err: error.message }, 'could not remove the VIP'));
     await this.election?.stop(true);
+    if (this.api) {
+      // Open event streams would hold close() forever: give them a moment, not more.
+      await Promise.race([this.api.server.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      this.api.certificates.stop();
+      await this.api.backend.stop();
+    }
     this.store.close();
     this.netlink.close();
     this.logger.info('stopped');

@@ -100,6 +100,21 @@ export const ConfigSchema = new Schema(
           { additionalProperties: false },
         ),
       ),
+      api: Type.Optional(
+        Type.Object(
+          {
+            enabled: Type.Optional(Type.Boolean({ description: 'true or false' })),
+            port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'a TCP port from 1 to 65535' })),
+            fqdn: Type.Optional(
+              Type.String({
+                pattern: '^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\\.)*[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$',
+                description: 'a DNS name like vip.example.com',
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+      ),
       announce: Type.Optional(
         Type.Object(
           {
@@ -145,6 +160,8 @@ export interface Config {
   election: ElectionConfig;
   takeover: { probeWindowMs: number; maxProbeWaitMs: number };
   announce: { burstCount: number; burstIntervalMs: number; refreshIntervalMs: number };
+  /** The HTTPS API and dashboard, served by every node on every address, the VIP included. */
+  api: { enabled: boolean; port: number; fqdn: string | null };
   logLevel: string;
 }
 
@@ -272,6 +289,7 @@ export function resolveConfig(document: unknown): Config {
     election,
     takeover: { probeWindowMs, maxProbeWaitMs },
     announce: { burstCount: file.announce?.burstCount ?? 6, burstIntervalMs, refreshIntervalMs },
+    api: { enabled: file.api?.enabled ?? true, port: file.api?.port ?? 443, fqdn: file.api?.fqdn?.toLowerCase() ?? null },
     logLevel: file.log?.level ?? 'info',
   };
 }

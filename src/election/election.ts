@@ -106,6 +106,8 @@ export class Election {
   private holdRenewalInFlight = false;
   private handingOff = false;
   private currentLeader: Leader | null = null;
+  /** The last holder seen, kept after its key is gone: the history names who the VIP came from. */
+  private lastLeader: Leader | null = null;
   /** The holder record we write (fast profile rewrites it on every renewal). */
   private ownRecord: LeaderRecord | null = null;
   /** Fast profile: the revision of our last acknowledged write of the leader key. */
@@ -394,7 +396,7 @@ export class Election {
   private async campaign(): Promise<void> {
     if (this.stopped || !this.eligible || this.ownsKey || !this.leaseId) return;
     if (!this.leaseFencing.isValid(monotonicMs())) return;
-    const previous = this.currentLeader;
+    const previous = this.currentLeader ?? this.lastLeader;
     const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
     const sendTime = monotonicMs();
     try {
@@ -446,6 +448,7 @@ export class Election {
     this.ownRecord = record;
     this.ownModRevision = modRevision;
     this.currentLeader = { ...record };
+    this.lastLeader = this.currentLeader;
     this.lastSeen = null;
     clearTimeout(this.takeoverTimer);
     if (this.fast) this.holdFencing.acknowledge(sendTime, this.options.config.holdTimeoutMs);
@@ -526,6 +529,7 @@ export class Election {
     const leader = parseLeader(stored);
     const before = this.currentLeader;
     this.currentLeader = leader;
+    if (leader) this.lastLeader = leader;
     if (this.ownsKey && (!stored || stored.lease !== this.leaseId)) {
       this.ownsKey = false;
       this.options.logger.warn({ term: leader?.term }, 'the leader key is no longer ours');

@@ -62,6 +62,15 @@ export class ClusterKeys {
     return `${this.prefix}alive/${name}`;
   }
 
+  /** When a node's agent was last seen alive (its liveness key vanished then). */
+  lastSeen(name: string): string {
+    return `${this.prefix}last-seen/${name}`;
+  }
+
+  get lastSeenPrefix(): string {
+    return `${this.prefix}last-seen/`;
+  }
+
   get alivePrefix(): string {
     return `${this.prefix}alive/`;
   }

@@ -19,6 +19,17 @@ export interface DhcpLease {
   expiresAt: string;
 }
 
+/** A lease confirmed outside udhcpc (an INIT-REBOOT DHCPACK), for DhcpClient.adoptLease. */
+export interface AdoptedLease {
+  ip: string;
+  prefixLength: number;
+  leaseSeconds: number;
+  serverId: string | null;
+}
+
+// setTimeout's longest delay; longer waits re-arm.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export type DhcpState =
   | { state: 'requesting' }
   | { state: 'bound'; lease: DhcpLease }
@@ -40,6 +51,21 @@ function maskToPrefix(mask: string): number {
     .split('.')
     .map((octet) => Number(octet).toString(2).replace(/0/g, '').length)
     .reduce((sum, bits) => sum + bits, 0);
+}
+
+function leaseFrom(ip: string, prefixLength: number, leaseSeconds: number, serverId: string | null): DhcpLease {
+  const now = Date.now();
+  const at = (fraction: number): string => new Date(now + leaseSeconds * 1000 * fraction).toISOString();
+  return {
+    ip,
+    prefixLength,
+    leaseSeconds,
+    serverId,
+    boundAt: new Date(now).toISOString(),
+    renewAt: at(0.5),
+    rebindAt: at(0.875),
+    expiresAt: at(1),
+  };
 }
 
 export function parseHookLine(line: string): Record<string, string> | null {
@@ -74,6 +100,10 @@ export class DhcpClient {
   private boundAtMs = 0;
   /** Resolves when udhcpc reports deconfig: how stop() knows the DHCPRELEASE went out. */
   private deconfigWaiter: (() => void) | null = null;
+  /** Monotonic expiry of an adopted lease; null once udhcpc has bound a lease of its own. */
+  private adoptedUntilMs: number | null = null;
+  private adoptedTimer: NodeJS.Timeout | null = null;
+  private releasing = false;
 
   constructor(private readonly options: DhcpClientOptions) {}
 
@@ -96,6 +126,47 @@ export class DhcpClient {
     return DhcpClient.hookPath;
   }
 
+  /**
+   * Starts bound, from a lease confirmed outside udhcpc, so the VIP can be served before
+   * udhcpc's own exchange (discover, offer, request, ARP check) completes. Call before
+   * start(); udhcpc then takes over the lease. Until it reports its own bound, its start-up
+   * deconfig is ignored, and if it never does, the state turns lost when the lease expires.
+   */
+  adoptLease(lease: AdoptedLease): void {
+    if (this.child) throw new Error('adoptLease must be called before start()');
+    const full = leaseFrom(lease.ip, lease.prefixLength, lease.leaseSeconds, lease.serverId);
+    this.lastLease = full;
+    this.boundAtMs = monotonicMs();
+    this.adoptedUntilMs = this.boundAtMs + lease.leaseSeconds * 1000;
+    this.armAdoptedExpiry();
+    this.options.logger.info({ event: 'adopted', ip: full.ip, leaseSeconds: full.leaseSeconds }, 'DHCP lease');
+    this.setState({ state: 'bound', lease: full });
+  }
+
+  private armAdoptedExpiry(): void {
+    if (this.adoptedUntilMs === null) return;
+    const delay = Math.max(0, Math.min(this.adoptedUntilMs - monotonicMs(), MAX_TIMER_MS));
+    this.adoptedTimer = setTimeout(() => {
+      this.adoptedTimer = null;
+      if (this.adoptedUntilMs === null) return;
+      if (monotonicMs() < this.adoptedUntilMs) {
+        this.armAdoptedExpiry();
+        return;
+      }
+      this.endAdoption();
+      const reason = 'the DHCP lease expired: udhcpc never renewed it';
+      this.options.logger.warn({ reason }, 'lost the DHCP lease');
+      this.setState({ state: 'lost', reason, lease: this.lastLease });
+    }, delay);
+    this.adoptedTimer.unref();
+  }
+
+  private endAdoption(): void {
+    this.adoptedUntilMs = null;
+    if (this.adoptedTimer !== null) clearTimeout(this.adoptedTimer);
+    this.adoptedTimer = null;
+  }
+
   start(): void {
     if (this.child) return;
     const args = ['-f', '-i', this.options.interfaceName, '-s', DhcpClient.hook(), '-t', '3', '-T', '1', '-A', '2', '-a200'];
@@ -104,7 +175,7 @@ export class DhcpClient {
     // from a node that no longer holds it.
     const child = spawn('setpriv', ['--pdeathsig', 'SIGKILL', '--', 'udhcpc', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
-    this.setState({ state: 'requesting' });
+    if (this.adoptedUntilMs === null) this.setState({ state: 'requesting' });
     createInterface({ input: child.stdout! }).on('line', (line) => this.onLine(line));
     createInterface({ input: child.stderr! }).on('line', (line) => this.options.logger.debug({ udhcpc: line }, 'udhcpc'));
     child.on('error', (error) => this.options.logger.error({ err: error.message }, 'could not run udhcpc'));
@@ -125,20 +196,15 @@ export class DhcpClient {
     }
     const event = fields['event'];
     if (event === 'deconfig') this.deconfigWaiter?.();
+    // udhcpc always deconfigures as it starts; that says nothing about an adopted lease.
+    if (event === 'deconfig' && this.adoptedUntilMs !== null && monotonicMs() < this.adoptedUntilMs) {
+      this.options.logger.debug('udhcpc deconfig ignored: the adopted lease is still valid');
+      return;
+    }
+    if (event === 'bound' || event === 'renew' || event === 'nak') this.endAdoption();
     if ((event === 'bound' || event === 'renew') && fields['ip']) {
       const leaseSeconds = Number(fields['lease'] || '0');
-      const now = Date.now();
-      const at = (fraction: number): string => new Date(now + leaseSeconds * 1000 * fraction).toISOString();
-      const lease: DhcpLease = {
-        ip: fields['ip'],
-        prefixLength: fields['mask'] ? maskToPrefix(fields['mask']) : 32,
-        leaseSeconds,
-        serverId: fields['serverid'] || null,
-        boundAt: new Date(now).toISOString(),
-        renewAt: at(0.5),
-        rebindAt: at(0.875),
-        expiresAt: at(1),
-      };
+      const lease = leaseFrom(fields['ip'], fields['mask'] ? maskToPrefix(fields['mask']) : 32, leaseSeconds, fields['serverid'] || null);
       this.lastLease = lease;
       this.boundAtMs = monotonicMs();
       this.options.logger.info({ event, ip: lease.ip, leaseSeconds }, 'DHCP lease');
@@ -146,10 +212,11 @@ export class DhcpClient {
     } else if (event === 'nak') {
       this.options.logger.warn({ message: fields['message'] }, 'the DHCP server refused the lease (NAK)');
       this.setState({ state: 'lost', reason: `the DHCP server sent a NAK${fields['message'] ? `: ${fields['message']}` : ''}`, lease: this.lastLease });
-    } else if (event === 'deconfig' && this.current.state === 'bound') {
-      const expired = monotonicMs() - this.boundAtMs >= (this.lastLease?.leaseSeconds ?? 0) * 1000;
-      const reason = expired ? 'the DHCP lease expired: no server answered past T2' : 'udhcpc dropped the lease';
-      this.options.logger.warn({ reason }, 'lost the DHCP lease');
+    } else if (event === 'deconfig' && this.current.state === 'bound' && !this.releasing) {
+      // From bound, without a NAK (handled above) or our own release, udhcpc only deconfigures
+      // when the lease ran out with no server answering its renew and rebind requests.
+      const reason = 'the DHCP lease expired: no server answered past T2';
+      this.options.logger.warn({ reason, heldForMs: monotonicMs() - this.boundAtMs }, 'lost the DHCP lease');
       this.setState({ state: 'lost', reason, lease: this.lastLease });
     } else if (event === 'leasefail' && this.current.state !== 'bound') {
       this.setState({ state: 'lost', reason: 'no DHCP server answered', lease: this.lastLease });
@@ -163,11 +230,13 @@ export class DhcpClient {
 
   /** Stops udhcpc; with release, it sends DHCPRELEASE first (SIGUSR2) so the server frees the address. */
   async stop(release: boolean): Promise<void> {
+    this.endAdoption();
     const child = this.child;
     if (!child) return;
     this.child = null;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     if (release && this.current.state === 'bound') {
+      this.releasing = true;
       const released = new Promise<void>((resolve) => {
         this.deconfigWaiter = resolve;
       });

@@ -41,6 +41,8 @@ const POLL_INTERVAL_MS = 5;
  *
  * Opens an AF_PACKET socket (needs CAP_NET_RAW) because the interface has no address yet
  * and replies may be broadcast or unicast to the MAC; the socket is always closed.
+ * Replies whose UDP checksum the kernel marks as unfinished (a server on this host) are
+ * accepted without that checksum, as udhcpc does.
  * Send errors (interface down, say) reject the promise.
  */
 export async function tryInitReboot(options: InitRebootOptions): Promise<InitRebootResult> {
@@ -61,8 +63,8 @@ export async function tryInitReboot(options: InitRebootOptions): Promise<InitReb
         socket.send(request);
         nextSend = now + retransmitMs;
       }
-      for (let frame = socket.receive(); frame !== null; frame = socket.receive()) {
-        const result = matchReply(frame, xid, options.mac);
+      for (let got = socket.receiveWithStatus(); got !== null; got = socket.receiveWithStatus()) {
+        const result = matchReply(got.frame, got.checksumPending, xid, options.mac);
         if (result !== null) return result;
       }
       if (Date.now() >= deadline) return { outcome: 'timeout' };
@@ -73,8 +75,9 @@ export async function tryInitReboot(options: InitRebootOptions): Promise<InitReb
   }
 }
 
-function matchReply(frame: Buffer, xid: number, mac: Buffer): InitRebootResult | null {
-  const decoded = decodeDhcpFrame(frame);
+function matchReply(frame: Buffer, checksumPending: boolean, xid: number, mac: Buffer): InitRebootResult | null {
+  // A server on this host (veth, bridge, macvlan) leaves its UDP checksum to offload.
+  const decoded = decodeDhcpFrame(frame, { checksumPending });
   if (decoded === null) return null;
   const m = decoded.message;
   if (m.op !== 'reply' || m.xid !== xid || !m.clientMac.equals(mac)) return null;

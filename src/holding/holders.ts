@@ -1,8 +1,10 @@
 import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { ipToBytes } from './codecs/ip';
 import { parseMac } from './codecs/mac';
 import { DeadManSwitch } from './dead-man-switch';
-import { DhcpClient, type DhcpState } from './dhcp-client';
+import { DhcpClient, type AdoptedLease, type DhcpState } from './dhcp-client';
+import { tryInitReboot, type InitRebootResult } from './dhcp-init-reboot';
 import type { Netlink } from './netlink';
 import { VipAddress } from './vip-address';
 
@@ -142,6 +144,7 @@ export class DhcpVipHolder implements VipHolder {
   async hold(validSeconds: number): Promise<HoldResult> {
     const { netlink } = this.options;
     let index = await this.macvlan();
+    let adopted: AdoptedLease | null = null;
     if (index === null) {
       const parent = await netlink.interfaceByName(this.options.parentInterface);
       if (!parent) return { outcome: 'waiting', reason: `interface ${this.options.parentInterface} is gone` };
@@ -157,6 +160,8 @@ export class DhcpVipHolder implements VipHolder {
       writeSysctl(`net/ipv4/conf/${this.options.parentInterface}/arp_announce`, '2');
       this.deadMan.arm([['ip', 'link', 'del', VIP_MACVLAN]]);
       this.options.logger.info({ interface: VIP_MACVLAN, mac: this.options.vipMac }, 'created the VIP macvlan');
+      const requestedIp = this.options.requestedIp();
+      if (requestedIp !== null) adopted = await this.initReboot(requestedIp);
     }
     if (!this.client) {
       this.client = new DhcpClient({
@@ -165,6 +170,8 @@ export class DhcpVipHolder implements VipHolder {
         logger: this.options.logger,
         onChange: (state) => this.options.onDhcpChange(state),
       });
+      // Serve the VIP at once; udhcpc still runs, to take over and maintain the lease.
+      if (adopted !== null) this.client.adoptLease(adopted);
       this.client.start();
     }
     const state = this.client.state;
@@ -179,6 +186,35 @@ export class DhcpVipHolder implements VipHolder {
     const leaseLeft = Math.floor((Date.parse(state.lease.expiresAt) - Date.now()) / 1000);
     const added = await address(state.lease.ip).install(Math.max(1, Math.min(validSeconds, leaseLeft)));
     return { outcome: added ? 'added' : 'refreshed' };
+  }
+
+  /**
+   * RFC 2131 INIT-REBOOT: asks whether requestedIp is still this MAC's, which takes one
+   * exchange where udhcpc's discover, offer, request and ARP check take several. Returns the
+   * lease to adopt on an ACK for that address; null otherwise, and udhcpc asks as usual.
+   */
+  private async initReboot(requestedIp: string): Promise<AdoptedLease | null> {
+    const { logger } = this.options;
+    const started = Date.now();
+    let result: InitRebootResult;
+    try {
+      result = await tryInitReboot({ interfaceName: VIP_MACVLAN, mac: this.mac, requestedIp, timeoutMs: 1000 });
+    } catch (error) {
+      logger.warn({ requestedIp, err: (error as Error).message }, 'INIT-REBOOT failed; leaving it to udhcpc');
+      return null;
+    }
+    const tookMs = Date.now() - started;
+    if (result.outcome !== 'ack') {
+      logger.info({ requestedIp, ...result, tookMs }, 'INIT-REBOOT: no ACK; leaving it to udhcpc');
+      return null;
+    }
+    if (result.ip !== requestedIp || result.leaseSeconds === null || result.leaseSeconds === 0) {
+      logger.info({ requestedIp, ...result, tookMs }, 'INIT-REBOOT: ACK not usable for the requested IP; leaving it to udhcpc');
+      return null;
+    }
+    logger.info({ requestedIp, ...result, tookMs }, 'INIT-REBOOT: the DHCP server confirmed the requested IP');
+    const prefixLength = result.subnetMask === null ? 32 : ipToBytes(result.subnetMask).readUInt32BE(0).toString(2).replace(/0/g, '').length;
+    return { ip: result.ip, prefixLength, leaseSeconds: result.leaseSeconds, serverId: result.serverId };
   }
 
   async release(stopping: boolean): Promise<boolean> {

@@ -5,6 +5,7 @@ interface PacketAddon {
   openPacketSocket(ifname: string, ethertype: number): number;
   sendFrame(fd: number, frame: Buffer): number;
   receiveFrame(fd: number, buffer: Buffer): number;
+  receiveFrameWithStatus(fd: number, buffer: Buffer): { length: number; checksumPending: boolean } | null;
   closeSocket(fd: number): void;
   interfaceMac(ifname: string): Buffer;
 }
@@ -59,6 +60,17 @@ export class PacketSocket {
     const length = addon().receiveFrame(this.openFd(), this.scratch);
     if (length < 0) return null;
     return Buffer.from(this.scratch.subarray(0, length));
+  }
+
+  /**
+   * Like receive(), with the kernel's word on the frame: checksumPending means it came from
+   * this host with its transport checksum left to offload (CHECKSUM_PARTIAL), so that
+   * checksum field holds only a partial sum and must not be verified.
+   */
+  receiveWithStatus(): { frame: Buffer; checksumPending: boolean } | null {
+    const received = addon().receiveFrameWithStatus(this.openFd(), this.scratch);
+    if (received === null) return null;
+    return { frame: Buffer.from(this.scratch.subarray(0, received.length)), checksumPending: received.checksumPending };
   }
 
   close(): void {

@@ -27,6 +27,10 @@ export interface ManagementAddress {
     message: string;
     /** DHCP mode: the lease as the holder last saw it. */
     dhcp?: Omit<PublishedDhcpState, 'hwaddr' | 'requestedIP'>;
+    /** SHA-256 of the cluster CA, colon hex: what clients pin. */
+    caFingerprint?: string;
+    /** Why clients may distrust the served certificate (e.g. no IP SAN for the VIP), or null. */
+    certificateWarning?: string | null;
   };
 }
 
@@ -107,6 +111,8 @@ export function formatManagementAddressTable(view: ManagementAddress, now = new 
   }
   if (view.status.held && view.status.message !== `held by ${view.status.holder}`) rows.push(['NOTE', view.status.message]);
   rows.push(['CLUSTER', view.metadata.cluster]);
+  if (view.status.caFingerprint) rows.push(['CA (SHA-256)', view.status.caFingerprint]);
+  if (view.status.certificateWarning) rows.push(['TLS WARNING', view.status.certificateWarning]);
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
 }

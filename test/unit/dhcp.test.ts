@@ -236,6 +236,42 @@ describe('dhcp codec: hand-built DHCPACK', () => {
   });
 });
 
+// What a packet socket sees from a server on the same host (veth, bridge, macvlan): the kernel
+// left the UDP checksum to offload (CHECKSUM_PARTIAL), so the field holds only the folded
+// pseudo-header sum, not complemented: c000 + 0201 + ffff + ffff + 0011 + 0121 = 0x2c331,
+// folded 0xc331 + 0x2 = 0xc333.
+const ACK_PARTIAL_UDP_CHECKSUM = 0xc333;
+const ACK_FRAME_PARTIAL = Buffer.from(ACK_FRAME);
+ACK_FRAME_PARTIAL.writeUInt16BE(ACK_PARTIAL_UDP_CHECKSUM, 40);
+
+describe('dhcp codec: checksum left to offload (checksumPending)', () => {
+  test('the partial checksum fails verification', () => {
+    assert.equal(decodeDhcpFrame(ACK_FRAME_PARTIAL), null);
+    assert.equal(decodeDhcpFrame(ACK_FRAME_PARTIAL, {}), null);
+    assert.equal(decodeDhcpFrame(ACK_FRAME_PARTIAL, { checksumPending: false }), null);
+  });
+
+  test('with checksumPending the UDP checksum is not checked', () => {
+    const decoded = decodeDhcpFrame(ACK_FRAME_PARTIAL, { checksumPending: true });
+    assert.deepEqual(decoded, decodeDhcpFrame(ACK_FRAME));
+    assert.ok(decodeDhcpFrame(ACK_FRAME, { checksumPending: true }), 'a finished checksum is fine too');
+  });
+
+  test('with checksumPending the IPv4 header checksum is still checked', () => {
+    assert.equal(decodeDhcpFrame(withByte(ACK_FRAME_PARTIAL, 25, 0xeb), { checksumPending: true }), null);
+  });
+
+  test('with checksumPending everything else is still checked', () => {
+    const toServerPort = Buffer.from(ACK_FRAME_PARTIAL);
+    toServerPort.writeUInt16BE(67, 36);
+    assert.equal(decodeDhcpFrame(toServerPort, { checksumPending: true }), null);
+    const longUdp = Buffer.from(ACK_FRAME_PARTIAL);
+    longUdp.writeUInt16BE(0x0122, 38);
+    assert.equal(decodeDhcpFrame(longUdp, { checksumPending: true }), null);
+    assert.equal(decodeDhcpFrame(withByte(ACK_FRAME_PARTIAL, 42 + 236, 0x64), { checksumPending: true }), null); // cookie
+  });
+});
+
 describe('dhcp codec: DHCPRELEASE', () => {
   test('is byte-exact', () => {
     const m = releaseMessage({ mac: CLIENT_MAC, clientIp: '192.0.2.60', serverId: '192.0.2.1', xid: 0x0badcafe });

@@ -417,13 +417,24 @@ export function encodeDhcpFrame(f: DhcpFrame): Buffer {
   return Buffer.concat([ethernet, ip, udp, payload]);
 }
 
+export interface DecodeDhcpFrameOptions {
+  /**
+   * The kernel reported the frame's checksum as not yet computed (TP_STATUS_CSUMNOTREADY,
+   * see PacketSocket.receiveWithStatus): a sender on this host left the UDP checksum to
+   * offload, so the field holds only the pseudo-header sum. The UDP checksum is then not
+   * checked; the IPv4 header checksum still is.
+   */
+  checksumPending?: boolean;
+}
+
 /**
  * Parses an Ethernet/IPv4/UDP frame to port 68 carrying DHCP; null for anything else,
- * including a bad IPv4 header checksum, a bad UDP checksum (0, "none", is accepted),
- * fragments, and lengths that disagree with the frame. Trailing Ethernet padding is ignored.
+ * including a bad IPv4 header checksum, a bad UDP checksum (0, "none", is accepted; not
+ * checked at all with `checksumPending`), fragments, and lengths that disagree with the
+ * frame. Trailing Ethernet padding is ignored.
  * No VLAN tags: the frame must be as the kernel hands it to an ETH_P_IP packet socket.
  */
-export function decodeDhcpFrame(frame: Buffer): DecodedDhcpFrame | null {
+export function decodeDhcpFrame(frame: Buffer, options: DecodeDhcpFrameOptions = {}): DecodedDhcpFrame | null {
   if (frame.length < ETHERNET_HEADER_LENGTH + IPV4_HEADER_LENGTH + UDP_HEADER_LENGTH) return null;
   if (frame.readUInt16BE(12) !== ETHERTYPE_IPV4) return null;
   const ip = frame.subarray(ETHERNET_HEADER_LENGTH);
@@ -444,7 +455,7 @@ export function decodeDhcpFrame(frame: Buffer): DecodedDhcpFrame | null {
   const udpLength = udp.readUInt16BE(4);
   if (udpLength < UDP_HEADER_LENGTH || udpLength > udp.length) return null;
   const datagram = udp.subarray(0, udpLength);
-  if (datagram.readUInt16BE(6) !== 0) {
+  if (options.checksumPending !== true && datagram.readUInt16BE(6) !== 0) {
     // RFC 768: summing everything, the transmitted checksum included, gives all ones.
     if (onesComplementSum(udpPseudoHeader(source, destination, udpLength), datagram) !== 0xffff) return null;
   }

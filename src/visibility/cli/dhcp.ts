@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/config';
 import { InputError } from '../../config/schema-check';
-import { EtcdStore } from '../../election/etcd-store';
-import { ClusterKeys } from '../../election/keys';
 import { renderOutput } from '../output';
-import { EXIT_UNAVAILABLE } from './exit-codes';
+import { withCluster } from './cluster';
 import { readManagementAddress } from './status';
 
 export interface Reservation {
@@ -49,21 +46,13 @@ export function registerDhcp(program: Command): void {
     .requiredOption('-c, --config <file>', 'the YAML config file')
     .option('-o, --output <format>', 'json, yaml or jsonpath=TEMPLATE')
     .action(async (options: { config: string; output?: string }) => {
-      const config = loadConfig(options.config);
-      if (config.vip.mode !== 'dhcp') throw new InputError('vip.mode', 'is static: a reservation is only needed in DHCP mode');
-      const store = new EtcdStore({ endpoints: config.etcd.endpoints, tls: config.etcd.tls, callTimeoutMs: 3000 });
-      try {
-        const view = await readManagementAddress(store, new ClusterKeys(config.cluster), config);
+      await withCluster(options.config, async ({ config, store, keys }) => {
+        if (config.vip.mode !== 'dhcp') throw new InputError('vip.mode', 'is static: a reservation is only needed in DHCP mode');
+        const view = await readManagementAddress(store, keys, config);
         const hwaddr = view.metadata.annotations['kube-vip.io/hwaddr'];
         if (!hwaddr) throw new InputError('vip.hwaddr', 'is not set and no agent has generated one yet: start an agent first, or set vip.hwaddr');
         const reservation = reservationFor(config.cluster, hwaddr, view.metadata.annotations['kube-vip.io/requestedIP'] ?? null);
         process.stdout.write(renderOutput(options.output, reservation, () => table(reservation)));
-      } catch (error) {
-        if (error instanceof InputError) throw error;
-        process.stderr.write(`vipd: cannot reach etcd at ${config.etcd.endpoints.join(', ')}: ${(error as Error).message}\n`);
-        process.exitCode = EXIT_UNAVAILABLE;
-      } finally {
-        store.close();
-      }
+      });
     });
 }

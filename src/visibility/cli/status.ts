@@ -1,47 +1,29 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/config';
+import { X509Certificate } from 'node:crypto';
+import { securityKeys } from '../../security/security-keys';
 import type { PublishedDhcpState } from '../../agent/agent';
 import type { Config } from '../../config/config';
+import { InputError } from '../../config/schema-check';
 import { parseLeader } from '../../election/election';
+import type { EtcdStore } from '../../election/etcd-store';
+import type { ClusterKeys } from '../../election/keys';
 import type { ClusterSettings } from '../../election/membership';
-import { EtcdStore } from '../../election/etcd-store';
-import { ClusterKeys } from '../../election/keys';
 import { describeManagementAddress, formatManagementAddressTable, type ManagementAddress } from '../management-address';
 import { renderOutput } from '../output';
-import { EXIT_UNAVAILABLE } from './exit-codes';
-
-/** `vipd status`: the management address as Harvester users query it. */
-export function registerStatus(program: Command): void {
-  program
-    .command('status')
-    .description('show the management address: holder, MAC, requested IP, term')
-    .requiredOption('-c, --config <file>', 'the YAML config file')
-    .option('-o, --output <format>', 'json, yaml or jsonpath=TEMPLATE (kubectl syntax)')
-    .action(async (options: { config: string; output?: string }) => {
-      const config = loadConfig(options.config);
-      const keys = new ClusterKeys(config.cluster);
-      const store = new EtcdStore({ endpoints: config.etcd.endpoints, tls: config.etcd.tls, callTimeoutMs: 3000 });
-      try {
-        let view;
-        try {
-          view = await readManagementAddress(store, keys, config);
-        } catch (error) {
-          process.stderr.write(`vipd: cannot reach etcd at ${config.etcd.endpoints.join(', ')}: ${(error as Error).message}\n`);
-          process.exitCode = EXIT_UNAVAILABLE;
-          return;
-        }
-        process.stdout.write(renderOutput(options.output, view, () => formatManagementAddressTable(view)));
-      } finally {
-        store.close();
-      }
-    });
-}
+import { addApiClientOptions, ApiClient, type ApiClientFlags } from './api-client';
+import { withCluster } from './cluster';
 
 /** Reads everything the management address shows from etcd: holder, settings, DHCP lease. */
 export async function readManagementAddress(store: EtcdStore, keys: ClusterKeys, config: Config): Promise<ManagementAddress> {
-  const [leader, settings, dhcp] = await Promise.all([store.get(keys.leader), store.get(keys.settings), store.get(keys.dhcp)]);
+  const [leader, settings, dhcp, ca] = await Promise.all([
+    store.get(keys.leader),
+    store.get(keys.settings),
+    store.get(keys.dhcp),
+    store.get(securityKeys(keys).ca),
+  ]);
   const parse = <T>(value: string | undefined): T | null => (value ? (JSON.parse(value) as T) : null);
-  return describeManagementAddress({
+  const caCertificate = parse<{ certificate: string }>(ca?.value)?.certificate;
+  const view = describeManagementAddress({
     cluster: config.cluster,
     address: config.vip.address,
     mode: config.vip.mode,
@@ -49,5 +31,34 @@ export async function readManagementAddress(store: EtcdStore, keys: ClusterKeys,
     leader: parseLeader(leader),
     hwaddr: parse<ClusterSettings>(settings?.value)?.hwaddr ?? (config.vip.mode === 'dhcp' ? config.vip.hwaddr : null),
     dhcp: config.vip.mode === 'dhcp' ? parse<PublishedDhcpState>(dhcp?.value) : null,
+  });
+  if (caCertificate) view.status.caFingerprint = new X509Certificate(caCertificate).fingerprint256;
+  return view;
+}
+
+/** Commands that work either from a node (`--config`, straight from etcd) or remotely (`--server`, through the API). */
+export function requireOneSource(options: { config?: string; server?: string }): void {
+  if (!options.config === !options.server) {
+    throw new InputError('--config', 'give either --config FILE (on a node) or --server https://VIP-or-FQDN (through the API)');
+  }
+}
+
+/** `vipd status`: the management address as Harvester users query it. */
+export function registerStatus(program: Command): void {
+  const command = program
+    .command('status')
+    .description('show the management address: holder, MAC, requested IP, term')
+    .option('-c, --config <file>', 'the YAML config file (reads etcd directly)')
+    .option('-o, --output <format>', 'json, yaml or jsonpath=TEMPLATE (kubectl syntax)');
+  addApiClientOptions(command, false).action(async (options: Partial<ApiClientFlags> & { config?: string; output?: string }) => {
+    requireOneSource(options);
+    const print = (view: ManagementAddress): void => {
+      process.stdout.write(renderOutput(options.output, view, () => formatManagementAddressTable(view)));
+    };
+    if (options.server) {
+      print(await ApiClient.fromFlags(options as ApiClientFlags).get<ManagementAddress>('/v1/management-address'));
+      return;
+    }
+    await withCluster(options.config!, async ({ config, store, keys }) => print(await readManagementAddress(store, keys, config)));
   });
 }

@@ -1,0 +1,94 @@
+import type { FastifyReply } from 'fastify';
+import type { ApiBackend, MoveEvent } from './backend';
+
+export interface EventStreamOptions {
+  heartbeatMs: number;
+  maxStreams: number;
+  /** Headers every response carries; hijacked replies skip the onSend hook that adds them. */
+  headers: Record<string, string>;
+}
+
+/** Thrown when too many streams are open: the error handler turns it into 503. */
+export class TooManyStreamsError extends Error {
+  readonly statusCode = 503;
+}
+
+const MAX_BUFFERED_BYTES = 256 * 1024;
+
+function frame(event: MoveEvent): string {
+  return `event: move\ndata: ${JSON.stringify(event)}\n\n`;
+}
+
+/**
+ * Live move events as Server-Sent Events: the history first, then each new event, with a
+ * comment line as heartbeat so proxies and the browser notice a dead connection.
+ */
+export class EventStreams {
+  private readonly open = new Set<() => void>();
+
+  constructor(
+    private readonly backend: ApiBackend,
+    private readonly options: EventStreamOptions,
+  ) {}
+
+  get count(): number {
+    return this.open.size;
+  }
+
+  async serve(reply: FastifyReply, limit: number | undefined): Promise<void> {
+    if (this.open.size >= this.options.maxStreams) {
+      throw new TooManyStreamsError(`too many open event streams (${this.options.maxStreams}); try again later`);
+    }
+    // Subscribe before reading the history, so no event falls between the two.
+    const early: MoveEvent[] = [];
+    let send: ((event: MoveEvent) => void) | null = null;
+    const unsubscribe = this.backend.subscribe((event) => (send ? send(event) : early.push(event)));
+    let history: MoveEvent[];
+    try {
+      history = await this.backend.events(limit);
+    } catch (error) {
+      unsubscribe();
+      throw error;
+    }
+
+    reply.hijack();
+    const response = reply.raw;
+    response.writeHead(200, {
+      ...this.options.headers,
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    response.write('retry: 3000\n\n');
+    const seen = new Set(history.map((event) => JSON.stringify(event)));
+    for (const event of history) response.write(frame(event));
+    for (const event of early) if (!seen.has(JSON.stringify(event))) response.write(frame(event));
+    const write = (text: string): void => {
+      // A client that stops reading would make us buffer without bound: drop it instead.
+      if (response.writableLength > MAX_BUFFERED_BYTES) close();
+      else response.write(text);
+    };
+    send = (event) => write(frame(event));
+
+    const heartbeat = setInterval(() => write(': heartbeat\n\n'), this.options.heartbeatMs);
+    let closed = false;
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      clearInterval(heartbeat);
+      unsubscribe();
+      this.open.delete(close);
+      if (!response.writableEnded) response.end();
+    };
+    this.open.add(close);
+    // Not the request's 'close': Node emits that once the request body is read.
+    response.on('close', close);
+    response.on('error', close);
+  }
+
+  /** Ends every open stream, so the server can close. */
+  closeAll(): void {
+    for (const close of [...this.open]) close();
+  }
+}

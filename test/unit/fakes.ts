@@ -1,0 +1,140 @@
+import { ClusterKeys } from '../../src/election/keys';
+import { ClusterCa } from '../../src/security/ca';
+import { ServingCertificates } from '../../src/security/certificates';
+import { MemoryKeyValue } from '../../src/security/kv';
+import { securityKeys, type SecurityKeys } from '../../src/security/security-keys';
+import { TokenStore } from '../../src/security/tokens';
+import {
+  MoveRefusedError,
+  type ApiBackend,
+  type ApiManagementAddress,
+  type MoveEvent,
+  type NodeStatus,
+} from '../../src/visibility/api/backend';
+import { buildApiServer, type ApiServer, type ApiServerOptions } from '../../src/visibility/api/server';
+import { describeManagementAddress } from '../../src/visibility/management-address';
+
+const MACS: Record<string, string> = {
+  'node-1': '8c:dc:d4:b5:f0:01',
+  'node-2': '8c:dc:d4:b5:f0:02',
+  'node-3': '8c:dc:d4:b5:f0:03',
+};
+
+/** An agent in memory: three nodes, node-3 unhealthy, node-1 holding the VIP. */
+export class FakeBackend implements ApiBackend {
+  readonly vip = '192.0.2.10';
+  nodeList: Array<Omit<NodeStatus, 'holdsVip'>> = [
+    { name: 'node-1', ip: '192.0.2.11', healthy: true, lastSeen: new Date().toISOString() },
+    { name: 'node-2', ip: '192.0.2.12', healthy: true, lastSeen: new Date().toISOString() },
+    { name: 'node-3', ip: '192.0.2.13', healthy: false, lastSeen: new Date(Date.now() - 600_000).toISOString() },
+  ];
+  holder: string | null = 'node-1';
+  since = new Date(Date.now() - 42 * 60_000).toISOString();
+  term = 7;
+  history: MoveEvent[] = [
+    { from: null, to: 'node-2', reason: 'first holder elected', term: 5, time: new Date(Date.now() - 3 * 3600_000).toISOString() },
+    { from: 'node-2', to: 'node-1', reason: 'lease expired: node-2 stopped renewing', term: 7, time: this.since },
+  ];
+  caFingerprint: string | undefined;
+  certificateWarning: string | null = null;
+  /** A field the response schema does not know: it must not reach clients. */
+  leakField = true;
+  readonly listeners = new Set<(event: MoveEvent) => void>();
+  readonly moves: string[] = [];
+
+  async managementAddress(): Promise<ApiManagementAddress> {
+    const node = this.nodeList.find((candidate) => candidate.name === this.holder);
+    const view = describeManagementAddress({
+      cluster: 'demo',
+      address: this.vip,
+      mode: 'static',
+      interface: 'mgmt-br',
+      leader: node ? { node: node.name, ip: node.ip, mac: MACS[node.name] ?? '', since: this.since, term: this.term } : null,
+    });
+    const status = {
+      ...view.status,
+      ...(this.caFingerprint ? { caFingerprint: this.caFingerprint } : {}),
+      certificateWarning: this.certificateWarning,
+      ...(this.leakField ? { internalSecret: 'must-not-leak' } : {}),
+    };
+    return { ...view, status };
+  }
+
+  async nodes(): Promise<NodeStatus[]> {
+    return this.nodeList.map((node) => ({ ...node, holdsVip: node.name === this.holder }));
+  }
+
+  async events(limit?: number): Promise<MoveEvent[]> {
+    return limit === undefined ? [...this.history] : this.history.slice(-limit);
+  }
+
+  subscribe(listener: (event: MoveEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async move(to: string): Promise<void> {
+    const node = this.nodeList.find((candidate) => candidate.name === to);
+    if (!node) throw new MoveRefusedError(`unknown node "${to}" (registered nodes: ${this.nodeList.map((n) => n.name).join(', ')})`);
+    if (!node.healthy) throw new MoveRefusedError(`node "${to}" is not healthy: its agent is not running`);
+    this.moves.push(to);
+    if (this.holder !== to) this.moveTo(to, 'planned move');
+  }
+
+  /** What the agent does when the VIP changes hands: new holder, new term, one event. */
+  moveTo(to: string | null, reason: string): MoveEvent {
+    const event: MoveEvent = { from: this.holder, to, reason, term: to ? this.term + 1 : null, time: new Date().toISOString() };
+    this.holder = to;
+    if (to) {
+      this.term += 1;
+      this.since = event.time;
+    }
+    this.history.push(event);
+    for (const listener of this.listeners) listener(event);
+    return event;
+  }
+
+  localNode(): { name: string; ip: string } {
+    return { name: 'node-2', ip: '192.0.2.12' };
+  }
+
+  fqdn(): string | null {
+    return 'mgmt.example.test';
+  }
+}
+
+export const FQDN = 'mgmt.example.test';
+export const VIP = '192.0.2.10';
+
+/** A whole API server in memory: CA, serving certificate, tokens, fake agent. */
+export interface ApiWorld {
+  kv: MemoryKeyValue;
+  keys: SecurityKeys;
+  ca: ClusterCa;
+  certificates: ServingCertificates;
+  tokens: TokenStore;
+  backend: FakeBackend;
+  app: ApiServer;
+  adminToken: string;
+  readToken: string;
+  /** Moves the token store's clock, e.g. past a token's expiry. */
+  clock: { offsetMs: number };
+}
+
+export async function createApiWorld(overrides: Partial<ApiServerOptions> = {}, nodeIp = '127.0.0.1'): Promise<ApiWorld> {
+  const kv = new MemoryKeyValue();
+  const keys = securityKeys(new ClusterKeys('demo'));
+  const ca = await ClusterCa.loadOrCreate(kv, keys.ca, { cluster: 'demo' });
+  // The node IP is loopback so live tests can verify the served certificate properly.
+  const certificates = new ServingCertificates({ kv, keys, ca, node: { name: 'node-2', ip: nodeIp }, vip: VIP, fqdn: FQDN });
+  await certificates.start();
+  const clock = { offsetMs: 0 };
+  const tokens = new TokenStore(kv, keys, () => new Date(Date.now() + clock.offsetMs));
+  const backend = new FakeBackend();
+  backend.caFingerprint = ca.caFingerprint();
+  const adminToken = (await tokens.create({ role: 'admin', description: 'test admin' })).token;
+  const readToken = (await tokens.create({ role: 'read', description: 'test read' })).token;
+  const app = buildApiServer({ backend, tokens, certificates, tls: certificates.tlsOptions(), ...overrides });
+  certificates.attach(app.server);
+  return { kv, keys, ca, certificates, tokens, backend, app, adminToken, readToken, clock };
+}
