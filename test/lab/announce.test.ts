@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Lab, type AnnouncementCapture } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { waitFor } from '../../lab/shell';
-import { assertNeverTwoHolders, explained, singleHolder } from './helpers';
+import { assertNeverTwoHolders, explained, singleHolder , useLab } from './helpers';
 
 const BURST = 6;
 
@@ -13,20 +13,18 @@ for (const ipv6 of [false, true]) {
     let observer: VipObserver;
     let capture: AnnouncementCapture;
 
-    before(async () => {
-      // A short refresh interval so the test sees refreshes without waiting 10 s.
-      lab = await Lab.create({ nodes: 2, ipv6, config: { announce: { burstCount: BURST, refreshInterval: '300ms' } } });
-      await lab.startEtcd();
-      capture = await lab.captureAnnouncements();
-      observer = await VipObserver.start(lab.vip, lab.nodes);
-      for (const node of lab.nodes) lab.startAgent(node);
-    });
-
-    after(async () => {
-      capture?.stop();
-      observer?.stop();
-      await lab?.destroy();
-    });
+    useLab(
+      {
+        nodes: 2,
+        ipv6,
+        // A short refresh interval so the test sees refreshes without waiting 10 s.
+        config: { announce: { burstCount: BURST, refreshInterval: '300ms' } },
+        prepare: async (lab) => {
+          capture = await lab.captureAnnouncements();
+        },
+      },
+      (fixture) => ({ lab, observer } = fixture),
+    );
 
     /** Waits for a full burst from `mac` after index `from` and checks its shape. */
     async function burstFrom(mac: string, from: number): Promise<void> {

@@ -3,11 +3,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { inNamespace, Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { run, waitFor } from '../../lab/shell';
-import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait } from './helpers';
+import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait , useLab } from './helpers';
 
 const FQDN = 'vip.lab.example';
 const ARTIFACTS = resolve(__dirname, '..', '..', '..', '.test-artifacts');
@@ -25,11 +25,9 @@ describe('the HTTPS API and dashboard through the management address', { timeout
   let adminToken: string;
   let readToken: string;
 
+  useLab({ nodes: 3, config: { api: { fqdn: FQDN } } }, (fixture) => ({ lab, observer } = fixture));
+
   before(async () => {
-    lab = await Lab.create({ nodes: 3, config: { api: { fqdn: FQDN } } });
-    await lab.startEtcd();
-    observer = await VipObserver.start(lab.vip, lab.nodes);
-    for (const node of lab.nodes) lab.startAgent(node);
     await singleHolder(lab, observer);
     const node = lab.nodes[0]!;
     const ca = await waitFor('the cluster CA', async () => {
@@ -43,10 +41,6 @@ describe('the HTTPS API and dashboard through the management address', { timeout
     readToken = (await lab.vipd(node, ['token', 'create', '--role', 'read', '--config', node.configPath])).stdout.trim();
   });
 
-  after(async () => {
-    observer?.stop();
-    await lab?.destroy();
-  });
 
   /** curl from the client, trusting only the cluster CA. */
   async function curl(path: string, options: { token?: string; method?: string; body?: unknown } = {}): Promise<{ code: number; status: number; body: string }> {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { waitFor } from '../../lab/shell';
-import { assertNeverTwoHolders, explained, singleHolder } from './helpers';
+import { assertNeverTwoHolders, explained, singleHolder , useLab } from './helpers';
 
 const HWADDR = '02:00:00:09:7f:40';
 const RESERVED = '192.0.2.61';
@@ -22,18 +22,15 @@ describe('DHCP lease renewal, loss and return', { timeout: 400_000 }, () => {
   let lab: Lab;
   let observer: VipObserver;
 
-  before(async () => {
-    lab = await Lab.create({ nodes: 2, config: { vip: { mode: 'dhcp', hwaddr: HWADDR, address: RESERVED } } });
-    await lab.startEtcd();
-    await lab.startDhcpServer({ reservations: [{ mac: HWADDR, ip: RESERVED }], leaseTime: '2m' });
-    observer = await VipObserver.start(RESERVED, lab.nodes);
-    for (const node of lab.nodes) lab.startAgent(node);
-  });
-
-  after(async () => {
-    observer?.stop();
-    await lab?.destroy();
-  });
+  useLab(
+    {
+      nodes: 2,
+      config: { vip: { mode: 'dhcp', hwaddr: HWADDR, address: RESERVED } },
+      watch: RESERVED,
+      prepare: (lab) => lab.startDhcpServer({ reservations: [{ mac: HWADDR, ip: RESERVED }], leaseTime: '2m' }),
+    },
+    (fixture) => ({ lab, observer } = fixture),
+  );
 
   test('the lease is renewed at T1 from the VIP itself', () =>
     explained(lab, async () => {

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { waitFor } from '../../lab/shell';
-import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait } from './helpers';
+import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait , useLab } from './helpers';
 
 const HWADDR = '02:00:00:09:7f:3f';
 const RESERVED = '192.0.2.60';
@@ -42,18 +42,15 @@ describe('DHCP mode with a reservation on dnsmasq', { timeout: 300_000 }, () => 
   let lab: Lab;
   let observer: VipObserver;
 
-  before(async () => {
-    lab = await Lab.create({ nodes: 3, config: { vip: { mode: 'dhcp', hwaddr: HWADDR, address: RESERVED } } });
-    await lab.startEtcd();
-    await lab.startDhcpServer({ reservations: [{ mac: HWADDR, ip: RESERVED }] });
-    observer = await VipObserver.start(RESERVED, lab.nodes);
-    for (const node of lab.nodes) lab.startAgent(node);
-  });
-
-  after(async () => {
-    observer?.stop();
-    await lab?.destroy();
-  });
+  useLab(
+    {
+      nodes: 3,
+      config: { vip: { mode: 'dhcp', hwaddr: HWADDR, address: RESERVED } },
+      watch: RESERVED,
+      prepare: (lab) => lab.startDhcpServer({ reservations: [{ mac: HWADDR, ip: RESERVED }] }),
+    },
+    (fixture) => ({ lab, observer } = fixture),
+  );
 
   test('the holder gets the reserved address on a macvlan with the VIP\'s own MAC', () =>
     explained(lab, async () => {
@@ -112,18 +109,10 @@ describe('DHCP mode without a reservation', { timeout: 300_000 }, () => {
   let observer: VipObserver;
   const REQUESTED = '192.0.2.70';
 
-  before(async () => {
-    lab = await Lab.create({ nodes: 2, config: { vip: { mode: 'dhcp', address: REQUESTED } } });
-    await lab.startEtcd();
-    await lab.startDhcpServer();
-    observer = await VipObserver.start(REQUESTED, lab.nodes);
-    for (const node of lab.nodes) lab.startAgent(node);
-  });
-
-  after(async () => {
-    observer?.stop();
-    await lab?.destroy();
-  });
+  useLab(
+    { nodes: 2, config: { vip: { mode: 'dhcp', address: REQUESTED } }, watch: REQUESTED, prepare: (lab) => lab.startDhcpServer() },
+    (fixture) => ({ lab, observer } = fixture),
+  );
 
   test('the requested IP is honoured when free, under a MAC generated once for the cluster', () =>
     explained(lab, async () => {

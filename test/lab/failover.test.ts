@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Lab } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { waitFor } from '../../lab/shell';
-import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait, takeoverFrom } from './helpers';
+import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait, takeoverFrom, useLab } from './helpers';
 
 const LEASE_TTL_SECONDS = 2;
 
@@ -11,17 +11,7 @@ describe('static IPv4 VIP on three nodes', { timeout: 300_000 }, () => {
   let lab: Lab;
   let observer: VipObserver;
 
-  before(async () => {
-    lab = await Lab.create({ nodes: 3 });
-    await lab.startEtcd();
-    observer = await VipObserver.start(lab.vip, lab.nodes);
-    for (const node of lab.nodes) lab.startAgent(node);
-  });
-
-  after(async () => {
-    observer?.stop();
-    await lab?.destroy();
-  });
+  useLab({ nodes: 3 }, (fixture) => ({ lab, observer } = fixture));
 
   test('exactly one node holds the VIP', () =>
     explained(lab, async () => {
@@ -131,17 +121,7 @@ describe('static IPv6 VIP on three nodes', { timeout: 300_000 }, () => {
   let lab: Lab;
   let observer: VipObserver;
 
-  before(async () => {
-    lab = await Lab.create({ nodes: 3, ipv6: true });
-    await lab.startEtcd();
-    observer = await VipObserver.start(lab.vip, lab.nodes);
-    for (const node of lab.nodes) lab.startAgent(node);
-  });
-
-  after(async () => {
-    observer?.stop();
-    await lab?.destroy();
-  });
+  useLab({ nodes: 3, ipv6: true }, (fixture) => ({ lab, observer } = fixture));
 
   test('one holder, and the VIP moves on SIGTERM and on SIGKILL with the client following', () =>
     explained(lab, async () => {

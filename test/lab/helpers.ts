@@ -1,8 +1,41 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import type { Lab, LabNode } from '../../lab/lab';
-import type { VipObserver } from '../../lab/observer';
+import { after, before } from 'node:test';
+import { Lab, type LabNode, type LabOptions } from '../../lab/lab';
+import { VipObserver } from '../../lab/observer';
 import { waitFor } from '../../lab/shell';
+
+export interface LabFixture {
+  lab: Lab;
+  observer: VipObserver;
+}
+
+export interface UseLabOptions extends LabOptions {
+  /** The address the observer watches; default the lab's VIP (DHCP tests pass the leased one). */
+  watch?: string;
+  /** Called after etcd is up and before the agents start (a DHCP server, a capture...). */
+  prepare?: (lab: Lab) => Promise<void>;
+}
+
+/**
+ * For a describe block: builds a lab with etcd, the never-two-holders observer and every
+ * node's agent before its tests, and always tears it all down after them.
+ */
+export function useLab(options: UseLabOptions, ready: (fixture: LabFixture) => void): void {
+  const fixture = {} as LabFixture;
+  before(async () => {
+    fixture.lab = await Lab.create(options);
+    await fixture.lab.startEtcd();
+    await options.prepare?.(fixture.lab);
+    fixture.observer = await VipObserver.start(options.watch ?? fixture.lab.vip, fixture.lab.nodes);
+    for (const node of fixture.lab.nodes) fixture.lab.startAgent(node);
+    ready(fixture);
+  });
+  after(async () => {
+    fixture.observer?.stop();
+    await fixture.lab?.destroy();
+  });
+}
 
 /** Waits until exactly one node is seen holding the VIP and returns it. */
 export async function singleHolder(lab: Lab, observer: VipObserver, timeoutMs = 20_000): Promise<LabNode> {
