@@ -4,6 +4,7 @@ import { InputError } from './config/schema-check';
 import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from './visibility/cli/exit-codes';
 import { registerCa } from './visibility/cli/ca';
 import { registerDhcp } from './visibility/cli/dhcp';
+import { registerDoctor } from './visibility/cli/doctor';
 import { registerMove } from './visibility/cli/move';
 import { registerRun } from './visibility/cli/run';
 import { registerStatus } from './visibility/cli/status';
@@ -13,7 +14,7 @@ import { registerToken } from './visibility/cli/token';
 const { version } = require('../../package.json') as { version: string };
 
 /** Every subcommand registers itself from its own module under src/visibility/cli/. */
-const commands: Array<(program: Command) => void> = [registerRun, registerStatus, registerMove, registerDhcp, registerToken, registerCa];
+const commands: Array<(program: Command) => void> = [registerRun, registerStatus, registerMove, registerDhcp, registerToken, registerCa, registerDoctor];
 
 export function buildProgram(): Command {
   const program = new Command('vipd')

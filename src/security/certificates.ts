@@ -184,8 +184,21 @@ export class ServingCertificates implements CertificateUploader {
   private uploadProblem: string | null = null;
   private readonly now: () => Date;
 
+  /** The address clients dial: fixed in static mode, the leased one in DHCP mode. */
+  private vip: string;
+
   constructor(private readonly options: ServingCertificatesOptions) {
     this.now = options.now ?? (() => new Date());
+    this.vip = options.vip;
+  }
+
+  /** DHCP mode: the served address changed, so the generated certificate must name the new one. */
+  async setVip(vip: string): Promise<void> {
+    if (vip === this.vip) return;
+    this.vip = vip;
+    this.generated = null;
+    this.served = null;
+    await this.refresh();
   }
 
   /** Issues the generated certificate and reads the uploaded one; call before tlsOptions(). */
@@ -221,7 +234,7 @@ export class ServingCertificates implements CertificateUploader {
   }
 
   async upload(upload: CertificateUpload): Promise<CertificateSummary> {
-    const checked = validateCertificateUpload(upload, { vip: this.options.vip, fqdn: this.options.fqdn, now: this.now() });
+    const checked = validateCertificateUpload(upload, { vip: this.vip, fqdn: this.options.fqdn, now: this.now() });
     const stored: StoredUpload = {
       version: 1,
       certificate: checked.chain,
@@ -280,7 +293,7 @@ export class ServingCertificates implements CertificateUploader {
     try {
       const checked = validateCertificateUpload(
         { certificate: stored.certificate, privateKey: stored.privateKey },
-        { vip: this.options.vip, fqdn: this.options.fqdn, now: this.now() },
+        { vip: this.vip, fqdn: this.options.fqdn, now: this.now() },
       );
       return { key: checked.privateKey, cert: checked.chain, summary: checked.summary, storedValue };
     } catch (error) {
@@ -296,7 +309,7 @@ export class ServingCertificates implements CertificateUploader {
       const issued = await this.options.ca.issueServingCertificate({
         nodeName: this.options.node.name,
         nodeIp: this.options.node.ip,
-        vip: this.options.vip,
+        vip: this.vip,
         fqdn: this.options.fqdn,
         now: this.now(),
       });

@@ -4,6 +4,19 @@ import { EtcdStore } from '../../election/etcd-store';
 import { ClusterKeys } from '../../election/keys';
 import { EXIT_UNAVAILABLE } from './exit-codes';
 
+/** A value in etcd that vipd cannot read: reported as such, not as etcd being unreachable. */
+export class StoredDataError extends Error {}
+
+/** Parses a JSON value read from etcd, naming the key when it is damaged. */
+export function parseStored<T>(key: string, value: string | undefined): T | null {
+  if (value === undefined) return null;
+  try {
+    return JSON.parse(value) as T;
+  } catch {
+    throw new StoredDataError(`the value stored at ${key} is not valid JSON; fix or delete it with etcdctl`);
+  }
+}
+
 /** What a command that reads the cluster straight from etcd works with. */
 export interface ClusterContext {
   config: Config;
@@ -22,6 +35,11 @@ export async function withCluster(configPath: string, action: (cluster: ClusterC
     await action({ config, store, keys: new ClusterKeys(config.cluster) });
   } catch (error) {
     if (error instanceof InputError) throw error;
+    if (error instanceof StoredDataError) {
+      process.stderr.write(`vipd: ${error.message}\n`);
+      process.exitCode = EXIT_UNAVAILABLE;
+      return;
+    }
     process.stderr.write(`vipd: cannot reach etcd at ${config.etcd.endpoints.join(', ')}: ${(error as Error).message}\n`);
     process.exitCode = EXIT_UNAVAILABLE;
   } finally {
