@@ -91,8 +91,23 @@ function labNamespaces(prefix: string): string[] {
   }
 }
 
+/** Unmounts what a lab mounted under its directory (e.g. the tmpfs etcd data dir), lazily so nothing blocks. */
+function unmountLabFilesystems(prefix: string): void {
+  let mounts = '';
+  try {
+    mounts = readFileSync('/proc/mounts', 'utf8');
+  } catch {
+    return;
+  }
+  for (const line of mounts.split('\n')) {
+    const mountPoint = line.split(' ')[1];
+    if (mountPoint?.includes(`/vipd-${prefix}-`)) runSync('umount', ['-l', mountPoint]);
+  }
+}
+
 /** Synchronous, so it can also run from an exit handler. */
 function destroyNamespaces(prefix: string): void {
+  unmountLabFilesystems(prefix);
   for (const namespace of labNamespaces(prefix)) {
     // Processes keep a namespace alive after `ip netns del`: kill them first.
     runSync('sh', ['-c', `ip netns pids ${namespace} | xargs -r kill -9`]);
@@ -306,6 +321,46 @@ export class Lab {
     this.etcd.child.kill(signal);
     await this.etcd.exited;
     this.etcd = null;
+  }
+
+  /** etcd's data directory (what startEtcd passes as --data-dir). */
+  get etcdDataDir(): string {
+    return join(this.dir, 'etcd');
+  }
+
+  /**
+   * Puts etcd's data directory on a tmpfs of its own, so a fault can fill it. Call before
+   * startEtcd(); destroy() unmounts it (and so does the sweep of an abandoned lab).
+   */
+  async mountEtcdTmpfs(sizeMb: number): Promise<string> {
+    mkdirSync(this.etcdDataDir, { recursive: true });
+    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${sizeMb}m,mode=0700`, `vipd-${this.prefix}-etcd`, this.etcdDataDir]);
+    return this.etcdDataDir;
+  }
+
+  /** The pid of the running etcd, or null when none runs (never started, stopped, or died by itself). */
+  etcdPid(): number | null {
+    const child = this.etcd?.child;
+    if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return null;
+    return child.pid;
+  }
+
+  /** Sends a signal to etcd without waiting (SIGSTOP/SIGCONT); false if etcd is not running. */
+  signalEtcd(signal: NodeJS.Signals): boolean {
+    const pid = this.etcdPid();
+    if (pid === null) return false;
+    process.kill(pid, signal);
+    return true;
+  }
+
+  /**
+   * Plugs one more namespace into the segment (a DNS server, a stranger's HTTPS server). It
+   * carries the lab's prefix, so destroy() removes it and everything running in it.
+   */
+  async addStation(suffix: string, addresses: string[]): Promise<string> {
+    const namespace = `${this.prefix}-${suffix}`;
+    await this.plug(namespace, suffix, 'eth0', addresses);
+    return namespace;
   }
 
   async etcdctl(...args: string[]): Promise<string> {

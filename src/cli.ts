@@ -5,6 +5,9 @@ import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from './visibility/cli/exit-codes';
 import { registerCa } from './visibility/cli/ca';
 import { registerDhcp } from './visibility/cli/dhcp';
 import { registerDoctor } from './visibility/cli/doctor';
+import { registerInit } from './visibility/cli/init';
+import { registerJoin } from './visibility/cli/join';
+import { registerNode } from './visibility/cli/node';
 import { registerMove } from './visibility/cli/move';
 import { registerRun } from './visibility/cli/run';
 import { registerStatus } from './visibility/cli/status';
@@ -14,7 +17,7 @@ import { registerToken } from './visibility/cli/token';
 const { version } = require('../../package.json') as { version: string };
 
 /** Every subcommand registers itself from its own module under src/visibility/cli/. */
-const commands: Array<(program: Command) => void> = [registerRun, registerStatus, registerMove, registerDhcp, registerToken, registerCa, registerDoctor];
+const commands: Array<(program: Command) => void> = [registerRun, registerStatus, registerMove, registerDhcp, registerToken, registerCa, registerDoctor, registerInit, registerJoin, registerNode];
 
 export function buildProgram(): Command {
   const program = new Command('vipd')

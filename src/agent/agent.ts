@@ -19,7 +19,9 @@ import { EtcdKeyValue } from '../security/kv';
 import { securityKeys } from '../security/security-keys';
 import { TokenStore } from '../security/tokens';
 import { buildApiServer, listenApiServer, type ApiServer } from '../visibility/api/server';
+import { AgentMetrics } from '../visibility/metrics';
 import { AgentApiBackend } from './api-backend';
+import { EtcdHookHistory, hookEventOf, HookRunner, VipLifecycle, type TransitionCause, type VipTransition } from './hooks';
 import { checkLocalNetwork } from './preflight';
 
 /** What the holder publishes about its DHCP lease, for status on every node. */
@@ -37,6 +39,9 @@ export interface PublishedDhcpState {
   expiresAt: string | null;
   updatedAt: string;
 }
+
+/** How long a stopping agent waits for its hooks before killing them: inside the unit's TimeoutStopSec=10. */
+const HOOK_DRAIN_MS = 8_000;
 
 /**
  * The node agent: joins "who should hold the VIP" (the election) to "how a node holds it"
@@ -67,6 +72,10 @@ export class Agent {
   private lastLeasedIp: string | null = null;
   private waitingReason: string | null = null;
   private api: { server: ApiServer; backend: AgentApiBackend; certificates: ServingCertificates } | null = null;
+  /** Whether the VIP is on this node, and why it came or went: feeds hooks and metrics. */
+  private readonly lifecycle = new VipLifecycle((transition) => this.onTransition(transition));
+  private readonly hooks: HookRunner;
+  private readonly metrics: AgentMetrics;
 
   constructor(
     private readonly config: Config,
@@ -78,6 +87,30 @@ export class Agent {
       tls: config.etcd.tls,
       callTimeoutMs: config.election.leaseTtlSeconds * 1000,
     });
+    this.metrics = new AgentMetrics({
+      node: config.node.name,
+      cluster: config.cluster,
+      mode: config.vip.mode,
+      profile: config.election.profile,
+      version: (require('../../../package.json') as { version: string }).version,
+      source: {
+        holder: () => this.lifecycle.holding,
+        term: () => this.election?.leader()?.term ?? null,
+        dhcpLease: () => {
+          const state = this.holder instanceof DhcpVipHolder ? this.holder.dhcpState() : null;
+          return state && state.state !== 'requesting' && state.lease ? { ip: state.lease.ip, expiresAt: state.lease.expiresAt } : null;
+        },
+      },
+    });
+    this.hooks = new HookRunner({
+      hooks: config.hooks,
+      node: config.node.name,
+      logger,
+      history: new EtcdHookHistory(this.store, this.keys),
+      metrics: this.metrics,
+      holds: (term) => this.lifecycle.holding && this.lifecycle.heldTerm === term,
+      onCooldownChange: () => this.reconcile(),
+    });
   }
 
   /**
@@ -86,6 +119,7 @@ export class Agent {
    */
   async start(): Promise<void> {
     const { config, logger } = this;
+    HookRunner.check(config.hooks);
     const local = await checkLocalNetwork(config, this.netlink);
     this.self = {
       name: config.node.name,
@@ -125,12 +159,19 @@ export class Agent {
       logger,
       onChange: () => this.reconcile(),
       releaseVip: () => this.releaseForHandoff(),
+      observer: {
+        won: (event) => this.lifecycle.won(event),
+        losing: (cause, reason) => this.lifecycle.losing(cause, reason),
+        renewed: (kind, latencyMs, marginMs) => this.metrics.renewal(kind, latencyMs, marginMs),
+      },
     });
     this.stopWatching = Netlink.watchChanges(() => this.reconcile());
     this.periodic = setInterval(() => this.reconcile(), config.election.leaseRenewIntervalMs);
+    // Issuing the certificate and building the server block the event loop for a while:
+    // do it before joining the election, not while holding the VIP on a fresh deadline.
+    if (config.api.enabled) await this.startApi(self);
     await this.election.start();
     this.reconcile();
-    if (config.api.enabled) await this.startApi(self);
   }
 
   /**
@@ -162,7 +203,7 @@ export class Agent {
       logger,
     });
     await backend.start();
-    const server = buildApiServer({ backend, tokens: new TokenStore(kv, keys), certificates, tls: certificates.tlsOptions(), logger });
+    const server = buildApiServer({ backend, tokens: new TokenStore(kv, keys), certificates, tls: certificates.tlsOptions(), logger, metrics: this.metrics });
     certificates.attach(server.server);
     const address = await listenApiServer(server, { port: config.api.port });
     this.api = { server, backend, certificates };
@@ -222,10 +263,19 @@ export class Agent {
   private async converge(): Promise<void> {
     const { election, holder } = this;
     if (!election || !holder || this.stopping) return;
+    // A required acquire hook failed: drop the VIP, then resign, and stay out until the cooldown ends.
+    const hookFailure = this.hooks.cooldownReason();
+    if (hookFailure !== null) {
+      if (election.isEligible) {
+        await this.drop(hookFailure, false, 'released');
+        await election.setEligible(false, hookFailure);
+      }
+      return;
+    }
     const link = await this.netlink.interfaceByName(this.config.node.interface);
     if (!link?.usable && election.isEligible) {
       // Drop first, then resign: the VIP must be gone before anyone else can win it.
-      await this.drop('management interface is down');
+      await this.drop('management interface is down', false, 'link_down');
       await election.setEligible(false, link ? 'management interface is down' : 'management interface is gone');
       return;
     }
@@ -247,8 +297,12 @@ export class Agent {
     const term = election.leader()?.term ?? null;
     const address = holder.address();
     if (!present && address && election.needsProbe() && !(await this.segmentIsQuiet(term, address))) return;
-    const result = await holder.hold(validSeconds);
+    // Probing and netlink take time; the election's answer may change meanwhile. Hold only
+    // if this node still holds the same term when the address is written.
+    const result = await holder.hold(validSeconds, () => election.holdingUntil() !== null && election.leader()?.term === term);
     if (result.outcome === 'waiting') {
+      // A held VIP is gone with the lease (DHCP) or the interface (static).
+      this.lifecycle.removed(this.config.vip.mode === 'dhcp' ? 'dhcp_lost' : 'link_down', result.reason);
       if (this.waitingReason !== result.reason) this.logger.warn({ term, reason: result.reason }, 'elected, but cannot serve the VIP yet');
       this.waitingReason = result.reason;
       this.announcer?.close();
@@ -262,6 +316,8 @@ export class Agent {
       this.probeStartedAt = null;
       this.logger.info({ term, address: holder.address(), validSeconds }, 'holding the VIP');
       this.startAnnouncing(holder);
+      // After the VIP is installed and the burst has begun: acquire hooks may rely on both.
+      this.lifecycle.installed(term, holder.address() ?? '');
     }
   }
 
@@ -270,7 +326,9 @@ export class Agent {
     if (!address) return;
     const answering = holder.answering();
     this.announcer?.close();
+    const election = this.election;
     this.announcer = new Announcer({
+      mayAnnounce: () => election?.holdingUntil() != null,
       interfaceName: answering.interfaceName,
       mac: answering.mac,
       address,
@@ -278,6 +336,7 @@ export class Agent {
       burstIntervalMs: this.config.announce.burstIntervalMs,
       refreshIntervalMs: this.config.announce.refreshIntervalMs,
       logger: this.logger,
+      onSent: () => this.metrics.announcementSent(),
     });
     this.announcer.start();
   }
@@ -314,10 +373,11 @@ export class Agent {
   /** A planned move: the VIP leaves this node before the election hands the key on. */
   private async releaseForHandoff(): Promise<void> {
     await this.reconciling;
-    await this.drop('planned move');
+    await this.drop('planned move', false, 'handoff');
   }
 
-  private async drop(reason: string, stopping = false): Promise<void> {
+  /** `cause` says why for hooks and metrics; without it, the election's last word decides. */
+  private async drop(reason: string, stopping = false, cause: TransitionCause | null = null): Promise<void> {
     if (!this.holder) return;
     this.announcer?.close();
     this.announcer = null;
@@ -326,11 +386,35 @@ export class Agent {
     this.refreshedFor = -Infinity;
     this.waitingReason = null;
     if (removed) this.logger.info({ term: this.heldTerm, reason }, 'released the VIP');
+    // Even when the kernel's lifetime, which ends before the fencing deadline, removed it first.
+    this.lifecycle.removed(cause, reason);
+  }
+
+  /** Counts the transition and queues the hooks; returns at once (hooks run in the background). */
+  private onTransition(transition: VipTransition): void {
+    this.metrics.transition(transition.cause);
+    if (!this.hooks.hasHooks || !this.self) return;
+    this.hooks.dispatch({
+      event: hookEventOf(transition.cause),
+      cause: transition.cause,
+      reason: transition.reason,
+      vip: transition.vip,
+      node: this.self.name,
+      nodeIP: this.self.ip,
+      mac: this.settings?.hwaddr ?? this.self.mac,
+      term: transition.term,
+      previousHolder: transition.previousHolder,
+      cluster: this.config.cluster,
+      time: new Date().toISOString(),
+    });
   }
 
   /** DHCP: every lease event is published for status on all nodes, then acted on. */
   private async publishDhcp(state: DhcpState): Promise<void> {
-    if (state.state === 'bound') this.lastLeasedIp = state.lease.ip;
+    if (state.state === 'bound') {
+      this.lastLeasedIp = state.lease.ip;
+      void this.api?.certificates.setVip(state.lease.ip);
+    }
     const lease = state.state === 'requesting' ? null : state.lease;
     const published: PublishedDhcpState = {
       holder: this.config.node.name,
@@ -362,7 +446,7 @@ export class Agent {
     clearInterval(this.periodic);
     this.stopWatching?.();
     await this.reconciling;
-    await this.drop('agent stopping', true).catch((error: Error) => this.logger.warn({ err: error.message }, 'could not remove the VIP'));
+    await this.drop('agent stopping', true, 'stopping').catch((error: Error) => this.logger.warn({ err: error.message }, 'could not remove the VIP'));
     await this.election?.stop(true);
     if (this.api) {
       // Open event streams would hold close() forever: give them a moment, not more.
@@ -370,6 +454,8 @@ export class Agent {
       this.api.certificates.stop();
       await this.api.backend.stop();
     }
+    // The release hooks began when the VIP went; let them finish (bounded) while etcd, which records them, is still open.
+    await this.hooks.drain(HOOK_DRAIN_MS);
     this.store.close();
     this.netlink.close();
     this.logger.info('stopped');

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { InputError, Schema } from './schema-check';
@@ -15,6 +15,69 @@ const InterfaceName = Type.String({
   pattern: '^[A-Za-z0-9_.:@-]{1,15}$',
   description: 'a network interface name of 1 to 15 letters, digits or _.:@-',
 });
+
+/** What a hook runs on: the VIP installed, removed on purpose, or lost involuntarily. */
+export const HOOK_EVENTS = ['acquire', 'release', 'fault'] as const;
+export type HookEvent = (typeof HOOK_EVENTS)[number];
+
+const Hook = Type.Object(
+  {
+    name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,63}$', description: 'a label of 1 to 63 letters, digits or ._-' })),
+    on: Type.Array(Type.Union(HOOK_EVENTS.map((event) => Type.Literal(event)), { description: 'one of acquire, release, fault' }), {
+      minItems: 1,
+      uniqueItems: true,
+      description: 'a list of events from acquire, release, fault',
+    }),
+    command: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, description: 'a non-empty argument' }), {
+        minItems: 1,
+        description: 'an argv list like ["/usr/local/bin/repoint", "--to", "self"] (run without a shell)',
+      }),
+    ),
+    webhook: Type.Optional(
+      Type.Object(
+        {
+          url: Type.String({ pattern: '^https?://\\S+$', description: 'an https:// URL (http:// only to loopback)' }),
+          // Values are not checked by pattern: a schema error would print them, and they are often secrets.
+          headers: Type.Optional(
+            Type.Record(Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$" }), Type.String(), {
+              description: 'a map of HTTP header names to values',
+            }),
+          ),
+          ca: Type.Optional(Type.String({ minLength: 1, description: 'a path to the CA bundle (PEM) that signed the webhook server' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    timeout: Type.Optional(Duration('kill or abandon the hook after this long, default 10s')),
+    retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 10, description: 'a whole number from 0 to 10' })),
+    backoff: Type.Optional(Duration('the first retry delay, doubled for each further retry, default 1s')),
+    required: Type.Optional(Type.Boolean({ description: 'true or false' })),
+    cooldown: Type.Optional(Duration('required hooks: how long a node that failed one stays out of the election, default 30s')),
+  },
+  { additionalProperties: false },
+);
+
+const EtcdUrl = (what: string) =>
+  Type.String({ pattern: '^https://[^\\s/]+:[0-9]+$', description: `an https URL with a port, like https://192.0.2.11:${what}` });
+
+const EmbeddedEtcdSchema = Type.Object(
+  {
+    dataDir: Type.String({ pattern: '^/', description: 'an absolute path' }),
+    pkiDir: Type.String({ pattern: '^/', description: 'an absolute path' }),
+    clientURL: EtcdUrl('2379'),
+    peerURL: EtcdUrl('2380'),
+    initialCluster: Type.String({
+      pattern: '^[a-z0-9.-]+=https://[^\\s,=]+(,[a-z0-9.-]+=https://[^\\s,=]+)*$',
+      description: 'etcd --initial-cluster: NAME=https://IP:2380 pairs separated by commas',
+    }),
+    initialClusterState: Type.Union([Type.Literal('new'), Type.Literal('existing')], { description: '"new" or "existing"' }),
+    /** Voting members' client URLs when this member joined as a learner: where it asks to be promoted. */
+    clusterEndpoints: Type.Optional(Type.Array(EtcdUrl('2379'))),
+    binary: Type.Optional(Type.String({ pattern: '^/', description: 'an absolute path to the etcd binary' })),
+  },
+  { additionalProperties: false },
+);
 
 const NodeName = Type.String({
   pattern: '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$',
@@ -74,6 +137,8 @@ export const ConfigSchema = new Schema(
               { additionalProperties: false },
             ),
           ),
+          /** The cluster's own etcd member on this node, run by `vipd run` (src/cluster/embedded-etcd.ts). */
+          embedded: Type.Optional(EmbeddedEtcdSchema),
         },
         { additionalProperties: false },
       ),
@@ -127,6 +192,7 @@ export const ConfigSchema = new Schema(
           { additionalProperties: false },
         ),
       ),
+      hooks: Type.Optional(Type.Array(Hook, { maxItems: 32, description: 'a list of at most 32 hooks' })),
       log: Type.Optional(
         Type.Object(
           {
@@ -156,13 +222,31 @@ export interface Config {
     endpoints: string[];
     electionTimeoutMs: number;
     tls?: { ca: string; cert?: string; key?: string };
+    embedded?: EmbeddedEtcdConfig;
   };
   election: ElectionConfig;
   takeover: { probeWindowMs: number; maxProbeWaitMs: number };
   announce: { burstCount: number; burstIntervalMs: number; refreshIntervalMs: number };
   /** The HTTPS API and dashboard, served by every node on every address, the VIP included. */
   api: { enabled: boolean; port: number; fqdn: string | null };
+  /** Commands and webhooks run when the VIP comes, goes or is lost (src/agent/hooks.ts). */
+  hooks: HookConfig[];
   logLevel: string;
+}
+
+export interface HookConfig {
+  /** For logs, history and status; never includes arguments, headers or a URL's query. */
+  name: string;
+  /** The dotted config path (hooks[0]), so later checks name the field. */
+  field: string;
+  on: HookEvent[];
+  action: { kind: 'command'; argv: string[] } | { kind: 'webhook'; url: string; headers: Record<string, string>; ca: string | null };
+  timeoutMs: number;
+  retries: number;
+  backoffMs: number;
+  /** A failed required acquire hook makes the node give the VIP up and sit out cooldownMs. */
+  required: boolean;
+  cooldownMs: number;
 }
 
 export type VipConfig =
@@ -197,11 +281,16 @@ export interface ElectionConfig {
   fencingMarginMs: number;
 }
 
-export function parseDuration(text: string): number {
+/** Node's timers hold at most 2^31−1 ms; anything longer silently becomes 1 ms. */
+export const MAX_DURATION_MS = 24 * 60 * 60 * 1000;
+
+export function parseDuration(text: string, field = ''): number {
   const match = /^([0-9]+(?:\.[0-9]+)?)(ms|s|m)$/.exec(text);
-  if (!match) throw new InputError('', `"${text}" is not a duration like 400ms, 2s or 1m`);
+  if (!match) throw new InputError(field, `"${text.slice(0, 40)}" is not a duration like 400ms, 2s or 1m`);
   const scale = { ms: 1, s: 1000, m: 60_000 }[match[2] as 'ms' | 's' | 'm'];
-  return Math.round(Number(match[1]) * scale);
+  const ms = Math.round(Number(match[1]) * scale);
+  if (ms > MAX_DURATION_MS) throw new InputError(field, `must be at most 24h (got ${text})`);
+  return ms;
 }
 
 /** etcd raises any shorter TTL silently to 1.5 × its election timeout, rounded up (lessor minLeaseTTL). */
@@ -212,8 +301,8 @@ export function minimumLeaseTtlSeconds(electionTimeoutMs: number): number {
 /** Checks a parsed YAML document and fills in defaults; throws InputError naming the field. */
 export function resolveConfig(document: unknown): Config {
   const file = ConfigSchema.check(document);
-  const electionTimeoutMs = parseDuration(file.etcd.electionTimeout ?? '1s');
-  const leaseTtlMs = parseDuration(file.election?.leaseTTL ?? '2s');
+  const electionTimeoutMs = parseDuration(file.etcd.electionTimeout ?? '1s', 'etcd.electionTimeout');
+  const leaseTtlMs = parseDuration(file.election?.leaseTTL ?? '2s', 'election.leaseTTL');
   if (leaseTtlMs % 1000 !== 0 || leaseTtlMs === 0) {
     throw new InputError('election.leaseTTL', 'must be a whole number of seconds (etcd leases have 1 s resolution)');
   }
@@ -226,9 +315,9 @@ export function resolveConfig(document: unknown): Config {
   }
   const profile = file.election?.profile ?? 'default';
   const fast = profile === 'fast';
-  const renewIntervalMs = parseDuration(file.election?.renewInterval ?? (fast ? '40ms' : '400ms'));
-  const fencingMarginMs = parseDuration(file.election?.fencingMargin ?? (fast ? '40ms' : '200ms'));
-  const holdTimeoutMs = fast ? parseDuration(file.election?.holdTimeout ?? '200ms') : leaseTtlMs;
+  const renewIntervalMs = parseDuration(file.election?.renewInterval ?? (fast ? '40ms' : '400ms'), 'election.renewInterval');
+  const fencingMarginMs = parseDuration(file.election?.fencingMargin ?? (fast ? '40ms' : '200ms'), 'election.fencingMargin');
+  const holdTimeoutMs = fast ? parseDuration(file.election?.holdTimeout ?? '200ms', 'election.holdTimeout') : leaseTtlMs;
   if (!fast && file.election?.holdTimeout !== undefined) {
     throw new InputError('election.holdTimeout', 'applies to the fast profile only (election.profile: fast)');
   }
@@ -256,11 +345,11 @@ export function resolveConfig(document: unknown): Config {
     holdTimeoutMs,
     fencingMarginMs,
   };
-  const probeWindowMs = parseDuration(file.takeover?.probeWindow ?? '30ms');
-  const maxProbeWaitMs = parseDuration(file.takeover?.maxProbeWait ?? '3s');
+  const probeWindowMs = parseDuration(file.takeover?.probeWindow ?? '30ms', 'takeover.probeWindow');
+  const maxProbeWaitMs = parseDuration(file.takeover?.maxProbeWait ?? '3s', 'takeover.maxProbeWait');
   if (probeWindowMs > 1000) throw new InputError('takeover.probeWindow', 'must be at most 1s');
-  const burstIntervalMs = parseDuration(file.announce?.burstInterval ?? '300ms');
-  const refreshIntervalMs = parseDuration(file.announce?.refreshInterval ?? '10s');
+  const burstIntervalMs = parseDuration(file.announce?.burstInterval ?? '300ms', 'announce.burstInterval');
+  const refreshIntervalMs = parseDuration(file.announce?.refreshInterval ?? '10s', 'announce.refreshInterval');
   if (refreshIntervalMs !== 0 && refreshIntervalMs < 100) {
     throw new InputError('announce.refreshInterval', 'must be 0s (off) or at least 100ms');
   }
@@ -281,16 +370,102 @@ export function resolveConfig(document: unknown): Config {
       releaseOnStop: file.vip.dhcp?.releaseOnStop ?? false,
     };
   }
+  const hooks = (file.hooks ?? []).map((hook, index) => resolveHook(hook, `hooks[${index}]`));
   return {
     cluster: file.cluster,
     node: { name: file.node.name ?? defaultNodeName(), interface: file.node.interface },
     vip,
-    etcd: { endpoints: file.etcd.endpoints, electionTimeoutMs, ...(file.etcd.tls ? { tls: file.etcd.tls } : {}) },
+    etcd: {
+      endpoints: file.etcd.endpoints,
+      electionTimeoutMs,
+      ...(file.etcd.tls ? { tls: file.etcd.tls } : {}),
+      ...(file.etcd.embedded ? { embedded: resolveEmbedded(file.etcd.embedded, file.etcd.tls) } : {}),
+    },
     election,
     takeover: { probeWindowMs, maxProbeWaitMs },
     announce: { burstCount: file.announce?.burstCount ?? 6, burstIntervalMs, refreshIntervalMs },
     api: { enabled: file.api?.enabled ?? true, port: file.api?.port ?? 443, fqdn: file.api?.fqdn?.toLowerCase() ?? null },
+    hooks,
     logLevel: file.log?.level ?? 'info',
+  };
+}
+
+type HookFile = NonNullable<ConfigFile['hooks']>[number];
+
+/** Plain HTTP would carry the event and any Authorization header in clear: only loopback never leaves the host. */
+function isLoopbackHost(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+function resolveHook(hook: HookFile, field: string): HookConfig {
+  if ((hook.command === undefined) === (hook.webhook === undefined)) {
+    throw new InputError(field, 'needs exactly one of command or webhook');
+  }
+  let action: HookConfig['action'];
+  let name: string;
+  if (hook.command) {
+    const program = hook.command[0]!;
+    if (!program.startsWith('/')) throw new InputError(`${field}.command[0]`, 'must be an absolute path (hooks run without a shell and without PATH lookup surprises)');
+    action = { kind: 'command', argv: hook.command };
+    name = hook.name ?? program;
+  } else {
+    const webhook = hook.webhook!;
+    let url: URL;
+    try {
+      url = new URL(webhook.url);
+    } catch {
+      throw new InputError(`${field}.webhook.url`, 'is not a valid URL');
+    }
+    if (url.username || url.password) throw new InputError(`${field}.webhook.url`, 'must not carry credentials: put them in webhook.headers');
+    if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) {
+      throw new InputError(`${field}.webhook.url`, 'must be https://: plain http:// is allowed only to loopback (127.0.0.0/8, ::1, localhost)');
+    }
+    if (url.protocol === 'http:' && webhook.ca !== undefined) throw new InputError(`${field}.webhook.ca`, 'applies to https:// URLs only');
+    for (const [header, value] of Object.entries(webhook.headers ?? {})) {
+      if (/[\r\n\0]/.test(value)) throw new InputError(`${field}.webhook.headers.${header}`, 'must not contain line breaks or NUL');
+    }
+    action = { kind: 'webhook', url: url.href, headers: { ...webhook.headers }, ca: webhook.ca ?? null };
+    // The query may hold a token: never show it.
+    name = hook.name ?? `${url.origin}${url.pathname}`;
+  }
+  const timeoutMs = parseDuration(hook.timeout ?? '10s', `${field}.timeout`);
+  if (timeoutMs < 10 || timeoutMs > 300_000) throw new InputError(`${field}.timeout`, 'must be from 10ms to 5m');
+  const backoffMs = parseDuration(hook.backoff ?? '1s', `${field}.backoff`);
+  if (backoffMs > 60_000) throw new InputError(`${field}.backoff`, 'must be at most 1m');
+  const required = hook.required ?? false;
+  if (required && !hook.on.includes('acquire')) {
+    throw new InputError(`${field}.required`, 'applies to acquire hooks only: on release or fault the VIP is already gone');
+  }
+  if (hook.cooldown !== undefined && !required) throw new InputError(`${field}.cooldown`, 'applies to required hooks only (required: true)');
+  const cooldownMs = parseDuration(hook.cooldown ?? '30s', `${field}.cooldown`);
+  if (cooldownMs < 1000 || cooldownMs > 3_600_000) throw new InputError(`${field}.cooldown`, 'must be from 1s to 1h');
+  return { name, field, on: [...hook.on], action, timeoutMs, retries: hook.retries ?? 2, backoffMs, required, cooldownMs };
+}
+
+/** The embedded member of the cluster's own etcd, as `vipd init` and `vipd join` write it. */
+export interface EmbeddedEtcdConfig {
+  dataDir: string;
+  pkiDir: string;
+  clientURL: string;
+  peerURL: string;
+  initialCluster: string;
+  initialClusterState: 'new' | 'existing';
+  clusterEndpoints: string[];
+  binary: string;
+}
+
+function resolveEmbedded(file: Static<typeof EmbeddedEtcdSchema>, tls: ConfigFile['etcd']['tls']): EmbeddedEtcdConfig {
+  // The embedded store always runs with client-certificate auth: the agent needs its certificate.
+  if (!tls?.cert || !tls.key) throw new InputError('etcd.tls', 'needs ca, cert and key with an embedded etcd (etcd.embedded)');
+  return {
+    dataDir: file.dataDir,
+    pkiDir: file.pkiDir,
+    clientURL: file.clientURL,
+    peerURL: file.peerURL,
+    initialCluster: file.initialCluster,
+    initialClusterState: file.initialClusterState,
+    clusterEndpoints: file.clusterEndpoints ?? [],
+    binary: file.binary ?? '/usr/bin/etcd',
   };
 }
 
@@ -302,6 +477,25 @@ function defaultNodeName(): string {
   return name;
 }
 
+/**
+ * Refuses a file that another user could rewrite: whoever edits the config or the etcd
+ * credentials decides where the VIP goes. Group- or world-writable files are refused.
+ */
+function checkNotWritableByOthers(path: string, field: string): void {
+  let stats: Stats;
+  try {
+    stats = statSync(path);
+  } catch (error) {
+    throw new InputError(field, `cannot read ${path}: ${(error as Error).message}`);
+  }
+  if (!stats.isFile()) throw new InputError(field, `${path} is not a regular file`);
+  if ((stats.mode & 0o022) !== 0) {
+    const mode = (stats.mode & 0o777).toString(8).padStart(4, '0');
+    const who = [stats.mode & 0o020 ? 'its group' : '', stats.mode & 0o002 ? 'every user' : ''].filter(Boolean).join(' and ');
+    throw new InputError(field, `${path} is writable by ${who} (mode ${mode}); run: chmod go-w ${path}`);
+  }
+}
+
 /** Reads, parses and checks a config file. */
 export function loadConfig(path: string): Config {
   let text: string;
@@ -310,6 +504,7 @@ export function loadConfig(path: string): Config {
   } catch (error) {
     throw new InputError('--config', `cannot read ${path}: ${(error as Error).message}`);
   }
+  checkNotWritableByOthers(path, '--config');
   let document: unknown;
   try {
     document = parseYaml(text, { maxAliasCount: 100 });
@@ -320,5 +515,10 @@ export function loadConfig(path: string): Config {
   if (document === null || typeof document !== 'object' || Array.isArray(document)) {
     throw new InputError('', `${path} must hold a YAML mapping with cluster, node, vip and etcd`);
   }
-  return resolveConfig(document);
+  const config = resolveConfig(document);
+  for (const name of ['ca', 'cert', 'key'] as const) {
+    const file = config.etcd.tls?.[name];
+    if (file !== undefined) checkNotWritableByOthers(file, `etcd.tls.${name}`);
+  }
+  return config;
 }

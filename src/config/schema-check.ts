@@ -20,12 +20,32 @@ export class InputError extends Error {
   }
 }
 
+/** Control characters and anything past a screenful: a message must stay readable and safe to print. */
+function printable(text: string, limit = 60): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > limit ? `${escaped.slice(0, limit)}…` : escaped;
+}
+
+/**
+ * A short description of a bad value. Never JSON.stringify the value itself: it may be
+ * nested thousands of levels deep (stack overflow) or megabytes long.
+ */
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `"${printable(value)}"`;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  return typeof value === 'object' ? 'an object' : typeof value;
+}
+
 /** Turns a JSON pointer (/vip/address) into the dotted form people write (vip.address). */
 function dottedPath(pointer: string): string {
   return pointer
     .split('/')
     .slice(1)
-    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((part) => printable(part.replace(/~1/g, '/').replace(/~0/g, '~'), 40))
     .map((part) => (/^\d+$/.test(part) ? `[${part}]` : part))
     .join('.')
     .replace(/\.\[/g, '[');
@@ -59,6 +79,6 @@ export class Schema<T extends TSchema> {
     }
     const description = (first.schema as { description?: string }).description;
     const problem = description ? `must be ${description}` : first.message.toLowerCase();
-    throw new InputError(path, `${problem} (got ${JSON.stringify(first.value) ?? 'nothing'})`);
+    throw new InputError(path, `${problem} (got ${describeValue(first.value)})`);
   }
 }

@@ -66,6 +66,16 @@ function parseJson<T>(stored: StoredValue | null): T | null {
   }
 }
 
+/** Optional listener for metrics and hooks. Calls are synchronous and must return quickly. */
+export interface ElectionObserver {
+  /** This node won the key; the move as the history records it. */
+  won?(event: MoveEvent): void;
+  /** An acknowledged renewal: its round trip, and the time left to hold the VIP (null when not holding). */
+  renewed?(kind: 'lease' | 'hold', latencyMs: number, marginMs: number | null): void;
+  /** This node may no longer hold the VIP, and why. */
+  losing?(cause: 'fenced' | 'lease_lost' | 'handoff', reason: string): void;
+}
+
 export interface ElectionOptions {
   store: EtcdStore;
   keys: ClusterKeys;
@@ -78,7 +88,11 @@ export interface ElectionOptions {
   onChange: (reason: string) => void;
   /** Removes the VIP from this node; awaited before the key is handed to another node. */
   releaseVip: () => Promise<void>;
+  observer?: ElectionObserver;
 }
+
+/** Fast profile: how many compare-and-swap renewals may be under way at once. */
+const MAX_HOLD_RENEWALS_IN_FLIGHT = 3;
 
 /** How this node came to hold the key, which decides whether it must probe before adding the VIP. */
 type Acquisition = 'campaign' | 'handoff' | 'takeover';
@@ -103,7 +117,8 @@ export class Election {
   private eligible = false;
   private stopped = false;
   private leaseRenewalInFlight = false;
-  private holdRenewalInFlight = false;
+  /** Fast profile: renewals sent and not yet answered (a slow one must not hold up the next). */
+  private holdRenewalsInFlight = 0;
   private handingOff = false;
   private currentLeader: Leader | null = null;
   /** The last holder seen, kept after its key is gone: the history names who the VIP came from. */
@@ -270,6 +285,7 @@ export class Election {
         return;
       }
       this.acknowledgeLease(sendTime, ttlSeconds);
+      this.options.observer?.renewed?.('lease', monotonicMs() - sendTime, this.marginMs());
       this.noteRecovered();
     } catch (error) {
       this.noteError('lease renewal failed', error);
@@ -286,6 +302,7 @@ export class Election {
 
   private loseLease(reason: string): void {
     this.options.logger.warn({ reason, lease: this.leaseId }, 'lost the lease');
+    if (this.ownsKey) this.options.observer?.losing?.('lease_lost', reason);
     this.leaseId = null;
     this.ownsKey = false;
     this.leaseFencing.reset();
@@ -303,6 +320,7 @@ export class Election {
     this.fenceTimer = setTimeout(() => {
       if (this.ownsKey && this.holdingUntil() === null) {
         this.options.logger.warn({ term: this.currentLeader?.term }, 'fencing deadline passed without an acknowledged renewal');
+        this.options.observer?.losing?.('fenced', 'the fencing deadline passed without an acknowledged renewal');
         this.options.onChange('fencing deadline passed');
       }
     }, Math.max(0, deadline - monotonicMs()));
@@ -311,40 +329,35 @@ export class Election {
   // ---- the fast profile's compare-and-swap hold ----
 
   private async renewHold(): Promise<void> {
-    if (this.stopped || !this.ownsKey || this.handingOff || this.holdRenewalInFlight || !this.leaseId || !this.ownRecord) return;
-    this.holdRenewalInFlight = true;
+    if (this.stopped || !this.ownsKey || this.handingOff || !this.leaseId || !this.ownRecord) return;
+    if (this.holdRenewalsInFlight >= MAX_HOLD_RENEWALS_IN_FLIGHT) return;
+    this.holdRenewalsInFlight += 1;
     const sendTime = monotonicMs();
     try {
-      const result = await this.options.store.compareAndSwap(
-        this.options.keys.leader,
-        JSON.stringify(this.ownRecord),
-        this.leaseId,
-        this.ownModRevision,
-      );
+      // Compared on our own record, not on the revision: several renewals may be in flight,
+      // and none can succeed once a takeover has written another node's record.
+      const result = await this.options.store.compareValueAndPut(this.options.keys.leader, JSON.stringify(this.ownRecord), this.leaseId);
       if (!this.ownsKey) return;
       if (result.swapped) {
-        this.ownModRevision = result.revision;
+        this.ownModRevision = Math.max(this.ownModRevision, result.revision);
         const wasHolding = this.holdingUntil() !== null;
         this.holdFencing.acknowledge(sendTime, this.options.config.holdTimeoutMs);
         this.armFenceTimer();
+        this.options.observer?.renewed?.('hold', monotonicMs() - sendTime, this.marginMs());
         if (!wasHolding) this.options.onChange('hold renewed');
         this.noteRecovered();
         return;
       }
       const current = result.current;
-      if (current && current.lease === this.leaseId && parseLeader(current)?.node === this.options.self.node) {
-        // Our own earlier write landed but its ack was lost: carry on from it, without an ack.
-        this.ownModRevision = current.modRevision;
-        return;
-      }
       this.ownsKey = false;
       this.options.logger.warn({ term: this.currentLeader?.term }, 'another node took the leader key');
+      this.options.observer?.losing?.('lease_lost', 'another node took the leader key');
       this.updateLeader(current);
       this.options.onChange('another node took the leader key');
     } catch (error) {
       this.noteError('hold renewal failed', error);
     } finally {
-      this.holdRenewalInFlight = false;
+      this.holdRenewalsInFlight -= 1;
     }
   }
 
@@ -469,6 +482,7 @@ export class Election {
       term: this.currentLeader?.term ?? null,
       time: new Date().toISOString(),
     };
+    this.options.observer?.won?.(event);
     try {
       await recordMove(this.options.store, this.options.keys, event);
     } catch (error) {
@@ -504,6 +518,7 @@ export class Election {
     this.handingOff = true;
     try {
       // The VIP must be gone from here before the target can take the key.
+      this.options.observer?.losing?.('handoff', reason);
       this.options.onChange('handing off');
       await this.options.releaseVip();
       const handoffLease = await store.grantLease(this.options.config.leaseTtlSeconds);
@@ -533,6 +548,7 @@ export class Election {
     if (this.ownsKey && (!stored || stored.lease !== this.leaseId)) {
       this.ownsKey = false;
       this.options.logger.warn({ term: leader?.term }, 'the leader key is no longer ours');
+      this.options.observer?.losing?.('lease_lost', 'the leader key is no longer ours');
       this.options.onChange('the leader key is no longer ours');
     } else if (before?.term !== leader?.term) {
       this.options.onChange('leader changed');
@@ -566,6 +582,12 @@ export class Election {
     } catch (error) {
       this.noteError('could not watch etcd; polling instead', error);
     }
+  }
+
+  /** Time left to hold the VIP, for metrics; null when this node may not hold it. */
+  private marginMs(): number | null {
+    const until = this.holdingUntil();
+    return until === null ? null : until - monotonicMs();
   }
 
   private noteError(what: string, error: unknown): void {

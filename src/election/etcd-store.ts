@@ -51,6 +51,25 @@ function toStored(kv: IKeyValue): StoredValue {
   };
 }
 
+/** One member of the etcd cluster; the name is empty until the member has started once. */
+export interface EtcdMember {
+  id: string;
+  name: string;
+  peerURLs: string[];
+  clientURLs: string[];
+  isLearner: boolean;
+}
+
+function toMember(member: { ID: string; name: string; peerURLs: string[]; clientURLs: string[]; isLearner: boolean }): EtcdMember {
+  return {
+    id: String(member.ID),
+    name: member.name,
+    peerURLs: member.peerURLs,
+    clientURLs: member.clientURLs,
+    isLearner: Boolean(member.isLearner),
+  };
+}
+
 /** Converts a watch event's key-value into the store's shape. */
 export function storedFromWatch(kv: IKeyValue): StoredValue {
   return toStored(kv);
@@ -204,6 +223,23 @@ export class EtcdStore {
     return { swapped: false, revision: Number(response.header.revision), current: current ? toStored(current) : null };
   }
 
+  /**
+   * Rewrites the key only while it still holds exactly `value`: the fast profile's renewal.
+   * Unlike compareAndSwap it allows several writers' requests in flight at once.
+   */
+  async compareValueAndPut(key: string, value: string, leaseId: string): Promise<SwapResult> {
+    const keyBytes = Buffer.from(key);
+    const valueBytes = Buffer.from(value);
+    const response = await this.client.kv.txn({
+      compare: [{ key: keyBytes, target: 'Value', result: 'Equal', value: valueBytes }],
+      success: [{ request_put: { key: keyBytes, value: valueBytes, lease: leaseId } }],
+      failure: [{ request_range: { key: keyBytes } }],
+    });
+    if (response.succeeded) return { swapped: true, revision: Number(response.header.revision), current: null };
+    const current = response.responses[0]?.response_range.kvs[0];
+    return { swapped: false, revision: Number(response.header.revision), current: current ? toStored(current) : null };
+  }
+
   /** Deletes the leader key only if our lease still owns it, with the extra writes, atomically. */
   async resign(leaderKey: string, leaseId: string, writes: ReleaseWrites = {}): Promise<boolean> {
     const key = Buffer.from(leaderKey);
@@ -256,6 +292,28 @@ export class EtcdStore {
     if (!response.succeeded && existing) return toStored(existing);
     const revision = Number(response.header.revision);
     return { key, value, createRevision: revision, modRevision: revision, lease: '0' };
+  }
+
+  // ---- membership of the etcd cluster itself (the embedded store) ----
+
+  async listMembers(): Promise<EtcdMember[]> {
+    const response = await this.client.cluster.memberList({ linearizable: true });
+    return response.members.map(toMember);
+  }
+
+  /** Adds a non-voting member: it does not count towards quorum until promoted, so an absent joiner cannot stall the cluster. */
+  async addLearner(peerUrl: string): Promise<{ member: EtcdMember; members: EtcdMember[] }> {
+    const response = await this.client.cluster.memberAdd({ peerURLs: [peerUrl], isLearner: true });
+    return { member: toMember(response.member), members: response.members.map(toMember) };
+  }
+
+  /** Fails until the learner has caught up with the leader's log. */
+  async promoteMember(id: string): Promise<void> {
+    await this.client.cluster.memberPromote({ ID: id });
+  }
+
+  async removeMember(id: string): Promise<void> {
+    await this.client.cluster.memberRemove({ ID: id });
   }
 
   async watchKey(key: string): Promise<Watcher> {

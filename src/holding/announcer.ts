@@ -13,6 +13,13 @@ export interface AnnouncerOptions {
   /** 0 turns the periodic refresh off. */
   refreshIntervalMs: number;
   logger: Logger;
+  /**
+   * Asked before every frame: a holder frozen with a burst pending must not announce a VIP it
+   * lost while frozen, or neighbours would follow it back.
+   */
+  mayAnnounce: () => boolean;
+  /** Called after each frame sent (metrics). */
+  onSent?: () => void;
 }
 
 /**
@@ -45,11 +52,13 @@ export class Announcer {
   }
 
   private sendOne(n: number): void {
+    if (!this.options.mayAnnounce()) return;
     try {
       // Protocol 0: this socket only sends, so the kernel queues nothing for it to read.
       this.socket ??= PacketSocket.open(this.options.interfaceName, 0);
       this.socket.send(this.frame(n));
       this.sent += 1;
+      this.options.onSent?.();
       this.lastFailure = '';
     } catch (error) {
       const message = (error as Error).message;

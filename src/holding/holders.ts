@@ -8,6 +8,8 @@ import { tryInitReboot, type InitRebootResult } from './dhcp-init-reboot';
 import type { Netlink } from './netlink';
 import { VipAddress } from './vip-address';
 
+const NO_LONGER_HOLDER = 'no longer the elected holder';
+
 /** What hold() did: added the VIP, refreshed its lifetime, or cannot hold it yet (and why). */
 export type HoldResult = { outcome: 'added' | 'refreshed' } | { outcome: 'waiting'; reason: string };
 
@@ -21,8 +23,12 @@ export interface VipHolder {
   /** The interface and MAC that answer for the VIP: announcements go out from them. */
   answering(): { interfaceName: string; mac: Buffer };
   isPresent(): Promise<boolean>;
-  /** Holds the VIP with a kernel valid lifetime of validSeconds (refreshing it if held). */
-  hold(validSeconds: number): Promise<HoldResult>;
+  /**
+   * Holds the VIP with a kernel valid lifetime of validSeconds (refreshing it if held).
+   * `mayHold` is asked again right before the address is written: the election's answer can
+   * change while the holder awaits the kernel.
+   */
+  hold(validSeconds: number, mayHold: () => boolean): Promise<HoldResult>;
   /** Removes the VIP and everything that carried it; `stopping` when the agent exits. Returns whether the VIP was there. */
   release(stopping: boolean): Promise<boolean>;
   /** Removes what an earlier run left behind; called at start and after every release. */
@@ -57,10 +63,12 @@ export class StaticVipHolder implements VipHolder {
     return (await (await this.target())?.isPresent()) ?? false;
   }
 
-  async hold(validSeconds: number): Promise<HoldResult> {
+  async hold(validSeconds: number, mayHold: () => boolean): Promise<HoldResult> {
     const target = await this.target();
     if (!target) return { outcome: 'waiting', reason: `interface ${this.interfaceName} is gone` };
-    const added = await target.install(validSeconds);
+    const installed = await target.install(validSeconds, mayHold);
+    if (installed === 'refused') return { outcome: 'waiting', reason: NO_LONGER_HOLDER };
+    const added = installed === 'added';
     if (added) {
       this.deadMan.arm([['ip', 'addr', 'del', `${this.vip}/${target.prefixLength}`, 'dev', this.interfaceName]]);
     }
@@ -141,7 +149,7 @@ export class DhcpVipHolder implements VipHolder {
     return await new VipAddress(this.options.netlink, index, state.lease.ip).isPresent();
   }
 
-  async hold(validSeconds: number): Promise<HoldResult> {
+  async hold(validSeconds: number, mayHold: () => boolean): Promise<HoldResult> {
     const { netlink } = this.options;
     let index = await this.macvlan();
     let adopted: AdoptedLease | null = null;
@@ -184,8 +192,9 @@ export class DhcpVipHolder implements VipHolder {
     }
     // Never promise the kernel more time than the lease itself has left.
     const leaseLeft = Math.floor((Date.parse(state.lease.expiresAt) - Date.now()) / 1000);
-    const added = await address(state.lease.ip).install(Math.max(1, Math.min(validSeconds, leaseLeft)));
-    return { outcome: added ? 'added' : 'refreshed' };
+    const installed = await address(state.lease.ip).install(Math.max(1, Math.min(validSeconds, leaseLeft)), mayHold);
+    if (installed === 'refused') return { outcome: 'waiting', reason: NO_LONGER_HOLDER };
+    return { outcome: installed };
   }
 
   /**

@@ -135,27 +135,41 @@ export class Netlink {
     return result;
   }
 
-  /** Adds the address, or replaces its lifetimes if it is already there. */
-  async setAddress(interfaceIndex: number, address: string, prefixLength: number, lifetimes: AddressLifetimes): Promise<void> {
+  /**
+   * Adds the address, or replaces its lifetimes if it is already there. `mayWrite` is asked
+   * at the last moment, inside the request queue: the caller's right to hold the address can
+   * end while earlier requests run. Returns false if it said no.
+   */
+  async setAddress(
+    interfaceIndex: number,
+    address: string,
+    prefixLength: number,
+    lifetimes: AddressLifetimes,
+    mayWrite: () => boolean = () => true,
+  ): Promise<boolean> {
     const v4 = isIPv4(address);
     const bytes = ipToBytes(address);
-    await this.serial(() => this.socket.newAddress(
-      {
-        family: v4 ? AF_INET : AF_INET6,
-        prefixlen: prefixLength,
-        index: interfaceIndex,
-        scope: 0,
-        // DAD would hold an IPv6 VIP "tentative" for a second; the election already made it unique.
-        ...(v4 ? {} : { flags: { nodad: true } }),
-      },
-      {
-        local: bytes,
-        address: bytes,
-        cacheInfo: { ifaPrefered: lifetimes.preferredSeconds, ifaValid: lifetimes.validSeconds },
-        ...(v4 ? {} : { flags: { nodad: true } }),
-      },
-      { flags: FlagsNew.CREATE | FlagsNew.REPLACE },
-    ));
+    return await this.serial(async () => {
+      if (!mayWrite()) return false;
+      await this.socket.newAddress(
+        {
+          family: v4 ? AF_INET : AF_INET6,
+          prefixlen: prefixLength,
+          index: interfaceIndex,
+          scope: 0,
+          // DAD would hold an IPv6 VIP "tentative" for a second; the election already made it unique.
+          ...(v4 ? {} : { flags: { nodad: true } }),
+        },
+        {
+          local: bytes,
+          address: bytes,
+          cacheInfo: { ifaPrefered: lifetimes.preferredSeconds, ifaValid: lifetimes.validSeconds },
+          ...(v4 ? {} : { flags: { nodad: true } }),
+        },
+        { flags: FlagsNew.CREATE | FlagsNew.REPLACE },
+      );
+      return true;
+    });
   }
 
   /** Removes the address; returns false if it was not there. */

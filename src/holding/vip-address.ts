@@ -25,14 +25,18 @@ export class VipAddress {
     return addresses.some((entry) => entry.address === this.address && entry.prefixLength === this.prefixLength);
   }
 
-  /** Adds the VIP or refreshes its valid lifetime; returns true if it was newly added. */
-  async install(validSeconds: number): Promise<boolean> {
+  /** Adds the VIP or refreshes its valid lifetime, if `mayHold` still agrees at the last moment. */
+  async install(validSeconds: number, mayHold: () => boolean): Promise<'added' | 'refreshed' | 'refused'> {
     const wasPresent = await this.isPresent();
-    await this.netlink.setAddress(this.interfaceIndex, this.address, this.prefixLength, {
-      preferredSeconds: 0,
-      validSeconds,
-    });
-    return !wasPresent;
+    const written = await this.netlink.setAddress(
+      this.interfaceIndex,
+      this.address,
+      this.prefixLength,
+      { preferredSeconds: 0, validSeconds },
+      mayHold,
+    );
+    if (!written) return 'refused';
+    return wasPresent ? 'refreshed' : 'added';
   }
 
   async remove(): Promise<boolean> {

@@ -1,10 +1,11 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { InputError } from '../config/schema-check';
 import type { KeyValue } from './kv';
 import type { SecurityKeys } from './security-keys';
 
-export type TokenRole = 'read' | 'admin';
-export const TOKEN_ROLES: readonly TokenRole[] = ['read', 'admin'];
+/** read and admin are API bearer tokens; a join token only lets a new node join (POST /v1/join). */
+export type TokenRole = 'read' | 'admin' | 'join';
+export const TOKEN_ROLES: readonly TokenRole[] = ['read', 'admin', 'join'];
 
 /** What is known about a token, safe to show: there is no secret in it. */
 export interface TokenRecord {
@@ -22,7 +23,7 @@ interface StoredToken extends TokenRecord {
 }
 
 export interface CreatedToken {
-  /** The bearer token, shown once: only its hash is stored. */
+  /** The bearer token, shown once: only its hash is stored. A join token is prefixed with the CA's hash (see joinToken). */
   token: string;
   record: TokenRecord;
 }
@@ -41,6 +42,25 @@ export interface TokenVerifier {
 
 export const DEFAULT_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
 const TOKEN_FORMAT = /^vipd_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$/;
+const JOIN_TOKEN_FORMAT = /^vipd-join:([0-9a-f]{64}):(vipd_[0-9a-f]{16}\.[A-Za-z0-9_-]{43})$/;
+
+/**
+ * A join token: `vipd-join:<sha256 of the cluster CA certificate, hex>:<bearer token>`. The
+ * hash lets the joining node pick the cluster CA out of what an untrusted server presents,
+ * as a kubeadm discovery token does; the bearer part is checked by the server, hashed.
+ */
+export function joinToken(caCertificatePem: string, bearer: string): string {
+  const hash = new X509Certificate(caCertificatePem).fingerprint256.replace(/:/g, '').toLowerCase();
+  return `vipd-join:${hash}:${bearer}`;
+}
+
+export function parseJoinToken(text: string): { caHash: string; bearer: string } | null {
+  const match = JOIN_TOKEN_FORMAT.exec(text.trim());
+  return match ? { caHash: match[1]!, bearer: match[2]! } : null;
+}
+
+/** Why a join token was refused; "expired" is told only to whoever knows the secret. */
+export type JoinTokenCheck = { ok: true; record: TokenRecord } | { ok: false; reason: 'invalid' | 'expired' };
 // Compared against when the id is unknown, so a miss costs the same as a wrong secret.
 const DUMMY_HASH = Buffer.alloc(32);
 
@@ -51,9 +71,9 @@ function hashSecret(secret: string): Buffer {
 /** Parses --ttl: 30m, 24h, 7d, or "never". */
 export function parseTokenTtl(text: string): number | null {
   if (text === 'never') return null;
-  const match = /^([1-9][0-9]{0,5})(m|h|d)$/.exec(text);
-  if (!match) throw new InputError('--ttl', `"${text}" is not a lifetime like 30m, 24h, 7d or "never"`);
-  const unit = { m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 'm' | 'h' | 'd'];
+  const match = /^([1-9][0-9]{0,5})(s|m|h|d)$/.exec(text);
+  if (!match) throw new InputError('--ttl', `"${text}" is not a lifetime like 90s, 30m, 24h, 7d or "never"`);
+  const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
   return Number(match[1]) * unit;
 }
 
@@ -70,7 +90,9 @@ export class TokenStore implements TokenVerifier {
   ) {}
 
   async create(request: CreateTokenRequest): Promise<CreatedToken> {
-    if (!TOKEN_ROLES.includes(request.role)) throw new InputError('--role', 'must be "read" or "admin"');
+    if (!TOKEN_ROLES.includes(request.role)) throw new InputError('--role', 'must be "read", "admin" or "join"');
+    // A join token names the CA; without one there is nothing to join yet.
+    const caPem = request.role === 'join' ? await this.caCertificate() : null;
     const description = request.description ?? '';
     if (description.length > 200 || /[\u0000-\u001f\u007f]/.test(description)) {
       throw new InputError('--description', 'must be at most 200 characters, without control characters');
@@ -91,7 +113,8 @@ export class TokenStore implements TokenVerifier {
       const value = JSON.stringify(stored);
       // An id collision (64 random bits) would silently replace a token; putIfAbsent refuses it.
       if ((await this.kv.putIfAbsent(this.keys.token(id), value)) === value) {
-        return { token: `vipd_${id}.${secret}`, record };
+        const bearer = `vipd_${id}.${secret}`;
+        return { token: caPem ? joinToken(caPem, bearer) : bearer, record };
       }
     }
     throw new Error('could not find a free token id');
@@ -114,17 +137,37 @@ export class TokenStore implements TokenVerifier {
     return await this.kv.delete(this.keys.token(id));
   }
 
-  /** The token's record if it is valid now; null for a malformed, unknown, wrong or expired one. */
+  /** An API bearer token's record if it is valid now; null for a malformed, unknown, wrong, expired or join token. */
   async verify(token: string): Promise<TokenRecord | null> {
+    const checked = await this.check(token);
+    return checked.ok && checked.record.role !== 'join' ? checked.record : null;
+  }
+
+  /** A join token's bearer part (`vipd_…`): valid, or why not. */
+  async checkJoin(bearer: string): Promise<JoinTokenCheck> {
+    const checked = await this.check(bearer);
+    if (checked.ok && checked.record.role !== 'join') return { ok: false, reason: 'invalid' };
+    return checked;
+  }
+
+  private async check(token: string): Promise<JoinTokenCheck> {
     const match = TOKEN_FORMAT.exec(token);
-    if (!match) return null;
+    if (!match) return { ok: false, reason: 'invalid' };
     const [, id, secret] = match as unknown as [string, string, string];
     const stored = parseStored(await this.kv.get(this.keys.token(id)));
     const expected = stored && /^[0-9a-f]{64}$/.test(stored.hash) ? Buffer.from(stored.hash, 'hex') : DUMMY_HASH;
     const matches = timingSafeEqual(hashSecret(secret), expected);
-    if (!stored || !matches || isExpired(stored, this.now())) return null;
+    if (!stored || !matches) return { ok: false, reason: 'invalid' };
+    if (isExpired(stored, this.now())) return { ok: false, reason: 'expired' };
     const { hash: _hash, ...record } = stored;
-    return record;
+    return { ok: true, record };
+  }
+
+  private async caCertificate(): Promise<string> {
+    const stored = await this.kv.get(this.keys.ca);
+    const certificate = stored ? (JSON.parse(stored) as { certificate?: unknown }).certificate : undefined;
+    if (typeof certificate !== 'string') throw new InputError('--role', 'a join token needs the cluster CA, and this cluster has none yet');
+    return certificate;
   }
 }
 

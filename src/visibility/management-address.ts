@@ -1,4 +1,5 @@
 import type { PublishedDhcpState } from '../agent/agent';
+import type { HookFailureRecord } from '../agent/hooks';
 import type { Leader } from '../election/election';
 
 /** The Harvester/kube-vip annotation names users already query with jsonpath. */
@@ -31,6 +32,8 @@ export interface ManagementAddress {
     caFingerprint?: string;
     /** Why clients may distrust the served certificate (e.g. no IP SAN for the VIP), or null. */
     certificateWarning?: string | null;
+    /** A node gave the VIP up because a required acquire hook failed; kept until that node's hooks succeed. */
+    lastHookFailure?: HookFailureRecord;
   };
 }
 
@@ -44,6 +47,8 @@ export interface ManagementAddressInput {
   /** DHCP mode: the VIP's own MAC and the holder's published lease. */
   hwaddr?: string | null;
   dhcp?: PublishedDhcpState | null;
+  /** The newest unresolved required-hook failure (src/agent/hooks.ts). */
+  hookFailure?: HookFailureRecord | null;
 }
 
 export function describeManagementAddress(input: ManagementAddressInput): ManagementAddress {
@@ -61,6 +66,7 @@ export function describeManagementAddress(input: ManagementAddressInput): Manage
   if (leader && input.mode === 'dhcp' && dhcp?.state !== 'bound') {
     message = `held by ${leader.node}, but not served: ${dhcp?.reason ?? 'waiting for a DHCP lease'}`;
   }
+  if (input.hookFailure) message += `; ${input.hookFailure.node} gave the VIP up: ${input.hookFailure.reason}`;
   const view: ManagementAddress = {
     apiVersion: 'vipd.io/v1',
     kind: 'ManagementAddress',
@@ -82,6 +88,7 @@ export function describeManagementAddress(input: ManagementAddressInput): Manage
       message,
     },
   };
+  if (input.hookFailure) view.status.lastHookFailure = input.hookFailure;
   if (input.mode === 'dhcp' && dhcp) {
     const { hwaddr: _hwaddr, requestedIP: _requested, ...lease } = dhcp;
     view.status.dhcp = lease;

@@ -90,6 +90,16 @@ export const ManagementAddressResponse = Type.Object({
     ),
     caFingerprint: Type.Optional(Type.String()),
     certificateWarning: Type.Optional(Nullable(Type.String())),
+    lastHookFailure: Type.Optional(
+      Type.Object({
+        node: Type.String(),
+        hook: Type.String(),
+        term: Nullable(Type.Integer()),
+        reason: Type.String(),
+        time: Timestamp,
+        cooldownUntil: Timestamp,
+      }),
+    ),
   }),
 });
 

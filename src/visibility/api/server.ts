@@ -12,6 +12,7 @@ import { type ApiBackend, MoveRefusedError } from './backend';
 import { registerDashboard } from './dashboard';
 import { HttpError } from './errors';
 import { EventStreams } from './event-stream';
+import { installedJoinHandler, joinSniCallback, registerJoinRoutes, type JoinHandler } from './join-routes';
 import {
   AboutResponse,
   CertificateRequest,
@@ -47,6 +48,16 @@ export interface ApiServerOptions {
   maxEventStreams?: number;
   /** Serve the dashboard at `/`; default true. */
   dashboard?: boolean;
+  /** Serve Prometheus metrics at /metrics (read token, like the rest of the read API); none when absent. */
+  metrics?: MetricsExporter;
+  /** Serve /v1/join for `vipd join`; default: the handler `vipd run` installed, if any. */
+  join?: JoinHandler | null;
+}
+
+/** The agent's metrics in the Prometheus text format (src/visibility/metrics.ts). */
+export interface MetricsExporter {
+  readonly contentType: string;
+  render(): Promise<string>;
 }
 
 export interface ListenOptions {
@@ -96,9 +107,10 @@ function errorBody(statusCode: number, error: string, message: string): ErrorRes
  */
 export function buildApiServer(options: ApiServerOptions): ApiServer {
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const join = options.join === undefined ? installedJoinHandler() : options.join;
   // Fastify types the instance by the logger given; callers see the base logger type.
   const app = Fastify({
-    https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' },
+    https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2', ...(join ? { SNICallback: joinSniCallback(join) } : {}) },
     bodyLimit,
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     // Raised before routing, so the error handler never sees it; same JSON shape regardless.
@@ -210,6 +222,15 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
       return await backend.managementAddress();
     },
   );
+
+  if (join) registerJoinRoutes(app, join);
+  const metrics = options.metrics;
+  if (metrics) {
+    // Scrapers send a read token (Prometheus: authorization.credentials_file); metrics show who holds the VIP.
+    app.get('/metrics', { schema: { querystring: NoQuery }, config: { access: 'read' } }, async (_request, reply) =>
+      reply.type(metrics.contentType).send(await metrics.render()),
+    );
+  }
 
   if (options.dashboard ?? true) registerDashboard(app);
   return app;

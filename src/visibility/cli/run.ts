@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import pino from 'pino';
 import { Agent } from '../../agent/agent';
+import { EmbeddedEtcd } from '../../cluster/embedded-etcd';
+import { JoinService } from '../../cluster/join-service';
+import { installJoinHandler } from '../api/join-routes';
 import { EXIT_OK } from './exit-codes';
 import { loadConfig } from '../../config/config';
 
@@ -14,15 +17,28 @@ export function registerRun(program: Command): void {
       const config = loadConfig(options.config);
       const logger = pino({ level: config.logLevel, base: { node: config.node.name, cluster: config.cluster } });
       const agent = new Agent(config, logger);
+      const join = new JoinService(config, logger);
+      installJoinHandler(join);
+      let etcd: EmbeddedEtcd | null = null;
       let stopping = false;
       const shutdown = (signal: string): void => {
         if (stopping) return;
         stopping = true;
         logger.info({ signal }, 'shutting down');
-        void agent.stop().then(() => process.exit(EXIT_OK));
+        // The agent first: it drops the VIP and revokes its lease while etcd still answers.
+        void agent
+          .stop()
+          .then(async () => {
+            join.close();
+            await etcd?.stop();
+          })
+          .then(() => process.exit(EXIT_OK));
       };
       process.on('SIGTERM', () => shutdown('SIGTERM'));
       process.on('SIGINT', () => shutdown('SIGINT'));
+      // The embedded store (vipd init/join) runs as this process's child, and is up before the agent connects.
+      if (config.etcd.embedded) etcd = await EmbeddedEtcd.start(config, logger);
+      if (stopping) return;
       await agent.start();
     });
 }

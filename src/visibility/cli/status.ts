@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { X509Certificate } from 'node:crypto';
 import { securityKeys } from '../../security/security-keys';
 import type { PublishedDhcpState } from '../../agent/agent';
+import { readHookFailure } from '../../agent/hooks';
 import type { Config } from '../../config/config';
 import { InputError } from '../../config/schema-check';
 import { parseLeader } from '../../election/election';
@@ -11,26 +12,28 @@ import type { ClusterSettings } from '../../election/membership';
 import { describeManagementAddress, formatManagementAddressTable, type ManagementAddress } from '../management-address';
 import { renderOutput } from '../output';
 import { addApiClientOptions, ApiClient, type ApiClientFlags } from './api-client';
-import { withCluster } from './cluster';
+import { parseStored, withCluster } from './cluster';
 
 /** Reads everything the management address shows from etcd: holder, settings, DHCP lease. */
 export async function readManagementAddress(store: EtcdStore, keys: ClusterKeys, config: Config): Promise<ManagementAddress> {
-  const [leader, settings, dhcp, ca] = await Promise.all([
+  const [leader, settings, dhcp, ca, hookFailure] = await Promise.all([
     store.get(keys.leader),
     store.get(keys.settings),
     store.get(keys.dhcp),
     store.get(securityKeys(keys).ca),
+    readHookFailure(store, keys),
   ]);
-  const parse = <T>(value: string | undefined): T | null => (value ? (JSON.parse(value) as T) : null);
-  const caCertificate = parse<{ certificate: string }>(ca?.value)?.certificate;
+  const security = securityKeys(keys);
+  const caCertificate = parseStored<{ certificate: string }>(security.ca, ca?.value)?.certificate;
   const view = describeManagementAddress({
     cluster: config.cluster,
     address: config.vip.address,
     mode: config.vip.mode,
     interface: config.node.interface,
     leader: parseLeader(leader),
-    hwaddr: parse<ClusterSettings>(settings?.value)?.hwaddr ?? (config.vip.mode === 'dhcp' ? config.vip.hwaddr : null),
-    dhcp: config.vip.mode === 'dhcp' ? parse<PublishedDhcpState>(dhcp?.value) : null,
+    hwaddr: parseStored<ClusterSettings>(keys.settings, settings?.value)?.hwaddr ?? (config.vip.mode === 'dhcp' ? config.vip.hwaddr : null),
+    dhcp: config.vip.mode === 'dhcp' ? parseStored<PublishedDhcpState>(keys.dhcp, dhcp?.value) : null,
+    hookFailure,
   });
   if (caCertificate) view.status.caFingerprint = new X509Certificate(caCertificate).fingerprint256;
   return view;

@@ -1,0 +1,316 @@
+/**
+ * One failover trial: settle, inject the fault, wait for the system to recover, measure
+ * the window from the client's side, and undo the fault.
+ */
+import type { Lab, LabNode } from '../lab/lab';
+import { freezeNode, healPartition, partitionNode, thawNode } from '../lab/faults';
+import type { VipObserver } from '../lab/observer';
+import { waitFor } from '../lab/shell';
+import type { ClientProbes } from './client-probes';
+import { round } from './stats';
+import type { SystemUnderTest } from './systems';
+
+export type ScenarioId = 'link-down' | 'agent-kill' | 'freeze' | 'planned-move' | 'partition';
+
+export const SCENARIO_IDS: readonly ScenarioId[] = ['link-down', 'agent-kill', 'freeze', 'planned-move', 'partition'];
+
+export const SCENARIO_TITLES: Record<ScenarioId, string> = {
+  'link-down': "holder's link down",
+  'agent-kill': "holder's agent SIGKILL",
+  freeze: 'holder frozen (SIGSTOP)',
+  'planned-move': 'planned move',
+  partition: 'holder partitioned',
+};
+
+export interface TrialTimings {
+  freezeMs: number;
+  partitionMs: number;
+  /** Measuring goes on this long after the system looks recovered. */
+  tailMs: number;
+  /** A single holder must stay put this long to count as settled. */
+  stableMs: number;
+  recoverTimeoutMs: number;
+  settleTimeoutMs: number;
+}
+
+export interface TrialContext {
+  system: SystemUnderTest;
+  lab: Lab;
+  observer: VipObserver;
+  probes: ClientProbes;
+  macs: Map<string, string>;
+  timings: TrialTimings;
+  log: (message: string) => void;
+}
+
+export interface TrialRecord {
+  system: string;
+  scenario: ScenarioId;
+  trial: number;
+  ok: boolean;
+  error?: string;
+  oldHolder: string | null;
+  /** The first other node seen holding the VIP after the fault (null: it never moved). */
+  newHolder: string | null;
+  /** The node holding the VIP when the window closed. */
+  finalHolder: string | null;
+  /** Monotonic ms of the fault, to place whole-run observations in their trial. */
+  faultAtMs: number | null;
+  windowMs: number | null;
+  /** Longest time without an ICMP reply in the window (5 ms probes). */
+  outageMs: number | null;
+  /** When that gap began, relative to the fault. */
+  outageStartMs: number | null;
+  /** Fault to the first gratuitous ARP from the new holder's MAC at the client. */
+  garpMs: number | null;
+  announcements: number;
+  /** Every node's gratuitous ARPs in the window, ms after the fault (at most 12 each). */
+  garpsByNode: Record<string, number[]>;
+  /** Address sampling (5 ms): time two nodes had the VIP configured at once. */
+  addressOverlapMs: number;
+  addressOverlaps: number;
+  /** An overlap still open when the window closed (e.g. a killed keepalived's stale VIP). */
+  addressOverlapOpen: boolean;
+  /** ARP probing: time two MACs answered the same 5 ms round. */
+  arpOverlapMs: number;
+  arpOverlapRounds: number;
+  arpMacs: string[];
+  /** Old holder's VIP gone (address sampling) to the new holder's VIP present; null if the old one kept it. */
+  addressGapMs: number | null;
+  /** Times a node other than the faulted holder lost the VIP in the window: flaps and lost dual-master races. */
+  extraReleases: number;
+  detail?: string;
+}
+
+function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits until one node alone holds the VIP for `stableMs`, optionally not `exclude`. */
+export async function waitStableHolder(ctx: TrialContext, stableMs: number, timeoutMs: number, exclude?: LabNode): Promise<LabNode> {
+  let candidate: string | null = null;
+  let since = 0;
+  const name = await waitFor(
+    `one node${exclude ? ` other than ${exclude.name}` : ''} to hold the VIP for ${stableMs} ms`,
+    () => {
+      const holders = ctx.observer.currentHolders();
+      const single = holders.length === 1 && holders[0] !== exclude?.name ? holders[0]! : null;
+      if (single !== candidate) {
+        candidate = single;
+        since = nowMs();
+      }
+      return candidate !== null && nowMs() - since >= stableMs ? candidate : undefined;
+    },
+    timeoutMs,
+    10,
+  );
+  return ctx.lab.node(name);
+}
+
+/** Waits until a node other than `former` holds the VIP and the client reaches it over TCP. */
+async function waitTakeover(ctx: TrialContext, former: LabNode): Promise<LabNode> {
+  const deadline = nowMs() + ctx.timings.recoverTimeoutMs;
+  for (;;) {
+    const name = await waitFor(
+      `a node other than ${former.name} to hold the VIP`,
+      () => ctx.observer.currentHolders().find((holder) => holder !== former.name),
+      Math.max(1, deadline - nowMs()),
+      5,
+    );
+    // The VIP may still be moving; recheck who holds it if the client lands elsewhere.
+    const reached = await ctx.lab.waitClientReaches(name, Math.max(1000, Math.min(5000, deadline - nowMs()))).catch(() => null);
+    if (reached) return ctx.lab.node(reached);
+    if (nowMs() > deadline) throw new Error(`the client did not reach a new holder within ${ctx.timings.recoverTimeoutMs} ms`);
+  }
+}
+
+/** Undoes every fault the bench can make, on every node: the way back after a failed trial. */
+export async function recoverAll(ctx: TrialContext): Promise<void> {
+  await healPartition(ctx.lab);
+  for (const node of ctx.lab.nodes) {
+    await thawNode(ctx.lab, node);
+    await ctx.lab.setLink(node, true);
+  }
+  for (const node of ctx.lab.nodes) {
+    if (!ctx.system.isRunning(node)) {
+      await ctx.system.afterKill(node);
+      await ctx.system.start(node);
+    }
+  }
+}
+
+/** Everything running, one holder that stays, the client reaching it, and pings flowing. */
+export async function settle(ctx: TrialContext): Promise<LabNode> {
+  const { timings } = ctx;
+  const deadline = nowMs() + timings.settleTimeoutMs;
+  for (const node of ctx.lab.nodes) if (!ctx.system.isRunning(node)) await ctx.system.start(node);
+  const healthy = await waitFor('every agent to be connected', () => ctx.system.healthy(), timings.settleTimeoutMs, 100).catch(() => false);
+  if (!healthy) ctx.log(`warning: ${ctx.system.id} agents not all connected; going on`);
+  for (;;) {
+    const holder = await waitStableHolder(ctx, timings.stableMs, Math.max(1, deadline - nowMs()));
+    await ctx.lab.waitClientReaches(holder.name, Math.max(1000, deadline - nowMs()));
+    await waitFor('pings to the VIP to flow', () => ctx.probes.answering(50), Math.max(1000, deadline - nowMs()), 10);
+    const holders = ctx.observer.currentHolders();
+    if (holders.length === 1 && holders[0] === holder.name) return holder;
+    if (nowMs() > deadline) throw new Error('the VIP did not settle on one node');
+  }
+}
+
+/** A trial with nothing measured yet. */
+export function emptyRecord(system: string, scenario: ScenarioId, trial: number): TrialRecord {
+  return {
+    system,
+    scenario,
+    trial,
+    ok: false,
+    oldHolder: null,
+    newHolder: null,
+    finalHolder: null,
+    faultAtMs: null,
+    windowMs: null,
+    outageMs: null,
+    outageStartMs: null,
+    garpMs: null,
+    announcements: 0,
+    garpsByNode: {},
+    addressOverlapMs: 0,
+    addressOverlaps: 0,
+    addressOverlapOpen: false,
+    arpOverlapMs: 0,
+    arpOverlapRounds: 0,
+    arpMacs: [],
+    addressGapMs: null,
+    extraReleases: 0,
+  };
+}
+
+/** Runs one trial; never throws for a failure of the system under test (it is recorded). */
+export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: number): Promise<TrialRecord> {
+  const { lab, system, timings } = ctx;
+  const record = emptyRecord(system.id, scenario, trial);
+  ctx.probes.check();
+  const holder = await settle(ctx);
+  record.oldHolder = holder.name;
+  const target = lab.nodes[(lab.nodes.indexOf(holder) + 1) % lab.nodes.length]!;
+  ctx.probes.prune(nowMs() - 10_000);
+
+  let linkDown = false;
+  let killed = false;
+  let frozen = false;
+  let partitioned = false;
+  let stopped = false;
+  const t0 = nowMs();
+  try {
+    switch (scenario) {
+      case 'link-down':
+        linkDown = true;
+        await lab.setLink(holder, false);
+        await waitTakeover(ctx, holder);
+        break;
+      case 'agent-kill':
+        killed = true;
+        await system.kill(holder);
+        await waitTakeover(ctx, holder);
+        break;
+      case 'freeze':
+        frozen = true;
+        await freezeNode(lab, holder);
+        await sleep(timings.freezeMs);
+        await thawNode(lab, holder);
+        frozen = false;
+        await waitStableHolder(ctx, timings.stableMs, timings.recoverTimeoutMs).then((node) => lab.waitClientReaches(node.name));
+        break;
+      case 'planned-move': {
+        stopped = true;
+        const move = system.plannedMove(holder, target);
+        // A refused move must end the trial at once, not after the takeover timeout.
+        const refused = move.then((outcome) => (outcome.ok ? new Promise<never>(() => undefined) : Promise.reject(new Error(`planned move failed: ${outcome.detail}`))));
+        const reached = await Promise.race([waitTakeover(ctx, holder), refused]);
+        const outcome = await move;
+        record.detail = `${outcome.detail}; reached ${reached.name}${system.id.startsWith('vipd') ? ` (asked for ${target.name})` : ''}`;
+        break;
+      }
+      case 'partition':
+        partitioned = true;
+        await partitionNode(lab, holder);
+        await sleep(timings.partitionMs);
+        await healPartition(lab, holder);
+        partitioned = false;
+        await waitStableHolder(ctx, timings.stableMs, timings.recoverTimeoutMs).then((node) => lab.waitClientReaches(node.name));
+        break;
+    }
+    await sleep(timings.tailMs);
+    record.ok = true;
+  } catch (error) {
+    record.error = (error as Error).message.split('\n')[0];
+  }
+  const t1 = nowMs();
+  measure(ctx, record, holder, t0, t1);
+
+  // Undo the fault outside the window.
+  if (frozen) await thawNode(lab, holder);
+  if (partitioned) await healPartition(lab, holder);
+  if (linkDown) await lab.setLink(holder, true);
+  if (killed) {
+    await system.afterKill(holder);
+    await system.start(holder);
+  }
+  if (stopped) await system.afterMove(holder);
+  return record;
+}
+
+function measure(ctx: TrialContext, record: TrialRecord, holder: LabNode, t0: number, t1: number): void {
+  const { observer, probes } = ctx;
+  record.faultAtMs = round(t0, 3);
+  record.windowMs = round(t1 - t0);
+  const gap = probes.longestGap(t0, t1);
+  record.outageMs = round(gap.gapMs);
+  record.outageStartMs = round(gap.startOffsetMs);
+
+  const t0ns = BigInt(Math.floor(t0 * 1e6));
+  const t1ns = BigInt(Math.ceil(t1 * 1e6));
+  const next = observer.intervals.find((entry) => entry.node !== holder.name && entry.from >= t0ns && entry.from <= t1ns);
+  record.newHolder = next?.node ?? null;
+  const released = observer.intervals.find((entry) => entry.node === holder.name && entry.goneAt !== null && entry.goneAt >= t0ns && entry.goneAt <= t1ns);
+  if (released?.goneAt && next) record.addressGapMs = round(Number(next.from - released.goneAt) / 1e6);
+  record.extraReleases = observer.intervals.filter(
+    (entry) => entry.node !== holder.name && entry.goneAt !== null && entry.goneAt >= t0ns && entry.goneAt <= t1ns,
+  ).length;
+  const holders = observer.currentHolders();
+  record.finalHolder = holders.length === 1 ? holders[0]! : holders.length ? holders.join('+') : null;
+  if (record.newHolder) {
+    const mac = ctx.macs.get(record.newHolder) ?? '';
+    const seen = probes.announcements(mac, t0, t1);
+    record.garpMs = seen.firstMs === null ? null : round(seen.firstMs - t0);
+    record.announcements = seen.count;
+  }
+
+  for (const [node, mac] of ctx.macs) {
+    const times = probes.announcementTimes(mac, t0, t1);
+    if (times.length) record.garpsByNode[node] = times.slice(0, 12).map((at) => round(at - t0));
+  }
+
+  let overlapMs = 0;
+  let count = 0;
+  for (const overlap of observer.overlaps()) {
+    const start = Number(overlap.at) / 1e6;
+    const end = start + overlap.durationMs;
+    const clippedStart = Math.max(start, t0);
+    const clippedEnd = Math.min(end, t1);
+    if (clippedEnd < clippedStart) continue;
+    overlapMs += clippedEnd - clippedStart;
+    count += 1;
+    if (end >= t1) record.addressOverlapOpen = true;
+  }
+  record.addressOverlapMs = round(overlapMs);
+  record.addressOverlaps = count;
+
+  const arp = probes.arpOverlap(t0, t1);
+  record.arpOverlapMs = arp.ms;
+  record.arpOverlapRounds = arp.rounds;
+  record.arpMacs = arp.macs;
+}

@@ -1,0 +1,260 @@
+import { readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import pino from 'pino';
+import type { Config } from '../config/config';
+import { InputError } from '../config/schema-check';
+import { EtcdStore } from '../election/etcd-store';
+import { ClusterKeys } from '../election/keys';
+import { generateVipMac } from '../election/membership';
+import { Netlink } from '../holding/netlink';
+import { certificateFingerprint } from '../security/ca';
+import { EtcdKeyValue } from '../security/kv';
+import { securityKeys } from '../security/security-keys';
+import { TokenStore } from '../security/tokens';
+import { clusterSetupKeys, ETCD_CLIENT_PORT, ETCD_PEER_PORT, urlFor, type StoreInfo } from './cluster-keys';
+import { EmbeddedEtcd } from './embedded-etcd';
+import { checkNode, checkPathsFree, checkVipUnused, obtainDhcpLease, waitForAgent, writeConfigFile } from './node-setup';
+import { ClusterIssuer, generateClusterCa, generateKeyPair, pkiPaths, writePrivateFile, type StoredCaMaterial } from './pki';
+import { startAgent, type StartedAgent } from './service';
+
+export interface ExternalEtcd {
+  endpoints: string[];
+  ca: string | null;
+  cert: string | null;
+  key: string | null;
+}
+
+export interface InitOptions {
+  cluster: string;
+  nodeName: string | null;
+  interface: string;
+  vipMode: 'static' | 'dhcp';
+  /** Static: the VIP. DHCP: the address to request (optional). */
+  vip: string | null;
+  vipHwaddr: string | null;
+  fqdn: string | null;
+  apiPort: number;
+  dataDir: string;
+  configPath: string;
+  /** null: the embedded store. */
+  etcd: ExternalEtcd | null;
+  voters: number;
+  tokenTtlMs: number | null;
+  /** Progress lines for the person at the terminal. */
+  progress: (line: string) => void;
+}
+
+export interface InitResult {
+  config: Config;
+  nodeIp: string;
+  managementUrl: string;
+  token: string;
+  tokenExpires: string | null;
+  caFingerprint: string;
+  started: StartedAgent;
+  holder: string | null;
+  dhcp: { hwaddr: string; leasedIp: string } | null;
+}
+
+/** https://VIP, https://[v6], with the port when it is not 443. */
+export function managementUrl(address: string, port: number): string {
+  const host = address.includes(':') ? `[${address}]` : address;
+  return port === 443 ? `https://${host}` : `https://${host}:${port}`;
+}
+
+/** The config document init writes: the shared part (also stored as the join template) plus node and etcd. */
+function documentFor(options: InitOptions, vip: string | null, hwaddr: string | null, etcd: Record<string, unknown>): Record<string, unknown> {
+  return {
+    ...sharedDocument(options, vip, hwaddr),
+    node: { ...(options.nodeName ? { name: options.nodeName } : {}), interface: options.interface },
+    etcd,
+  };
+}
+
+function sharedDocument(options: InitOptions, vip: string | null, hwaddr: string | null): Record<string, unknown> {
+  return {
+    cluster: options.cluster,
+    vip: options.vipMode === 'static' ? { mode: 'static', address: vip } : { mode: 'dhcp', ...(vip ? { address: vip } : {}), hwaddr },
+    api: { port: options.apiPort, ...(options.fqdn ? { fqdn: options.fqdn } : {}) },
+  };
+}
+
+/** Writes this node's etcd key pairs and the certificates the cluster CA gives them. */
+async function writeMemberPki(pkiDir: string, ca: StoredCaMaterial, name: string, ip: string): Promise<void> {
+  const issuer = await ClusterIssuer.fromStored(ca);
+  const paths = pkiPaths(pkiDir);
+  writePrivateFile(paths.ca, ca.certificate, 0o644);
+  const pairs: Array<[string, string, Array<'server' | 'client'>, string[] | undefined]> = [
+    [paths.serverCert, paths.serverKey, ['server', 'client'], [ip, name, '127.0.0.1', 'localhost']],
+    [paths.peerCert, paths.peerKey, ['server', 'client'], [ip, name]],
+    [paths.clientCert, paths.clientKey, ['client'], undefined],
+  ];
+  for (const [certPath, keyPath, uses, altNames] of pairs) {
+    const pair = await generateKeyPair();
+    writePrivateFile(keyPath, pair.privateKeyPem);
+    const commonName = uses.length === 1 ? `vipd-node-${name}` : name;
+    writePrivateFile(certPath, await issuer.issue({ commonName, publicKeyPem: pair.publicKeyPem, uses, ...(altNames ? { altNames } : {}) }), 0o644);
+  }
+}
+
+/**
+ * `vipd init`: checks everything first (nothing is written if a check fails), then writes
+ * the PKI and config, brings up the store with the cluster CA, settings and a join token in
+ * it, and starts the agent.
+ */
+export async function initCluster(options: InitOptions): Promise<InitResult> {
+  const { progress } = options;
+  const dataDir = resolve(options.dataDir);
+  const configPath = resolve(options.configPath);
+  const pkiDir = join(dataDir, 'pki');
+  const netlink = Netlink.open();
+  let written = false;
+  try {
+    const hwaddr = options.vipMode === 'dhcp' ? (options.vipHwaddr?.toLowerCase() ?? generateVipMac()) : null;
+    const placeholder = { endpoints: ['https://127.0.0.1:2379'] };
+    let { config, local } = await checkNode(documentFor(options, options.vip, hwaddr, placeholder), netlink);
+    checkPathsFree(configPath, dataDir);
+    const ownMac = local.managementInterface.mac;
+    let vip = options.vip;
+    let dhcp: InitResult['dhcp'] = null;
+    if (options.vipMode === 'static') {
+      progress(`checking that ${vip} is free: ARP probes on ${options.interface}`);
+      await checkVipUnused(options.interface, ownMac, vip!);
+    } else {
+      progress(`asking the DHCP server for an address for the VIP's MAC ${hwaddr} on ${options.interface}`);
+      const lease = await obtainDhcpLease(netlink, options.interface, hwaddr!, vip);
+      vip = lease.ip;
+      dhcp = { hwaddr: hwaddr!, leasedIp: lease.ip };
+      ({ config, local } = await checkNode(documentFor(options, vip, hwaddr, placeholder), netlink));
+    }
+    const nodeIp = local.managementAddress.address;
+
+    const external = options.etcd;
+    let etcdSection: Record<string, unknown>;
+    if (external) {
+      etcdSection = {
+        endpoints: external.endpoints,
+        ...(external.ca ? { tls: { ca: resolve(external.ca), ...(external.cert ? { cert: resolve(external.cert) } : {}), ...(external.key ? { key: resolve(external.key) } : {}) } } : {}),
+      };
+    } else {
+      const paths = pkiPaths(pkiDir);
+      const clientURL = urlFor(nodeIp, ETCD_CLIENT_PORT);
+      const peerURL = urlFor(nodeIp, ETCD_PEER_PORT);
+      etcdSection = {
+        endpoints: [clientURL],
+        tls: { ca: paths.ca, cert: paths.clientCert, key: paths.clientKey },
+        embedded: {
+          dataDir: join(dataDir, 'etcd'),
+          pkiDir,
+          clientURL,
+          peerURL,
+          initialCluster: `${config.node.name}=${peerURL}`,
+          initialClusterState: 'new',
+        },
+      };
+    }
+    const document = documentFor(options, vip, hwaddr, etcdSection);
+    ({ config } = await checkNode(document, netlink));
+    if (external) await checkExternalStoreIsNew(config);
+
+    // Every check passed: from here on init writes, and undoes what it wrote if it fails.
+    written = true;
+    const ca = await generateClusterCa(config.cluster);
+    if (!external) await writeMemberPki(pkiDir, ca, config.node.name, nodeIp);
+    writeConfigFile(configPath, document);
+    progress(`wrote ${configPath}`);
+
+    const storeInfo: StoreInfo = external
+      ? { kind: 'external', endpoints: external.endpoints, ca: external.ca ? readFileSync(external.ca, 'utf8') : null }
+      : { kind: 'embedded', maxVoters: options.voters };
+    const etcd = external ? null : await startEmbedded(config, progress);
+    let token: Awaited<ReturnType<TokenStore['create']>>;
+    try {
+      token = await seedStore(config, ca, sharedDocument(options, vip, hwaddr), storeInfo, options.tokenTtlMs);
+    } finally {
+      await etcd?.stop();
+    }
+
+    progress('starting the agent');
+    // The cluster exists from here on: a slow agent is reported, not undone.
+    written = false;
+    const started = startAgent(configPath, dataDir);
+    const holder = await waitForAgent(config, started, { needHolder: true, timeoutMs: 90_000 });
+    return {
+      config,
+      nodeIp,
+      managementUrl: managementUrl(vip!, config.api.port),
+      token: token.token,
+      tokenExpires: token.record.expires,
+      caFingerprint: certificateFingerprint(ca.certificate),
+      started,
+      holder,
+      dhcp,
+    };
+  } catch (error) {
+    if (written) undoInit(configPath, dataDir);
+    throw error;
+  } finally {
+    netlink.close();
+  }
+}
+
+function undoInit(configPath: string, dataDir: string): void {
+  rmSync(configPath, { force: true });
+  for (const entry of ['pki', 'etcd', 'etcd.log']) rmSync(join(dataDir, entry), { recursive: true, force: true });
+}
+
+async function startEmbedded(config: Config, progress: (line: string) => void): Promise<EmbeddedEtcd> {
+  progress(`starting the embedded etcd member (${config.etcd.embedded!.clientURL})`);
+  const logger = pino({ level: 'warn' }, pino.destination(2));
+  return await EmbeddedEtcd.start(config, logger, { readyTimeoutMs: 60_000 });
+}
+
+function storeFor(config: Config): EtcdStore {
+  return new EtcdStore({ endpoints: config.etcd.endpoints, tls: config.etcd.tls, callTimeoutMs: 5000 });
+}
+
+async function checkExternalStoreIsNew(config: Config): Promise<void> {
+  const store = storeFor(config);
+  const keys = new ClusterKeys(config.cluster);
+  try {
+    const [settings, ca] = await Promise.all([store.get(keys.settings), store.get(securityKeys(keys).ca)]);
+    if (settings || ca) {
+      throw new InputError('--cluster', `a cluster "${config.cluster}" already exists in etcd at ${config.etcd.endpoints.join(', ')}: join it with \`vipd join\`, or pick another --cluster`);
+    }
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    throw new InputError('--etcd', `cannot reach etcd at ${config.etcd.endpoints.join(', ')}: ${(error as Error).message}`);
+  } finally {
+    store.close();
+  }
+}
+
+/** The cluster CA goes in before any agent runs, so ClusterCa.loadOrCreate finds this one. */
+async function seedStore(
+  config: Config,
+  ca: StoredCaMaterial,
+  template: Record<string, unknown>,
+  storeInfo: StoreInfo,
+  tokenTtlMs: number | null,
+): Promise<Awaited<ReturnType<TokenStore['create']>>> {
+  const store = storeFor(config);
+  const keys = new ClusterKeys(config.cluster);
+  const security = securityKeys(keys);
+  const setup = clusterSetupKeys(keys);
+  try {
+    const stored = await store.putIfAbsent(security.ca, JSON.stringify(ca));
+    if (JSON.parse(stored.value).certificate !== ca.certificate) {
+      throw new InputError('--cluster', `cluster "${config.cluster}" already has a CA in this etcd`);
+    }
+    await store.put(setup.template, JSON.stringify(template));
+    await store.put(setup.store, JSON.stringify(storeInfo));
+    return await new TokenStore(new EtcdKeyValue(store), security).create({
+      role: 'join',
+      description: `made by vipd init on ${config.node.name}`,
+      ttlMs: tokenTtlMs,
+    });
+  } finally {
+    store.close();
+  }
+}

@@ -1,0 +1,41 @@
+import { InputError } from '../config/schema-check';
+import type { EtcdStore } from '../election/etcd-store';
+import type { ClusterKeys } from '../election/keys';
+import { Membership } from '../election/membership';
+import { clusterSetupKeys, ETCD_PEER_PORT, urlFor, type StoreInfo } from './cluster-keys';
+
+export interface RemovedNode {
+  name: string;
+  record: boolean;
+  etcdMember: string | null;
+}
+
+/**
+ * Removes a node from the cluster: its registration, liveness traces and, for the embedded
+ * store, its etcd member (found by name, or by peer URL if it never started). A running
+ * node is refused unless forced: removing its member would stop its etcd under it.
+ */
+export async function removeNode(store: EtcdStore, keys: ClusterKeys, name: string, options: { force: boolean }): Promise<RemovedNode> {
+  const membership = new Membership(store, keys);
+  const [nodes, live, info] = await Promise.all([membership.listNodes(), membership.liveNodeNames(), store.get(clusterSetupKeys(keys).store)]);
+  const embedded = info !== null && (JSON.parse(info.value) as StoreInfo).kind === 'embedded';
+  const record = nodes.find((node) => node.name === name) ?? null;
+  if (live.has(name) && !options.force) {
+    throw new InputError('NAME', `node "${name}" is running (its agent holds a liveness key): stop its agent first, or pass --force`);
+  }
+  let member = null;
+  if (embedded) {
+    const members = await store.listMembers();
+    const peerURL = record ? urlFor(record.ip, ETCD_PEER_PORT) : null;
+    member = members.find((candidate) => candidate.name === name || (peerURL !== null && candidate.peerURLs.includes(peerURL))) ?? null;
+    if (member && members.filter((candidate) => !candidate.isLearner).length <= 1 && !member.isLearner) {
+      throw new InputError('NAME', `node "${name}" has the cluster's last voting etcd member: removing it would lose the cluster`);
+    }
+  }
+  if (!record && !member) throw new InputError('NAME', `there is no node "${name}" in cluster (no registration, no etcd member)`);
+  if (member) await store.removeMember(member.id);
+  await store.delete(keys.node(name));
+  await store.delete(keys.lastSeen(name));
+  if (options.force) await store.delete(keys.alive(name));
+  return { name, record: record !== null, etcdMember: member?.id ?? null };
+}
