@@ -314,7 +314,9 @@ export function postWebhook(
 // ---- history and status ----
 
 /** One hook run (all its attempts), as kept in etcd. Never holds arguments or headers. */
-export interface HookRunRecord {
+/** One hook run as the history keeps it: the last attempt's result (a webhook's response body in stdout) plus context. */
+export interface HookRunRecord
+  extends Pick<AttemptResult, 'detail' | 'exitCode' | 'signal' | 'httpStatus' | 'stdout' | 'stderr' | 'truncated' | 'durationMs'> {
   node: string;
   hook: string;
   event: HookEvent;
@@ -323,15 +325,6 @@ export interface HookRunRecord {
   required: boolean;
   outcome: 'ok' | 'failed' | 'dropped';
   attempts: number;
-  detail: string;
-  exitCode: number | null;
-  signal: string | null;
-  httpStatus: number | null;
-  /** A webhook's response body goes here. */
-  stdout: string;
-  stderr: string;
-  truncated: boolean;
-  durationMs: number;
   time: string;
 }
 
