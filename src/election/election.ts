@@ -123,10 +123,8 @@ export class Election {
   private currentLeader: Leader | null = null;
   /** The last holder seen, kept after its key is gone: the history names who the VIP came from. */
   private lastLeader: Leader | null = null;
-  /** The holder record we write (fast profile rewrites it on every renewal). */
-  private ownRecord: LeaderRecord | null = null;
-  /** Fast profile: the revision of our last acknowledged write of the leader key. */
-  private ownModRevision = 0;
+  /** The exact value of the leader key as we wrote it: fast-profile renewals compare on it. */
+  private ownValue: string | null = null;
   private acquisition: Acquisition = 'campaign';
   private probeNeeded = true;
   /** Deadline from lease keepalives: the lease itself, and the kernel lifetime's bound. */
@@ -329,17 +327,16 @@ export class Election {
   // ---- the fast profile's compare-and-swap hold ----
 
   private async renewHold(): Promise<void> {
-    if (this.stopped || !this.ownsKey || this.handingOff || !this.leaseId || !this.ownRecord) return;
+    if (this.stopped || !this.ownsKey || this.handingOff || !this.leaseId || !this.ownValue) return;
     if (this.holdRenewalsInFlight >= MAX_HOLD_RENEWALS_IN_FLIGHT) return;
     this.holdRenewalsInFlight += 1;
     const sendTime = monotonicMs();
     try {
-      // Compared on our own record, not on the revision: several renewals may be in flight,
+      // Compared on our own value, not on the revision: several renewals may be in flight,
       // and none can succeed once a takeover has written another node's record.
-      const result = await this.options.store.compareValueAndPut(this.options.keys.leader, JSON.stringify(this.ownRecord), this.leaseId);
+      const result = await this.options.store.compareValueAndPut(this.options.keys.leader, this.ownValue, this.leaseId);
       if (!this.ownsKey) return;
       if (result.swapped) {
-        this.ownModRevision = Math.max(this.ownModRevision, result.revision);
         const wasHolding = this.holdingUntil() !== null;
         this.holdFencing.acknowledge(sendTime, this.options.config.holdTimeoutMs);
         this.armFenceTimer();
@@ -383,16 +380,17 @@ export class Election {
     const previous = this.currentLeader;
     // The new term exceeds every earlier one: each was at most the revision of a write we have seen.
     const record = { ...this.options.self, since: new Date().toISOString(), term: seen.modRevision + 1 };
+    const value = JSON.stringify(record);
     const sendTime = monotonicMs();
     try {
-      const result = await this.options.store.compareAndSwap(this.options.keys.leader, JSON.stringify(record), this.leaseId, seen.modRevision);
+      const result = await this.options.store.compareAndSwap(this.options.keys.leader, value, this.leaseId, seen.modRevision);
       if (this.stopped) return;
       if (!result.swapped) {
         this.updateLeader(result.current);
         return;
       }
       const silentMs = sendTime - seen.atMs;
-      this.acquired('takeover', record, result.revision, sendTime, true);
+      this.acquired('takeover', record, value, sendTime, true);
       await this.recordMove(previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`);
     } catch (error) {
       this.noteError('takeover failed', error);
@@ -411,22 +409,21 @@ export class Election {
     if (!this.leaseFencing.isValid(monotonicMs())) return;
     const previous = this.currentLeader ?? this.lastLeader;
     const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
+    const value = JSON.stringify(record);
     const sendTime = monotonicMs();
     try {
-      const result = await this.options.store.campaign(this.options.keys.leader, this.options.keys.handoff, JSON.stringify(record), this.leaseId);
+      const result = await this.options.store.campaign(this.options.keys.leader, this.options.keys.handoff, value, this.leaseId);
       if (this.stopped) return;
       if (result.won && result.leader) {
         const term = result.leader.createRevision;
         const release = parseJson<ReleaseRecord>(await this.options.store.get(this.options.keys.lastRelease).catch(() => null));
         // A holder that released cleanly removed the VIP first: nothing can still answer for it.
         const clean = release !== null && release.vipRemoved && previous !== null && release.term === previous.term;
-        this.acquired('campaign', { ...record, term }, result.leader.modRevision, sendTime, !clean);
+        this.acquired('campaign', { ...record, term }, value, sendTime, !clean);
         const reason = clean ? `${release.node} released: ${release.reason}` : previous ? `the lease of ${previous.node} expired` : 'no node held the VIP';
         await this.recordMove(previous, reason);
       } else if (result.leader?.lease === this.leaseId) {
-        // Still ours from before a resign that never reached etcd: take it back.
-        const leader = parseLeader(result.leader);
-        this.acquired(this.acquisition, leader ?? { ...record, term: result.leader.createRevision }, result.leader.modRevision, sendTime, this.probeNeeded);
+        await this.reclaim(result.leader, sendTime);
       } else if (!result.leader && result.handoff) {
         await this.claimHandoff(result.handoff, previous);
       } else {
@@ -442,24 +439,47 @@ export class Election {
     }
   }
 
+  /**
+   * The key still carries our lease (a resign that never reached etcd, or a renewal that
+   * failed without a takeover): take it back. In the fast profile this must be a write:
+   * followers time the holder's silence from the last write they saw, so a read alone
+   * would grant a holding window no follower knows of.
+   */
+  private async reclaim(stored: StoredValue, readSendTime: number): Promise<void> {
+    const leader = parseLeader(stored);
+    if (!leader) return;
+    let sendTime = readSendTime;
+    if (this.fast) {
+      sendTime = monotonicMs();
+      const result = await this.options.store.compareAndSwap(this.options.keys.leader, stored.value, this.leaseId ?? '', stored.modRevision);
+      if (this.stopped) return;
+      if (!result.swapped) {
+        this.updateLeader(result.current);
+        return;
+      }
+    }
+    this.acquired(this.acquisition, leader, stored.value, sendTime, this.probeNeeded);
+  }
+
   private async claimHandoff(stored: StoredValue, previous: Leader | null): Promise<void> {
     const handoff = parseJson<HandoffRecord>(stored);
     if (!handoff || handoff.to !== this.options.self.node || !this.leaseId) return;
     const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
+    const value = JSON.stringify(record);
     const sendTime = monotonicMs();
-    const revision = await this.options.store.claimHandoff(this.options.keys.leader, stored, JSON.stringify(record), this.leaseId);
+    const revision = await this.options.store.claimHandoff(this.options.keys.leader, stored, value, this.leaseId);
     if (revision === null || this.stopped) return;
     // The old holder removed the VIP before handing off: no probe needed.
-    this.acquired('handoff', { ...record, term: revision }, revision, sendTime, false);
+    this.acquired('handoff', { ...record, term: revision }, value, sendTime, false);
     await this.recordMove(previous ?? null, handoff.reason, handoff.from);
   }
 
-  private acquired(how: Acquisition, record: LeaderRecord & { term: number }, modRevision: number, sendTime: number, probe: boolean): void {
+  /** `value` is the leader key exactly as written; `record` adds the term etcd assigned. */
+  private acquired(how: Acquisition, record: Leader, value: string, sendTime: number, probe: boolean): void {
     this.ownsKey = true;
     this.acquisition = how;
     this.probeNeeded = probe;
-    this.ownRecord = record;
-    this.ownModRevision = modRevision;
+    this.ownValue = value;
     this.currentLeader = { ...record };
     this.lastLeader = this.currentLeader;
     this.lastSeen = null;
