@@ -256,7 +256,7 @@ async function runSystem(id: SystemId, options: Options): Promise<SystemResult> 
     const startToGarpMs = garps.length ? round(Math.min(...garps) - startedAt) : null;
     log(`${result.label}: cold start: VIP on a node after ${startToVipMs} ms, first GARP ${startToGarpMs} ms, first reply ${Math.round(startToReachableMs)} ms`);
     log(`${result.label}: measuring idle footprint for ${options.idleSeconds} s`);
-    result.footprint = { ...(await measureIdle(system, holder.name, options.idleSeconds * 1000)), startToReachableMs, startToVipMs, startToGarpMs };
+    result.footprint = { ...(await measureIdle(system, observer, holder.name, options.idleSeconds * 1000)), startToReachableMs, startToVipMs, startToGarpMs };
 
     let consecutiveFailures = 0;
     scenarios: for (const scenario of options.scenarios) {

@@ -3,6 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Lab } from '../lab/lab';
+import type { VipObserver } from '../lab/observer';
 import { mustRun } from '../lab/shell';
 import { round } from './stats';
 import type { SystemUnderTest } from './systems';
@@ -32,6 +33,8 @@ export interface Footprint {
   cpuPercentMean: number | null;
   holderCpuPercent: number | null;
   etcd: EtcdLoad | null;
+  /** Times the VIP appeared on a node during the idle window: any is a spurious move. */
+  movesWhileIdle: number;
   /** Agents started (all at once) to the first ICMP reply from the VIP at the client. */
   startToReachableMs: number | null;
   /** Agents started to the VIP first configured on a node (address sampling). */
@@ -96,7 +99,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Measures the idle agents over `windowMs`; the caller keeps everything else quiet meanwhile. */
-export async function measureIdle(system: SystemUnderTest, holder: string, windowMs: number): Promise<Omit<Footprint, 'startToReachableMs' | 'startToVipMs' | 'startToGarpMs'>> {
+export async function measureIdle(system: SystemUnderTest, observer: VipObserver, holder: string, windowMs: number): Promise<Omit<Footprint, 'startToReachableMs' | 'startToVipMs' | 'startToGarpMs'>> {
   const { lab } = system;
   const hz = await ticksPerSecond();
   const pids = new Map(lab.nodes.map((node) => [node.name, system.agentPids(node)]));
@@ -108,7 +111,9 @@ export async function measureIdle(system: SystemUnderTest, holder: string, windo
   const etcdBefore = system.usesEtcd ? await scrapeEtcd(lab) : null;
   const started = process.hrtime.bigint();
   await sleep(windowMs);
-  const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
+  const ended = process.hrtime.bigint();
+  const elapsedMs = Number(ended - started) / 1e6;
+  const movesWhileIdle = observer.intervals.filter((interval) => interval.from >= started && interval.from <= ended).length;
   const etcdAfter = system.usesEtcd ? await scrapeEtcd(lab) : null;
 
   const agents: AgentFootprint[] = [];
@@ -158,5 +163,6 @@ export async function measureIdle(system: SystemUnderTest, holder: string, windo
     cpuPercentMean: cpuMean === null ? null : round(cpuMean, 2),
     holderCpuPercent: agents.find((agent) => agent.role === 'holder')?.cpuPercent ?? null,
     etcd,
+    movesWhileIdle,
   };
 }

@@ -299,7 +299,7 @@ export class Agent {
     if (!present && address && election.needsProbe() && !(await this.segmentIsQuiet(term, address))) return;
     // Probing and netlink take time; the election's answer may change meanwhile. Hold only
     // if this node still holds the same term when the address is written.
-    const result = await holder.hold(validSeconds, () => election.holdingUntil() !== null && election.leader()?.term === term);
+    const result = await holder.hold(validSeconds, () => election.holdingUntil() !== null && election.leader()?.term === term, present);
     if (result.outcome === 'waiting') {
       // A held VIP is gone with the lease (DHCP) or the interface (static).
       this.lifecycle.removed(this.config.vip.mode === 'dhcp' ? 'dhcp_lost' : 'link_down', result.reason);

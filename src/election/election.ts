@@ -120,6 +120,8 @@ export class Election {
   /** Fast profile: renewals sent and not yet answered (a slow one must not hold up the next). */
   private holdRenewalsInFlight = 0;
   private handingOff = false;
+  /** A handoff claim is under way: a campaign meanwhile would only race it. */
+  private claiming = false;
   private currentLeader: Leader | null = null;
   /** The last holder seen, kept after its key is gone: the history names who the VIP came from. */
   private lastLeader: Leader | null = null;
@@ -405,7 +407,7 @@ export class Election {
   }
 
   private async campaign(): Promise<void> {
-    if (this.stopped || !this.eligible || this.ownsKey || !this.leaseId) return;
+    if (this.stopped || !this.eligible || this.ownsKey || this.claiming || !this.leaseId) return;
     if (!this.leaseFencing.isValid(monotonicMs())) return;
     const previous = this.currentLeader ?? this.lastLeader;
     const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
@@ -413,7 +415,8 @@ export class Election {
     const sendTime = monotonicMs();
     try {
       const result = await this.options.store.campaign(this.options.keys.leader, this.options.keys.handoff, value, this.leaseId);
-      if (this.stopped) return;
+      // Stopped, or a handoff claimed meanwhile (the key then carries our lease: nothing to do).
+      if (this.stopped || (this.ownsKey && !result.won)) return;
       if (result.won && result.leader) {
         const term = result.leader.createRevision;
         const release = parseJson<ReleaseRecord>(await this.options.store.get(this.options.keys.lastRelease).catch(() => null));
@@ -463,11 +466,17 @@ export class Election {
 
   private async claimHandoff(stored: StoredValue, previous: Leader | null): Promise<void> {
     const handoff = parseJson<HandoffRecord>(stored);
-    if (!handoff || handoff.to !== this.options.self.node || !this.leaseId) return;
+    if (!handoff || handoff.to !== this.options.self.node || !this.leaseId || this.claiming || this.ownsKey) return;
     const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
     const value = JSON.stringify(record);
     const sendTime = monotonicMs();
-    const revision = await this.options.store.claimHandoff(this.options.keys.leader, stored, value, this.leaseId);
+    this.claiming = true;
+    let revision: number | null;
+    try {
+      revision = await this.options.store.claimHandoff(this.options.keys.leader, stored, value, this.leaseId);
+    } finally {
+      this.claiming = false;
+    }
     if (revision === null || this.stopped) return;
     // The old holder removed the VIP before handing off: no probe needed.
     this.acquired('handoff', { ...record, term: revision }, value, sendTime, false);
@@ -535,13 +544,16 @@ export class Election {
     }
     const term = this.currentLeader?.term ?? 0;
     const reason = `planned move to ${request.to} requested by ${request.requestedBy}`;
+    // Granted before the VIP goes, so the outage holds one etcd write fewer; the reservation
+    // expires with it if the target never claims it.
+    const handoffLease = await store.grantLease(this.options.config.leaseTtlSeconds);
+    if (!this.ownsKey || this.handingOff) return;
     this.handingOff = true;
     try {
       // The VIP must be gone from here before the target can take the key.
       this.options.observer?.losing?.('handoff', reason);
       this.options.onChange('handing off');
       await this.options.releaseVip();
-      const handoffLease = await store.grantLease(this.options.config.leaseTtlSeconds);
       const handoff: HandoffRecord = { from: this.options.self.node, to: request.to, term, reason };
       const released = await store.resign(keys.leader, this.leaseId, {
         put: [
@@ -591,6 +603,16 @@ export class Election {
       });
       leaderWatch.on('error', (error) => this.noteError('leader watch failed', error));
       this.watchers.push(leaderWatch);
+
+      // The target of a planned move claims as soon as it sees the reservation, without
+      // first losing a campaign to it.
+      const handoffWatch = await store.watchKey(keys.handoff);
+      handoffWatch.on('put', (kv) => {
+        if (this.stopped || !this.eligible || this.ownsKey || !this.leaseId) return;
+        void this.claimHandoff(storedFromWatch(kv), this.currentLeader ?? this.lastLeader).catch((error: unknown) => this.noteError('claiming the handoff failed', error));
+      });
+      handoffWatch.on('error', (error) => this.noteError('handoff watch failed', error));
+      this.watchers.push(handoffWatch);
 
       const moveWatch = await store.watchKey(keys.moveRequest);
       moveWatch.on('put', (kv) => {

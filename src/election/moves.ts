@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { InputError } from '../config/schema-check';
 import { parseLeader, type Leader, type MoveRequest } from './election';
-import type { EtcdStore } from './etcd-store';
+import { storedFromWatch, type EtcdStore } from './etcd-store';
 import type { ClusterKeys } from './keys';
 import { Membership } from './membership';
 
@@ -32,14 +32,27 @@ export async function requestMove(
 
   const lease = await store.grantLease(Math.max(2, Math.ceil(options.timeoutMs / 1000)));
   const request: MoveRequest = { to, requestedBy: options.requestedBy ?? `vipd move on ${hostname()}`, requestedAt: new Date().toISOString() };
-  await store.put(keys.moveRequest, JSON.stringify(request), lease.id);
-  const deadline = Date.now() + options.timeoutMs;
-  while (Date.now() < deadline) {
-    const leader = parseLeader(await store.get(keys.leader));
-    if (leader?.node === to && leader.term !== from.term) return { from, to: leader };
-    await new Promise((resolve) => setTimeout(resolve, 5));
+  // Watched, not polled: polling would load etcd and this node during the very move it waits for.
+  const watcher = await store.watchKey(keys.leader);
+  try {
+    const taken = new Promise<Leader>((resolve) => {
+      watcher.on('put', (kv) => {
+        const leader = parseLeader(storedFromWatch(kv));
+        if (leader?.node === to && leader.term !== from.term) resolve(leader);
+      });
+    });
+    await store.put(keys.moveRequest, JSON.stringify(request), lease.id);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), options.timeoutMs)));
+    // The watch may have started after the target took the key: read it once as well.
+    const current = parseLeader(await store.get(keys.leader));
+    const leader = current?.node === to && current.term !== from.term ? current : await Promise.race([taken, timedOut]);
+    clearTimeout(timer);
+    if (leader) return { from, to: leader };
+    throw new MoveRefusedError(`"${to}" did not take the VIP within ${options.timeoutMs}ms`);
+  } finally {
+    await watcher.cancel().catch(() => undefined);
   }
-  throw new MoveRefusedError(`"${to}" did not take the VIP within ${options.timeoutMs}ms`);
 }
 
 /** Checks a move target name before anything is written. */

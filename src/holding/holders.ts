@@ -26,9 +26,9 @@ export interface VipHolder {
   /**
    * Holds the VIP with a kernel valid lifetime of validSeconds (refreshing it if held).
    * `mayHold` is asked again right before the address is written: the election's answer can
-   * change while the holder awaits the kernel.
+   * change while the holder awaits the kernel. `present` is what isPresent() just said.
    */
-  hold(validSeconds: number, mayHold: () => boolean): Promise<HoldResult>;
+  hold(validSeconds: number, mayHold: () => boolean, present: boolean): Promise<HoldResult>;
   /** Removes the VIP and everything that carried it; `stopping` when the agent exits. Returns whether the VIP was there. */
   release(stopping: boolean): Promise<boolean>;
   /** Removes what an earlier run left behind; called at start and after every release. */
@@ -54,19 +54,32 @@ export class StaticVipHolder implements VipHolder {
     return { interfaceName: this.interfaceName, mac: this.interfaceMac };
   }
 
+  /** The interface index, kept between calls: every link dump delays a takeover. */
+  private interfaceIndex: number | null = null;
+
   private async target(): Promise<VipAddress | null> {
-    const link = await this.netlink.interfaceByName(this.interfaceName);
-    return link ? new VipAddress(this.netlink, link.index, this.vip) : null;
+    if (this.interfaceIndex === null) this.interfaceIndex = (await this.netlink.interfaceByName(this.interfaceName))?.index ?? null;
+    return this.interfaceIndex === null ? null : new VipAddress(this.netlink, this.interfaceIndex, this.vip);
+  }
+
+  /** A recreated interface gets a new index: look it up again after any failure. */
+  private async forgettingIndexOnError<T>(action: () => Promise<T>): Promise<T> {
+    try {
+      return await action();
+    } catch (error) {
+      this.interfaceIndex = null;
+      throw error;
+    }
   }
 
   async isPresent(): Promise<boolean> {
     return (await (await this.target())?.isPresent()) ?? false;
   }
 
-  async hold(validSeconds: number, mayHold: () => boolean): Promise<HoldResult> {
+  async hold(validSeconds: number, mayHold: () => boolean, present: boolean): Promise<HoldResult> {
     const target = await this.target();
     if (!target) return { outcome: 'waiting', reason: `interface ${this.interfaceName} is gone` };
-    const installed = await target.install(validSeconds, mayHold);
+    const installed = await this.forgettingIndexOnError(() => target.install(validSeconds, mayHold, present));
     if (installed === 'refused') return { outcome: 'waiting', reason: NO_LONGER_HOLDER };
     const added = installed === 'added';
     if (added) {
@@ -77,7 +90,8 @@ export class StaticVipHolder implements VipHolder {
 
   async release(): Promise<boolean> {
     const target = await this.target();
-    const removed = target ? await target.remove() : false;
+    const removed = target ? await this.forgettingIndexOnError(() => target.remove()) : false;
+    if (!removed) this.interfaceIndex = null;
     this.deadMan.disarm();
     return removed;
   }
@@ -192,6 +206,7 @@ export class DhcpVipHolder implements VipHolder {
     }
     // Never promise the kernel more time than the lease itself has left.
     const leaseLeft = Math.floor((Date.parse(state.lease.expiresAt) - Date.now()) / 1000);
+    // The lease may have changed since isPresent() looked: look again rather than trust `present`.
     const installed = await address(state.lease.ip).install(Math.max(1, Math.min(validSeconds, leaseLeft)), mayHold);
     if (installed === 'refused') return { outcome: 'waiting', reason: NO_LONGER_HOLDER };
     return { outcome: installed };

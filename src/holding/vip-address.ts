@@ -25,9 +25,12 @@ export class VipAddress {
     return addresses.some((entry) => entry.address === this.address && entry.prefixLength === this.prefixLength);
   }
 
-  /** Adds the VIP or refreshes its valid lifetime, if `mayHold` still agrees at the last moment. */
-  async install(validSeconds: number, mayHold: () => boolean): Promise<'added' | 'refreshed' | 'refused'> {
-    const wasPresent = await this.isPresent();
+  /**
+   * Adds the VIP or refreshes its valid lifetime, if `mayHold` still agrees at the last
+   * moment. `wasPresent`, when the caller has just looked, saves a dump of the addresses.
+   */
+  async install(validSeconds: number, mayHold: () => boolean, wasPresent?: boolean): Promise<'added' | 'refreshed' | 'refused'> {
+    wasPresent ??= await this.isPresent();
     const written = await this.netlink.setAddress(
       this.interfaceIndex,
       this.address,
