@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { readFileSync, statSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { parseDocument, YAMLError } from 'yaml';
 import { InputError, Schema } from './schema-check';
 
 const Duration = (description: string) =>
@@ -298,9 +298,26 @@ export function minimumLeaseTtlSeconds(electionTimeoutMs: number): number {
   return Math.ceil((1.5 * electionTimeoutMs) / 1000);
 }
 
+const MIN_FENCING_MARGIN_MS = 10;
+/** A vipd config is a few hundred bytes; a huge file is a mistake, and parsing it would stall. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+/** The schema's pattern admits any port digits; a URL must also parse and name a real port. */
+function checkEtcdEndpoint(endpoint: string, field: string): void {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new InputError(field, `"${endpoint.slice(0, 80)}" is not a valid URL`);
+  }
+  const port = url.port === '' ? 0 : Number(url.port);
+  if (url.port !== '' && (port < 1 || port > 65535)) throw new InputError(field, `port ${url.port} is not between 1 and 65535`);
+}
+
 /** Checks a parsed YAML document and fills in defaults; throws InputError naming the field. */
 export function resolveConfig(document: unknown): Config {
   const file = ConfigSchema.check(document);
+  file.etcd.endpoints.forEach((endpoint, index) => checkEtcdEndpoint(endpoint, `etcd.endpoints[${index}]`));
   const electionTimeoutMs = parseDuration(file.etcd.electionTimeout ?? '1s', 'etcd.electionTimeout');
   const leaseTtlMs = parseDuration(file.election?.leaseTTL ?? '2s', 'election.leaseTTL');
   if (leaseTtlMs % 1000 !== 0 || leaseTtlMs === 0) {
@@ -324,6 +341,10 @@ export function resolveConfig(document: unknown): Config {
   // The window a renewal must land in: the lease (default) or the hold timeout (fast).
   const windowMs = fast ? holdTimeoutMs : leaseTtlMs;
   const windowName = fast ? 'holdTimeout' : 'leaseTTL';
+  // The holder needs this long to notice its deadline and remove the address (docs/safety.md, assumption 3).
+  if (fencingMarginMs < MIN_FENCING_MARGIN_MS) {
+    throw new InputError('election.fencingMargin', `must be at least ${MIN_FENCING_MARGIN_MS}ms: the holder needs time to remove the VIP before another node may take it`);
+  }
   if (fencingMarginMs >= windowMs) {
     throw new InputError('election.fencingMargin', `must be shorter than election.${windowName}`);
   }
@@ -496,22 +517,37 @@ function checkNotWritableByOthers(path: string, field: string): void {
   }
 }
 
+/**
+ * YAML to plain data. Anything the parser only warns about (an unknown tag such as
+ * `!custom`) is refused too: it would otherwise be read as a plain string.
+ */
+function parseYamlStrictly(text: string, path: string): unknown {
+  const document = parseDocument(text, { logLevel: 'silent' });
+  const problem = document.errors[0] ?? document.warnings[0];
+  if (problem) {
+    const where = problem instanceof YAMLError && problem.linePos ? ` at line ${problem.linePos[0].line}` : '';
+    const message = (problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    throw new InputError('', `${path} is not valid YAML${where}: ${message}`);
+  }
+  try {
+    return document.toJS({ maxAliasCount: 100 });
+  } catch (error) {
+    throw new InputError('', `${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+  }
+}
+
 /** Reads, parses and checks a config file. */
 export function loadConfig(path: string): Config {
   let text: string;
   try {
+    const size = statSync(path).size;
+    if (size > MAX_CONFIG_BYTES) throw new Error(`it is ${size} bytes; a config is at most ${MAX_CONFIG_BYTES}`);
     text = readFileSync(path, 'utf8');
   } catch (error) {
     throw new InputError('--config', `cannot read ${path}: ${(error as Error).message}`);
   }
   checkNotWritableByOthers(path, '--config');
-  let document: unknown;
-  try {
-    document = parseYaml(text, { maxAliasCount: 100 });
-  } catch (error) {
-    const where = error instanceof YAMLParseError && error.linePos ? ` at line ${error.linePos[0].line}` : '';
-    throw new InputError('', `${path} is not valid YAML${where}: ${(error as Error).message.split('\n')[0]}`);
-  }
+  const document = parseYamlStrictly(text, path);
   if (document === null || typeof document !== 'object' || Array.isArray(document)) {
     throw new InputError('', `${path} must hold a YAML mapping with cluster, node, vip and etcd`);
   }
