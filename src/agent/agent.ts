@@ -23,6 +23,7 @@ import { AgentMetrics } from '../visibility/metrics';
 import { AgentApiBackend } from './api-backend';
 import { EtcdHookHistory, hookEventOf, HookRunner, VipLifecycle, type TransitionCause, type VipTransition } from './hooks';
 import { checkLocalNetwork } from './preflight';
+import type { JoinHandler } from '../cluster/join-service';
 
 /** What the holder publishes about its DHCP lease, for status on every node. */
 export interface PublishedDhcpState {
@@ -77,9 +78,11 @@ export class Agent {
   private readonly hooks: HookRunner;
   private readonly metrics: AgentMetrics;
 
+  /** `join`: answers `vipd join` on the API port (the cluster's JoinService); null serves no joins. */
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
+    private readonly join: JoinHandler | null = null,
   ) {
     this.keys = new ClusterKeys(config.cluster);
     this.store = new EtcdStore({
@@ -203,7 +206,7 @@ export class Agent {
       logger,
     });
     await backend.start();
-    const server = buildApiServer({ backend, tokens: new TokenStore(kv, keys), certificates, tls: certificates.tlsOptions(), logger, metrics: this.metrics });
+    const server = buildApiServer({ backend, tokens: new TokenStore(kv, keys), certificates, tls: certificates.tlsOptions(), logger, metrics: this.metrics, join: this.join });
     certificates.attach(server.server);
     const address = await listenApiServer(server, { port: config.api.port });
     this.api = { server, backend, certificates };

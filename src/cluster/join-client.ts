@@ -13,6 +13,9 @@ import {
   type JoinResponse,
 } from './join-protocol';
 
+/** A join may wait up to 15 s on the server for etcd to accept the new member (join-service.ts). */
+const REQUEST_TIMEOUT_MS = 40_000;
+
 /** Something on the way did not answer: trying again may help (exit 1, not 2). */
 export class UnreachableError extends Error {
   override name = 'UnreachableError';
@@ -78,7 +81,6 @@ export class JoinClient {
     readonly target: JoinTarget,
     readonly caPem: string,
     private readonly bearer: string,
-    private readonly timeoutMs: number,
   ) {}
 
   static async connect(server: string, token: string, timeoutMs = 15_000): Promise<JoinClient> {
@@ -92,7 +94,7 @@ export class JoinClient {
     for (const servername of [JOIN_SERVER_NAME, byName]) {
       const chain = await presentedChain(target, servername, timeoutMs);
       const ca = chain.find((certificate) => certificate.fingerprint256.replace(/:/g, '').toLowerCase() === parsed.caHash);
-      if (ca?.ca) return new JoinClient(target, ca.toString(), parsed.bearer, timeoutMs);
+      if (ca?.ca) return new JoinClient(target, ca.toString(), parsed.bearer);
       if (servername === byName) break;
     }
     throw new InputError(
@@ -128,7 +130,7 @@ export class JoinClient {
             authorization: `Bearer ${this.bearer}`,
             ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}),
           },
-          timeout: this.timeoutMs,
+          timeout: REQUEST_TIMEOUT_MS,
         },
         (response) => {
           const chunks: Buffer[] = [];
@@ -137,7 +139,7 @@ export class JoinClient {
           response.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
       req.on('error', (error: NodeJS.ErrnoException) => reject(describeConnectError(this.target, error)));
       req.end(payload);
     });

@@ -30,6 +30,8 @@ export interface JoinHandler {
 
 const SNI_CONTEXT_MS = 12 * 60 * 60 * 1000;
 const L2_PROBE_MS = 600;
+/** etcd's health interval is 5 s; a little more covers a voter that is still catching up. */
+const UNHEALTHY_CLUSTER_WAIT_MS = 15_000;
 
 /**
  * The server side of `vipd join`, run by every agent: checks the joining node, registers it,
@@ -214,7 +216,7 @@ export class JoinService implements JoinHandler {
     await membership.register(record);
     let added: Awaited<ReturnType<EtcdStore['addLearner']>>;
     try {
-      added = await store.addLearner(peerURL);
+      added = await addLearnerOnceHealthy(store, peerURL);
     } catch (error) {
       await store.delete(this.keys.node(record.name)).catch(() => undefined);
       throw new HttpError(503, `could not add an etcd member for ${record.name}: ${(error as Error).message}`);
@@ -304,6 +306,22 @@ export class JoinService implements JoinHandler {
         `${this.config.node.name} sent an ARP probe for ${request.ip} on its ${this.config.node.interface} and ${heard}, not ${request.mac}: ` +
           'the joining node is not on the VIP\'s layer-2 segment',
       );
+    }
+  }
+}
+
+/**
+ * etcd refuses a member change ("unhealthy cluster") until every voter has been connected
+ * for its health interval (5 s), e.g. right after the previous node joined: wait that out.
+ */
+async function addLearnerOnceHealthy(store: EtcdStore, peerURL: string): Promise<Awaited<ReturnType<EtcdStore['addLearner']>>> {
+  const deadline = Date.now() + UNHEALTHY_CLUSTER_WAIT_MS;
+  for (;;) {
+    try {
+      return await store.addLearner(peerURL);
+    } catch (error) {
+      if (!/unhealthy cluster/i.test((error as Error).message) || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }
 }

@@ -375,3 +375,56 @@ describe('vipd init in DHCP mode leases the VIP for its own MAC and prints the r
     assertNeverTwoHolders(observer);
   });
 });
+
+describe('vipd init --etcd uses an external etcd, and nodes join it as agents', { timeout: 600_000 }, () => {
+  let lab: Lab;
+  let observer: VipObserver;
+
+  before(async () => {
+    lab = await Lab.create({ nodes: 2 });
+    await lab.startEtcd();
+    observer = await VipObserver.start(lab.vip, lab.nodes);
+  });
+
+  after(async () => {
+    observer?.stop();
+    await lab?.destroy();
+  });
+
+  test('init on node-1 and join on node-2 run no etcd of their own; both agents use the external one', async () => {
+    const [node1, node2] = [lab.node('node-1'), lab.node('node-2')];
+    const dir = (node: LabNode): string => join(lab.dir, 'nodes', node.name);
+    const cli = async (node: LabNode, args: string[]): Promise<CommandResult> => await run(...inNamespace(node.namespace, process.execPath, CLI, ...args), 180_000);
+    const init = await cli(node1, ['init', '--interface', 'mgmt-br', '--vip', lab.vip, '--cluster', 'lab', '--etcd', lab.etcdEndpoint,
+      '--node-name', 'node-1', '--data-dir', dir(node1), '--config', join(dir(node1), 'config.yaml'), '--yes']);
+    assert.equal(init.code, 0, `${init.stdout}\n${init.stderr}`);
+    const token = /--token (\S+)/.exec(init.stdout)?.[1];
+    assert.ok(token, init.stdout);
+    await waitFor('node-1 to hold the VIP', () => observer.currentHolders().join() === 'node-1', 30_000, 20);
+
+    const joined = await cli(node2, ['join', `https://${lab.vip}`, '--token', token, '--node-name', 'node-2', '--data-dir', dir(node2), '--config', join(dir(node2), 'config.yaml')]);
+    assert.equal(joined.code, 0, `${joined.stdout}\n${joined.stderr}`);
+    assert.match(joined.stdout, new RegExp(`external etcd, etcd at ${lab.etcdEndpoint.replace(/[.:/]/g, '\\$&')}`));
+    for (const node of [node1, node2]) {
+      const config = readFileSync(join(dir(node), 'config.yaml'), 'utf8');
+      assert.match(config, new RegExp(lab.etcdEndpoint.replace(/[.:/]/g, '\\$&')), `${node.name}'s config names the external etcd`);
+      assert.doesNotMatch(config, /embedded/, `${node.name} has no embedded etcd`);
+      const pids = (await mustRun('ip', ['netns', 'pids', node.namespace])).split('\n').filter(Boolean);
+      const etcds = pids.filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]?.endsWith('etcd') === true;
+        } catch {
+          return false;
+        }
+      });
+      assert.deepEqual(etcds, [], `${node.name} runs no etcd`);
+    }
+    const nodes = (await lab.etcdctl('get', '--prefix', '--keys-only', '/vipd/lab/nodes/')).split('\n').filter(Boolean).sort();
+    assert.deepEqual(nodes, ['/vipd/lab/nodes/node-1', '/vipd/lab/nodes/node-2']);
+    // Both agents run against the external etcd: a move to node-2 goes through it.
+    const moved = await cli(node1, ['move', '--to', 'node-2', '--config', join(dir(node1), 'config.yaml')]);
+    assert.equal(moved.code, 0, moved.stderr);
+    await lab.waitClientReaches('node-2');
+    assertNeverTwoHolders(observer);
+  });
+});

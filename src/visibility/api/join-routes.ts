@@ -8,17 +8,6 @@ import type { ApiServer } from './server';
 
 export type { JoinHandler } from '../../cluster/join-service';
 
-// Until the agent hands its JoinHandler to buildApiServer itself, `vipd run` installs it here.
-let installed: JoinHandler | null = null;
-
-export function installJoinHandler(handler: JoinHandler | null): void {
-  installed = handler;
-}
-
-export function installedJoinHandler(): JoinHandler | null {
-  return installed;
-}
-
 /**
  * The TLS server-name callback: a joining node asks for JOIN_SERVER_NAME and gets a
  * certificate from the cluster CA, which its token pins, whatever certificate was uploaded

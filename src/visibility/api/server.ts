@@ -12,7 +12,7 @@ import { type ApiBackend, MoveRefusedError } from './backend';
 import { registerDashboard } from './dashboard';
 import { HttpError } from './errors';
 import { EventStreams } from './event-stream';
-import { installedJoinHandler, joinSniCallback, registerJoinRoutes, type JoinHandler } from './join-routes';
+import { joinSniCallback, registerJoinRoutes, type JoinHandler } from './join-routes';
 import {
   AboutResponse,
   CertificateRequest,
@@ -50,7 +50,7 @@ export interface ApiServerOptions {
   dashboard?: boolean;
   /** Serve Prometheus metrics at /metrics (read token, like the rest of the read API); none when absent. */
   metrics?: MetricsExporter;
-  /** Serve /v1/join for `vipd join`; default: the handler `vipd run` installed, if any. */
+  /** Serve /v1/join for `vipd join` with this handler; none when absent. */
   join?: JoinHandler | null;
 }
 
@@ -107,7 +107,7 @@ function errorBody(statusCode: number, error: string, message: string): ErrorRes
  */
 export function buildApiServer(options: ApiServerOptions): ApiServer {
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
-  const join = options.join === undefined ? installedJoinHandler() : options.join;
+  const join = options.join ?? null;
   // Fastify types the instance by the logger given; callers see the base logger type.
   const app = Fastify({
     https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2', ...(join ? { SNICallback: joinSniCallback(join) } : {}) },

@@ -3,7 +3,6 @@ import pino from 'pino';
 import { Agent } from '../../agent/agent';
 import { EmbeddedEtcd } from '../../cluster/embedded-etcd';
 import { JoinService } from '../../cluster/join-service';
-import { installJoinHandler } from '../api/join-routes';
 import { EXIT_OK } from './exit-codes';
 import { loadConfig } from '../../config/config';
 
@@ -16,9 +15,8 @@ export function registerRun(program: Command): void {
     .action(async (options: { config: string }) => {
       const config = loadConfig(options.config);
       const logger = pino({ level: config.logLevel, base: { node: config.node.name, cluster: config.cluster } });
-      const agent = new Agent(config, logger);
       const join = new JoinService(config, logger);
-      installJoinHandler(join);
+      const agent = new Agent(config, logger, join);
       let etcd: EmbeddedEtcd | null = null;
       let stopping = false;
       const shutdown = (signal: string): void => {
