@@ -128,6 +128,7 @@ export class Lab {
   private etcd: ProcessHandle | null = null;
   private dhcpServer: ProcessHandle | null = null;
   private readonly helpers: ChildProcess[] = [];
+  private readonly etcdMembers: ChildProcess[] = [];
   private destroyed = false;
   private readonly onExit = (): void => this.destroySync();
   private readonly onSignal = (): void => {
@@ -274,6 +275,58 @@ export class Lab {
       20_000,
       100,
     );
+  }
+
+  /**
+   * Starts an etcd cluster of `size` members in the etcd namespace (client ports 2379,
+   * 12379, 22379...; peers on loopback) instead of startEtcd()'s single member. Returns
+   * the members' client URLs; destroy() stops them.
+   */
+  async startEtcdCluster(size: number): Promise<string[]> {
+    const members = Array.from({ length: size }, (_, i) => ({
+      name: `member-${i}`,
+      client: `http://${ETCD_IP}:${2379 + i * 10_000}`,
+      peer: `http://127.0.0.1:${2380 + i * 10_000}`,
+    }));
+    const initialCluster = members.map((member) => `${member.name}=${member.peer}`).join(',');
+    const log = createWriteStream(join(this.dir, 'etcd.log'), { flags: 'a' });
+    for (const member of members) {
+      const child = spawn(
+        ...inNamespace(
+          this.etcdNs,
+          'etcd',
+          '--name', member.name,
+          '--data-dir', join(this.dir, `etcd-${member.name}`),
+          '--listen-client-urls', member.client,
+          '--advertise-client-urls', member.client,
+          '--listen-peer-urls', member.peer,
+          '--initial-advertise-peer-urls', member.peer,
+          '--initial-cluster', initialCluster,
+          '--heartbeat-interval', '100',
+          '--election-timeout', '1000',
+        ),
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      child.stdout?.pipe(log);
+      child.stderr?.pipe(log);
+      this.helpers.push(child);
+      this.etcdMembers.push(child);
+    }
+    const endpoints = members.map((member) => member.client);
+    await waitFor(
+      'every etcd member to answer',
+      async () => (await run('ip', ['netns', 'exec', this.etcdNs, 'etcdctl', '--endpoints', endpoints.join(','), '--dial-timeout=1s', 'endpoint', 'health'])).code === 0,
+      30_000,
+      200,
+    );
+    return endpoints;
+  }
+
+  /** The pid of member `index` of startEtcdCluster(). */
+  etcdMemberPid(index: number): number {
+    const pid = this.etcdMembers[index]?.pid;
+    if (pid === undefined) throw new Error(`no etcd member ${index}`);
+    return pid;
   }
 
   /**
