@@ -3,9 +3,9 @@
  * vrrp_instance per node on mgmt-br, the same virtual router, and the lab's VIP.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inNamespace, type Lab, type LabNode } from './lab';
+import { inNamespace, logTo, type Lab, type LabNode } from './lab';
 import { namespacePids } from './faults';
 import { run, waitFor } from './shell';
 
@@ -140,7 +140,6 @@ export class KeepalivedCluster {
     // keepalived refuses to start while a pid file names a live process: clear stale ones.
     rmSync(this.pidPath(node), { force: true });
     rmSync(this.vrrpPidPath(node), { force: true });
-    const log = createWriteStream(this.logPath(node), { flags: 'a' });
     const [command, args] = inNamespace(
       node.namespace,
       'keepalived',
@@ -155,8 +154,7 @@ export class KeepalivedCluster {
       '--vrrp_pid', this.vrrpPidPath(node),
     );
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    logTo(this.logPath(node), child);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     const entry: Running = { child, exited };
     this.running.set(node.name, entry);

@@ -63,6 +63,23 @@ interface ProcessHandle {
   exited: Promise<number | null>;
 }
 
+/**
+ * Sends a child's stdout and stderr to a log file. pipe() would end the file when the first
+ * of the two ends and then fail on the other's late output ("write after end"); the file is
+ * ended only once the child has closed both.
+ */
+export function logTo(path: string, ...children: ChildProcess[]): void {
+  const log = createWriteStream(path, { flags: 'a' });
+  let open = children.length;
+  for (const child of children) {
+    child.stdout?.pipe(log, { end: false });
+    child.stderr?.pipe(log, { end: false });
+    child.once('close', () => {
+      if (--open === 0) log.end();
+    });
+  }
+}
+
 function track(child: ChildProcess): ProcessHandle {
   return { child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
 }
@@ -245,7 +262,6 @@ export class Lab {
 
   async startEtcd(): Promise<void> {
     const dataDir = join(this.dir, 'etcd');
-    const log = createWriteStream(join(this.dir, 'etcd.log'), { flags: 'a' });
     const peer = 'http://127.0.0.1:2380';
     const child = spawn(
       ...inNamespace(
@@ -263,8 +279,7 @@ export class Lab {
       ),
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    logTo(join(this.dir, 'etcd.log'), child);
     this.etcd = track(child);
     await waitFor(
       'etcd to answer',
@@ -289,7 +304,6 @@ export class Lab {
       peer: `http://127.0.0.1:${2380 + i * 10_000}`,
     }));
     const initialCluster = members.map((member) => `${member.name}=${member.peer}`).join(',');
-    const log = createWriteStream(join(this.dir, 'etcd.log'), { flags: 'a' });
     for (const member of members) {
       const child = spawn(
         ...inNamespace(
@@ -307,11 +321,10 @@ export class Lab {
         ),
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
-      child.stdout?.pipe(log);
-      child.stderr?.pipe(log);
       this.helpers.push(child);
       this.etcdMembers.push(child);
     }
+    logTo(join(this.dir, 'etcd.log'), ...this.etcdMembers);
     const endpoints = members.map((member) => member.client);
     await waitFor(
       'every etcd member to answer',
@@ -344,10 +357,8 @@ export class Lab {
       '--log-dhcp', '--log-facility=-',
       ...(options.reservations ?? []).map((entry) => `--dhcp-host=${entry.mac},${entry.ip}`),
     ];
-    const log = createWriteStream(join(this.dir, 'dnsmasq.log'), { flags: 'a' });
     const child = spawn(...inNamespace(this.dhcpNs, '/usr/sbin/dnsmasq', ...args), { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    logTo(join(this.dir, 'dnsmasq.log'), child);
     this.dhcpServer = track(child);
     await waitFor('dnsmasq to listen', async () => (await run('ip', ['netns', 'exec', this.dhcpNs, 'ss', '-lun'])).stdout.includes(':67 '), 10_000);
   }
@@ -422,12 +433,10 @@ export class Lab {
 
   /** Starts a node's agent; its log (JSON lines) goes to node.logPath. */
   startAgent(node: LabNode, configPath = node.configPath): ChildProcess {
-    const log = createWriteStream(node.logPath, { flags: 'a' });
     const child = spawn(...inNamespace(node.namespace, process.execPath, CLI, 'run', '--config', configPath), {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    logTo(node.logPath, child);
     node.agent = child;
     child.once('exit', () => {
       if (node.agent === child) node.agent = null;

@@ -428,3 +428,82 @@ describe('vipd init --etcd uses an external etcd, and nodes join it as agents', 
     assertNeverTwoHolders(observer);
   });
 });
+
+/**
+ * `vipd init` on a terminal: util-linux `script` gives it a pseudo-terminal, and each answer
+ * is typed only once its question is on the screen, as a person would.
+ */
+describe('vipd init on a terminal asks for what the flags leave out', { timeout: 300_000 }, () => {
+  let lab: Lab;
+
+  before(async () => {
+    lab = await Lab.create({ nodes: 1 });
+  });
+
+  after(async () => {
+    await lab?.destroy();
+  });
+
+  async function initOnTerminal(node: LabNode, dir: string, answers: Array<[RegExp, string]>): Promise<{ code: number | null; screen: string }> {
+    const command = [process.execPath, CLI, 'init', '--node-name', node.name, '--data-dir', dir, '--config', join(dir, 'config.yaml')].join(' ');
+    const child = spawn(...inNamespace(node.namespace, 'script', '-qfec', command, '/dev/null'), { stdio: ['pipe', 'pipe', 'pipe'] });
+    let screen = '';
+    let next = 0;
+    const onOutput = (chunk: Buffer): void => {
+      screen += chunk.toString('utf8');
+      const pending = answers[next];
+      if (pending && pending[0].test(screen.slice(screen.lastIndexOf('\n', screen.length - 2) + 1))) {
+        next += 1;
+        child.stdin?.write(`${pending[1]}\r`);
+      }
+    };
+    child.stdout?.on('data', onOutput);
+    child.stderr?.on('data', onOutput);
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
+      child.once('exit', (exitCode) => {
+        clearTimeout(timer);
+        resolve(exitCode);
+      });
+    });
+    assert.equal(next, answers.length, `not every question was asked; the screen:\n${screen}`);
+    return { code, screen };
+  }
+
+  test('answering "no" at the end writes nothing', async () => {
+    const node = lab.node('node-1');
+    const dir = join(lab.dir, 'nodes', 'declined');
+    const { code, screen } = await initOnTerminal(node, dir, [
+      [/Management interface \(number or name\)/, 'mgmt-br'],
+      [/VIP mode: static or dhcp \[static\]/, ''],
+      [/VIP address/, lab.vip],
+      [/FQDN of the management address/, ''],
+      [/Cluster name \[vipd\]/, 'lab'],
+      [/Create cluster "lab" with VIP 192\.0\.2\.10 on mgmt-br\? \(yes\/no\)/, 'no'],
+    ]);
+    assert.equal(code, 2, screen);
+    assert.match(screen, /Management interfaces:\r?\n\s+1\) mgmt-br/);
+    assert.match(screen, /cancelled: nothing was written/);
+    assert.equal(existsSync(join(dir, 'config.yaml')), false);
+  });
+
+  test('the answers make the cluster: the VIP is up and the join command is printed', async () => {
+    const node = lab.node('node-1');
+    const dir = join(lab.dir, 'nodes', node.name);
+    const { code, screen } = await initOnTerminal(node, dir, [
+      [/Management interface \(number or name\)/, '1'],
+      [/VIP mode: static or dhcp/, 'static'],
+      [/VIP address/, lab.vip],
+      [/FQDN of the management address/, FQDN],
+      [/Cluster name/, 'lab'],
+      [/Create cluster "lab"/, 'yes'],
+    ]);
+    assert.equal(code, 0, screen);
+    assert.match(screen, /Management address +https:\/\/192\.0\.2\.10/);
+    assert.match(screen, /vipd join https:\/\/192\.0\.2\.10 --token vipd-join:/);
+    const config = readFileSync(join(dir, 'config.yaml'), 'utf8');
+    assert.match(config, /interface: mgmt-br/);
+    assert.match(config, new RegExp(`fqdn: ${FQDN.replace(/\./g, '\\.')}`));
+    await lab.waitClientReaches('node-1');
+  });
+});
