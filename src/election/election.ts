@@ -122,6 +122,13 @@ export class Election {
   private handingOff = false;
   /** A handoff claim is under way: a campaign meanwhile would only race it. */
   private claiming = false;
+  /**
+   * One campaign at a time. Two in flight can answer out of order: one reads the key the
+   * other created, and the creator's "won" then lands after the key and its lease are gone
+   * (seen in chaos: a node re-won a dead term on a fresh lease and held beside the holder).
+   */
+  private campaignInFlight = false;
+  private campaignAgain = false;
   private currentLeader: Leader | null = null;
   /** The last holder seen, kept after its key is gone: the history names who the VIP came from. */
   private lastLeader: Leader | null = null;
@@ -273,7 +280,8 @@ export class Election {
     try {
       if (!this.leaseId) {
         await this.ensureLease();
-        await this.campaign();
+        // Not awaited: a slow campaign must not hold up the keepalives behind it.
+        void this.campaign();
         return;
       }
       const leaseId = this.leaseId;
@@ -331,13 +339,14 @@ export class Election {
   private async renewHold(): Promise<void> {
     if (this.stopped || !this.ownsKey || this.handingOff || !this.leaseId || !this.ownValue) return;
     if (this.holdRenewalsInFlight >= MAX_HOLD_RENEWALS_IN_FLIGHT) return;
+    const leaseId = this.leaseId;
     this.holdRenewalsInFlight += 1;
     const sendTime = monotonicMs();
     try {
       // Compared on our own value, not on the revision: several renewals may be in flight,
       // and none can succeed once a takeover has written another node's record.
-      const result = await this.options.store.compareValueAndPut(this.options.keys.leader, this.ownValue, this.leaseId);
-      if (!this.ownsKey) return;
+      const result = await this.options.store.compareValueAndPut(this.options.keys.leader, this.ownValue, leaseId);
+      if (!this.ownsKey || this.leaseId !== leaseId) return;
       if (result.swapped) {
         const wasHolding = this.holdingUntil() !== null;
         this.holdFencing.acknowledge(sendTime, this.options.config.holdTimeoutMs);
@@ -377,7 +386,8 @@ export class Election {
 
   private async takeover(): Promise<void> {
     const seen = this.lastSeen;
-    if (this.stopped || !this.eligible || this.ownsKey || !this.leaseId || !seen) return;
+    const leaseId = this.leaseId;
+    if (this.stopped || !this.eligible || this.ownsKey || !leaseId || !seen) return;
     if (!this.leaseFencing.isValid(monotonicMs())) return;
     const previous = this.currentLeader;
     // The new term exceeds every earlier one: each was at most the revision of a write we have seen.
@@ -385,8 +395,8 @@ export class Election {
     const value = JSON.stringify(record);
     const sendTime = monotonicMs();
     try {
-      const result = await this.options.store.compareAndSwap(this.options.keys.leader, value, this.leaseId, seen.modRevision);
-      if (this.stopped) return;
+      const result = await this.options.store.compareAndSwap(this.options.keys.leader, value, leaseId, seen.modRevision);
+      if (this.stopped || this.leaseId !== leaseId) return;
       if (!result.swapped) {
         this.updateLeader(result.current);
         return;
@@ -407,26 +417,45 @@ export class Election {
   }
 
   private async campaign(): Promise<void> {
-    if (this.stopped || !this.eligible || this.ownsKey || this.claiming || !this.leaseId) return;
+    if (this.campaignInFlight) {
+      this.campaignAgain = true;
+      return;
+    }
+    this.campaignInFlight = true;
+    try {
+      do {
+        this.campaignAgain = false;
+        await this.campaignOnce();
+      } while (this.campaignAgain && !this.stopped);
+    } finally {
+      this.campaignInFlight = false;
+    }
+  }
+
+  private async campaignOnce(): Promise<void> {
+    const leaseId = this.leaseId;
+    if (this.stopped || !this.eligible || this.ownsKey || this.claiming || !leaseId) return;
     if (!this.leaseFencing.isValid(monotonicMs())) return;
     const previous = this.currentLeader ?? this.lastLeader;
     const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
     const value = JSON.stringify(record);
     const sendTime = monotonicMs();
     try {
-      const result = await this.options.store.campaign(this.options.keys.leader, this.options.keys.handoff, value, this.leaseId);
-      // Stopped, or a handoff claimed meanwhile (the key then carries our lease: nothing to do).
-      if (this.stopped || (this.ownsKey && !result.won)) return;
+      const result = await this.options.store.campaign(this.options.keys.leader, this.options.keys.handoff, value, leaseId);
+      // Stopped; the lease went meanwhile, and with it any key written under it; or a
+      // handoff claimed meanwhile (the key then carries our lease: nothing to do).
+      if (this.stopped || this.leaseId !== leaseId || (this.ownsKey && !result.won)) return;
       if (result.won && result.leader) {
         const term = result.leader.createRevision;
         const release = parseJson<ReleaseRecord>(await this.options.store.get(this.options.keys.lastRelease).catch(() => null));
+        if (this.stopped || this.leaseId !== leaseId) return;
         // A holder that released cleanly removed the VIP first: nothing can still answer for it.
         const clean = release !== null && release.vipRemoved && previous !== null && release.term === previous.term;
         this.acquired('campaign', { ...record, term }, value, sendTime, !clean);
         const reason = clean ? `${release.node} released: ${release.reason}` : previous ? `the lease of ${previous.node} expired` : 'no node held the VIP';
         await this.recordMove(previous, reason);
-      } else if (result.leader?.lease === this.leaseId) {
-        await this.reclaim(result.leader, sendTime);
+      } else if (result.leader?.lease === leaseId) {
+        await this.reclaim(result.leader, leaseId, sendTime);
       } else if (!result.leader && result.handoff) {
         await this.claimHandoff(result.handoff, previous);
       } else {
@@ -435,7 +464,8 @@ export class Election {
       this.noteRecovered();
     } catch (error) {
       if (/requested lease not found/i.test((error as Error).message)) {
-        this.loseLease('the lease expired in etcd');
+        // Only the lease this campaign used: a newer one may already be granted.
+        if (this.leaseId === leaseId) this.loseLease('the lease expired in etcd');
       } else {
         this.noteError('campaign failed', error);
       }
@@ -448,14 +478,14 @@ export class Election {
    * followers time the holder's silence from the last write they saw, so a read alone
    * would grant a holding window no follower knows of.
    */
-  private async reclaim(stored: StoredValue, readSendTime: number): Promise<void> {
+  private async reclaim(stored: StoredValue, leaseId: string, readSendTime: number): Promise<void> {
     const leader = parseLeader(stored);
     if (!leader) return;
     let sendTime = readSendTime;
     if (this.fast) {
       sendTime = monotonicMs();
-      const result = await this.options.store.compareAndSwap(this.options.keys.leader, stored.value, this.leaseId ?? '', stored.modRevision);
-      if (this.stopped) return;
+      const result = await this.options.store.compareAndSwap(this.options.keys.leader, stored.value, leaseId, stored.modRevision);
+      if (this.stopped || this.leaseId !== leaseId) return;
       if (!result.swapped) {
         this.updateLeader(result.current);
         return;
@@ -466,18 +496,19 @@ export class Election {
 
   private async claimHandoff(stored: StoredValue, previous: Leader | null): Promise<void> {
     const handoff = parseJson<HandoffRecord>(stored);
-    if (!handoff || handoff.to !== this.options.self.node || !this.leaseId || this.claiming || this.ownsKey) return;
+    const leaseId = this.leaseId;
+    if (!handoff || handoff.to !== this.options.self.node || !leaseId || this.claiming || this.ownsKey) return;
     const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
     const value = JSON.stringify(record);
     const sendTime = monotonicMs();
     this.claiming = true;
     let revision: number | null;
     try {
-      revision = await this.options.store.claimHandoff(this.options.keys.leader, stored, value, this.leaseId);
+      revision = await this.options.store.claimHandoff(this.options.keys.leader, stored, value, leaseId);
     } finally {
       this.claiming = false;
     }
-    if (revision === null || this.stopped) return;
+    if (revision === null || this.stopped || this.leaseId !== leaseId) return;
     // The old holder removed the VIP before handing off: no probe needed.
     this.acquired('handoff', { ...record, term: revision }, value, sendTime, false);
     await this.recordMove(previous ?? null, handoff.reason, handoff.from);
