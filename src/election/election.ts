@@ -252,6 +252,14 @@ export class Election {
     }
   }
 
+  /**
+   * An answer from etcd counts only for the lease it was sent under: once that lease is gone,
+   * so is any key written with it, and a newer lease's grant must not vouch for it.
+   */
+  private isStale(leaseId: string): boolean {
+    return this.stopped || this.leaseId !== leaseId;
+  }
+
   private releaseRecord(term: number, reason: string): ReleaseRecord {
     return { node: this.options.self.node, term, reason, vipRemoved: true, time: new Date().toISOString() };
   }
@@ -287,7 +295,7 @@ export class Election {
       const leaseId = this.leaseId;
       const sendTime = monotonicMs();
       const ttlSeconds = await this.options.store.renewLease(leaseId, this.options.config.leaseTtlSeconds * 1000);
-      if (this.stopped || leaseId !== this.leaseId) return;
+      if (this.isStale(leaseId)) return;
       if (ttlSeconds <= 0) {
         this.loseLease('the lease expired in etcd');
         return;
@@ -346,7 +354,7 @@ export class Election {
       // Compared on our own value, not on the revision: several renewals may be in flight,
       // and none can succeed once a takeover has written another node's record.
       const result = await this.options.store.compareValueAndPut(this.options.keys.leader, this.ownValue, leaseId);
-      if (!this.ownsKey || this.leaseId !== leaseId) return;
+      if (!this.ownsKey || this.isStale(leaseId)) return;
       if (result.swapped) {
         const wasHolding = this.holdingUntil() !== null;
         this.holdFencing.acknowledge(sendTime, this.options.config.holdTimeoutMs);
@@ -396,7 +404,7 @@ export class Election {
     const sendTime = monotonicMs();
     try {
       const result = await this.options.store.compareAndSwap(this.options.keys.leader, value, leaseId, seen.modRevision);
-      if (this.stopped || this.leaseId !== leaseId) return;
+      if (this.isStale(leaseId)) return;
       if (!result.swapped) {
         this.updateLeader(result.current);
         return;
@@ -444,11 +452,11 @@ export class Election {
       const result = await this.options.store.campaign(this.options.keys.leader, this.options.keys.handoff, value, leaseId);
       // Stopped; the lease went meanwhile, and with it any key written under it; or a
       // handoff claimed meanwhile (the key then carries our lease: nothing to do).
-      if (this.stopped || this.leaseId !== leaseId || (this.ownsKey && !result.won)) return;
+      if (this.isStale(leaseId) || (this.ownsKey && !result.won)) return;
       if (result.won && result.leader) {
         const term = result.leader.createRevision;
         const release = parseJson<ReleaseRecord>(await this.options.store.get(this.options.keys.lastRelease).catch(() => null));
-        if (this.stopped || this.leaseId !== leaseId) return;
+        if (this.isStale(leaseId)) return;
         // A holder that released cleanly removed the VIP first: nothing can still answer for it.
         const clean = release !== null && release.vipRemoved && previous !== null && release.term === previous.term;
         this.acquired('campaign', { ...record, term }, value, sendTime, !clean);
@@ -485,7 +493,7 @@ export class Election {
     if (this.fast) {
       sendTime = monotonicMs();
       const result = await this.options.store.compareAndSwap(this.options.keys.leader, stored.value, leaseId, stored.modRevision);
-      if (this.stopped || this.leaseId !== leaseId) return;
+      if (this.isStale(leaseId)) return;
       if (!result.swapped) {
         this.updateLeader(result.current);
         return;
@@ -508,7 +516,7 @@ export class Election {
     } finally {
       this.claiming = false;
     }
-    if (revision === null || this.stopped || this.leaseId !== leaseId) return;
+    if (revision === null || this.isStale(leaseId)) return;
     // The old holder removed the VIP before handing off: no probe needed.
     this.acquired('handoff', { ...record, term: revision }, value, sendTime, false);
     await this.recordMove(previous ?? null, handoff.reason, handoff.from);

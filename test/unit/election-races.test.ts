@@ -72,31 +72,36 @@ const otherHolder: StoredValue = {
 };
 const lost: CampaignResult = { won: false, leader: otherHolder, handoff: null };
 
-function startElection(store: ScriptedStore): Election {
-  return new Election({
+/** Runs `body` against an eligible, started election on a scripted store, then stops it. */
+async function withElection(body: (store: ScriptedStore, election: Election) => Promise<void>): Promise<void> {
+  const store = new ScriptedStore();
+  const election = new Election({
     store: store as unknown as EtcdStore,
     keys,
     self: { node: 'node-1', ip: '192.0.2.11', mac: '02:00:00:00:00:01' },
     config: DEFAULT_PROFILE,
     followerPollMs: 60_000,
-    logger: pino({ level: process.env['RACE_LOG'] ?? 'silent' }),
+    logger: pino({ level: 'silent' }),
     onChange: () => undefined,
     releaseVip: async () => undefined,
   });
-}
-
-test('a campaign won under a lease that expired while the answer was on its way does not make this node a holder', async () => {
-  const store = new ScriptedStore();
-  const election = startElection(store);
   await election.setEligible(true, 'test');
   void election.start();
   try {
+    await body(store, election);
+  } finally {
+    await election.stop(false);
+  }
+}
+
+test('a campaign won under a lease that expired while the answer was on its way does not make this node a holder', () =>
+  withElection(async (store, election) => {
     // First campaign: another node holds the VIP.
     await waitFor('the first campaign', () => store.campaigns.length === 1, 5_000, 5);
     store.campaigns[0]?.answer(lost);
     // The key goes; this node campaigns under lease 1, and the answer is slow.
-    await waitFor('the leader watch', () => store.watchers.get(keys.leader), 5_000, 5);
-    store.watchers.get(keys.leader)?.emit('delete');
+    const watcher = await waitFor('the leader watch', () => store.watchers.get(keys.leader), 5_000, 5);
+    watcher.emit('delete');
     await waitFor('the second campaign', () => store.campaigns.length === 2, 5_000, 5);
     // Meanwhile lease 1 expires, and the election takes lease 2.
     store.liveLeases.delete('1');
@@ -119,17 +124,10 @@ test('a campaign won under a lease that expired while the answer was on its way 
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     assert.equal(election.leader()?.node, 'node-2');
-  } finally {
-    await election.stop(false);
-  }
-});
+  }));
 
-test('campaigns go one at a time; a trigger during one runs another once it is answered', async () => {
-  const store = new ScriptedStore();
-  const election = startElection(store);
-  await election.setEligible(true, 'test');
-  void election.start();
-  try {
+test('campaigns go one at a time; a trigger during one runs another once it is answered', () =>
+  withElection(async (store) => {
     await waitFor('the first campaign', () => store.campaigns.length === 1, 5_000, 5);
     const watcher = await waitFor('the leader watch', () => store.watchers.get(keys.leader), 5_000, 5);
     watcher.emit('delete');
@@ -141,7 +139,4 @@ test('campaigns go one at a time; a trigger during one runs another once it is a
     store.campaigns[1]?.answer(lost);
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.equal(store.campaigns.length, 2);
-  } finally {
-    await election.stop(false);
-  }
-});
+  }));
