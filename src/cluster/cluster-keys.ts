@@ -1,4 +1,4 @@
-import type { ClusterKeys } from '../election/keys';
+import type { ClusterKeys } from '../store/keys';
 
 /** How the cluster's store is run, written once by `vipd init`. */
 export type StoreInfo =

@@ -1,7 +1,7 @@
 import { InputError } from '../config/schema-check';
-import type { EtcdStore } from '../election/etcd-store';
-import type { ClusterKeys } from '../election/keys';
-import { Membership } from '../election/membership';
+import type { EtcdStore } from '../store/etcd-store';
+import type { ClusterKeys } from '../store/keys';
+import { Membership } from '../store/membership';
 import { clusterSetupKeys, ETCD_PEER_PORT, urlFor, type StoreInfo } from './cluster-keys';
 
 export interface RemovedNode {

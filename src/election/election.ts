@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import type { Watcher } from 'etcd3';
 import type { ElectionConfig } from '../config/config';
-import { storedFromWatch, type EtcdStore, type StoredValue } from './etcd-store';
+import { storedFromWatch, type EtcdStore, type StoredValue } from '../store/etcd-store';
 import { FencingDeadline, monotonicMs } from './fencing';
-import type { ClusterKeys } from './keys';
-import { recordMove, type MoveEvent } from './history';
+import type { ClusterKeys } from '../store/keys';
+import { recordMove, type MoveEvent } from '../store/history';
 
 /** What the leader key says about the holder. */
 export interface LeaderRecord {

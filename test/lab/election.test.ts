@@ -8,8 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import type { ElectionConfig } from '../../src/config/config';
 import { Election, type MoveRequest } from '../../src/election/election';
-import { EtcdStore } from '../../src/election/etcd-store';
-import { ClusterKeys } from '../../src/election/keys';
+import { EtcdStore } from '../../src/store/etcd-store';
+import { ClusterKeys } from '../../src/store/keys';
 import { run, waitFor } from '../../lab/shell';
 
 /** A free TCP port on loopback (etcd binds it a moment later; loopback only, so no lab needed). */

@@ -23,10 +23,10 @@ import {
   type HookHistory,
   type HookRunRecord,
   type VipTransition,
-} from '../../src/agent/hooks';
+} from '../../src/hooks/hooks';
 import { ClusterCa } from '../../src/security/ca';
-import { MemoryKeyValue } from '../../src/security/kv';
-import { describeManagementAddress } from '../../src/visibility/management-address';
+import { MemoryKeyValue } from '../../src/store/kv';
+import { describeManagementAddress } from '../../src/status/management-address';
 
 const base = {
   cluster: 'demo',
