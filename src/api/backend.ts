@@ -1,4 +1,4 @@
-import type { MoveEvent } from '../store/history';
+import type { MoveEvent } from '../store/records';
 import type { ManagementAddress } from '../status/management-address';
 
 export interface NodeStatus {
@@ -13,7 +13,7 @@ export interface NodeStatus {
 // class, so its refusals become 409 without translation.
 export { MoveRefusedError } from '../election/move-request';
 /** One change of holder, as the timeline shows it (newest last in lists). */
-export type { MoveEvent } from '../store/history';
+export type { MoveEvent } from '../store/records';
 
 /** The `vipd status -o json` object, plus the TLS facts the API adds to its status. */
 export type ApiManagementAddress = ManagementAddress & {

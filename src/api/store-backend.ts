@@ -1,9 +1,10 @@
 import type { Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
-import { parseLeader } from '../election/election';
+import { parseLeader } from '../store/records';
 import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
-import { listMoves, type MoveEvent } from '../store/history';
+import { listMoves } from '../store/history';
+import { type MoveEvent } from '../store/records';
 import type { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';
 import { requestMove } from '../election/move-request';

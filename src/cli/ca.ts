@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { X509Certificate } from 'node:crypto';
 import { InputError } from '../config/schema-check';
-import { securityKeys } from '../store/security-keys';
+import { securityKeys } from '../store/keys';
 import { withCluster } from './cluster';
 
 /** `vipd ca`: the cluster CA's certificate (public), to pin in clients such as curl --cacert. */

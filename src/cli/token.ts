@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { InputError } from '../config/schema-check';
 import { EtcdKeyValue } from '../store/kv';
-import { securityKeys } from '../store/security-keys';
+import { securityKeys } from '../store/keys';
 import { parseTokenTtl, TOKEN_ROLES, TokenStore, type TokenRole } from '../security/tokens';
 import { renderOutput } from './output';
 import { withCluster } from './cluster';

@@ -2,7 +2,9 @@ import { InputError } from '../config/schema-check';
 import type { EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';
-import { clusterSetupKeys, ETCD_PEER_PORT, urlFor, type StoreInfo } from './cluster-keys';
+import { ETCD_PEER_PORT, urlFor } from './cluster-keys';
+import { clusterSetupKeys } from '../store/keys';
+import { type StoreInfo } from '../store/records';
 
 export interface RemovedNode {
   name: string;

@@ -8,7 +8,7 @@ import { resolveConfig, type Config } from '../config/config';
 import { InputError } from '../config/schema-check';
 import { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
-import { parseLeader } from '../election/election';
+import { parseLeader } from '../store/records';
 import { parseMac } from '../holding/codecs/mac';
 import { isLinkLocalV6, sameSubnet } from '../holding/codecs/subnet';
 import { probeForOtherHolders } from '../holding/conflict-probe';

@@ -3,7 +3,7 @@
  * reservation. Pure functions over facts gathered elsewhere, so they are tested directly.
  */
 import { isIPv4 } from 'node:net';
-import type { NodeRecord } from '../store/membership';
+import type { NodeRecord } from '../store/records';
 import { bytesToIp, ipToBytes } from '../holding/codecs/ip';
 import { sameSubnet } from '../holding/codecs/subnet';
 import type { ManagementAddress } from '../status/management-address';

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
-import type { NodeRecord } from '../store/membership';
+import type { NodeRecord } from '../store/records';
 import { decodeArpFrame, encodeArpFrame } from '../holding/codecs/arp';
 import { formatMac } from '../holding/codecs/mac';
 import { decodeNeighborAdvertisement, encodeDadNeighborSolicitation } from '../holding/codecs/ndp';

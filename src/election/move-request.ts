@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { InputError } from '../config/schema-check';
-import { parseLeader, type Leader, type MoveRequest } from './election';
+import { parseLeader, type Leader, type MoveRequest } from '../store/records';
 import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';

@@ -3,6 +3,8 @@
  * it on purpose (release) or is lost (fault). They run in the background, never in the
  * agent's reconcile loop or the election: a slow or hanging hook cannot delay fencing.
  */
+import type { HookAttemptRecord, HookFailureRecord, HookRunRecord, TransitionCause } from '../store/records';
+import type { HookHistory } from '../store/hook-history';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
@@ -11,16 +13,10 @@ import { request as httpsRequest } from 'node:https';
 import type { Logger } from 'pino';
 import type { HookConfig, HookEvent } from '../config/config';
 import { InputError } from '../config/schema-check';
-import type { EtcdStore } from '../store/etcd-store';
-import { monotonicMs } from '../election/fencing';
-import type { MoveEvent } from '../store/history';
-import type { ClusterKeys } from '../store/keys';
+import { monotonicMs } from '../clock';
+import type { MoveEvent } from '../store/records';
 
-export type { HookEvent };
 
-/** Why the VIP came or went, as a small fixed set: metric labels and VIPD_CAUSE. */
-export const TRANSITION_CAUSES = ['acquired', 'released', 'fenced', 'lease_lost', 'handoff', 'link_down', 'stopping', 'dhcp_lost'] as const;
-export type TransitionCause = (typeof TRANSITION_CAUSES)[number];
 
 /** Causes where the node lost the VIP without choosing to. */
 const FAULT_CAUSES: ReadonlySet<TransitionCause> = new Set(['fenced', 'lease_lost', 'dhcp_lost']);
@@ -139,18 +135,9 @@ export const OUTPUT_LIMIT_BYTES = 4096;
 
 export type AttemptFailure = 'exit' | 'timeout' | 'error' | 'http';
 
-export interface AttemptResult {
+export interface AttemptResult extends HookAttemptRecord {
   ok: boolean;
   failure: AttemptFailure | null;
-  /** One line for logs and status: "exit code 1", "timed out after 10000ms", "HTTP 502". */
-  detail: string;
-  exitCode: number | null;
-  signal: string | null;
-  httpStatus: number | null;
-  stdout: string;
-  stderr: string;
-  truncated: boolean;
-  durationMs: number;
 }
 
 /** Collects a stream's first OUTPUT_LIMIT_BYTES bytes and notes whether there was more. */
@@ -309,97 +296,6 @@ export function postWebhook(
     request.on('error', (error) => finish({ ok: false, failure: 'error', detail: error.message, httpStatus: null }));
     request.end(body);
   });
-}
-
-// ---- history and status ----
-
-/** One hook run (all its attempts), as kept in etcd. Never holds arguments or headers. */
-/** One hook run as the history keeps it: the last attempt's result (a webhook's response body in stdout) plus context. */
-export interface HookRunRecord
-  extends Pick<AttemptResult, 'detail' | 'exitCode' | 'signal' | 'httpStatus' | 'stdout' | 'stderr' | 'truncated' | 'durationMs'> {
-  node: string;
-  hook: string;
-  event: HookEvent;
-  cause: TransitionCause;
-  term: number | null;
-  required: boolean;
-  outcome: 'ok' | 'failed' | 'dropped';
-  attempts: number;
-  time: string;
-}
-
-/** A required acquire hook failed and the node gave the VIP up: status shows it until that node's hooks succeed again. */
-export interface HookFailureRecord {
-  node: string;
-  hook: string;
-  term: number | null;
-  reason: string;
-  time: string;
-  /** The node stays out of the election until then. */
-  cooldownUntil: string;
-}
-
-export interface HookHistory {
-  record(run: HookRunRecord): Promise<void>;
-  setFailure(failure: HookFailureRecord): Promise<void>;
-  clearFailure(node: string): Promise<void>;
-}
-
-/** The hook history keeps this many runs; the writer trims older ones. */
-export const HOOK_HISTORY_LIMIT = 100;
-
-export function hookRunsPrefix(keys: ClusterKeys): string {
-  return `${keys.prefix}hooks/`;
-}
-
-export function hookFailuresPrefix(keys: ClusterKeys): string {
-  return `${keys.prefix}hook-failures/`;
-}
-
-/** Hook runs under /vipd/<cluster>/hooks/, capped; required-hook failures under hook-failures/<node>. */
-export class EtcdHookHistory implements HookHistory {
-  private sequence = 0;
-
-  constructor(
-    private readonly store: EtcdStore,
-    private readonly keys: ClusterKeys,
-  ) {}
-
-  async record(run: HookRunRecord): Promise<void> {
-    const prefix = hookRunsPrefix(this.keys);
-    // Time first, so keys sort oldest first across nodes.
-    this.sequence = (this.sequence + 1) % 1_000_000;
-    const key = `${prefix}${String(Date.now()).padStart(15, '0')}-${run.node}-${String(this.sequence).padStart(6, '0')}`;
-    await this.store.put(key, JSON.stringify(run));
-    const existing = await this.store.client.getAll().prefix(prefix).keys();
-    if (existing.length <= HOOK_HISTORY_LIMIT) return;
-    const sorted = existing.sort();
-    const firstKept = sorted[sorted.length - HOOK_HISTORY_LIMIT];
-    if (firstKept) await this.store.deleteRange(prefix, firstKept);
-  }
-
-  async setFailure(failure: HookFailureRecord): Promise<void> {
-    await this.store.put(`${hookFailuresPrefix(this.keys)}${failure.node}`, JSON.stringify(failure));
-  }
-
-  async clearFailure(node: string): Promise<void> {
-    await this.store.delete(`${hookFailuresPrefix(this.keys)}${node}`);
-  }
-}
-
-/** The most recent required-hook failure of any node still unresolved, for status. */
-export async function readHookFailure(store: EtcdStore, keys: ClusterKeys): Promise<HookFailureRecord | null> {
-  const stored = await store.getPrefix(hookFailuresPrefix(keys));
-  let newest: HookFailureRecord | null = null;
-  for (const entry of stored) {
-    try {
-      const record = JSON.parse(entry.value) as HookFailureRecord;
-      if (!newest || record.time > newest.time) newest = record;
-    } catch {
-      // Not a failure record: skip it.
-    }
-  }
-  return newest;
 }
 
 // ---- the runner ----

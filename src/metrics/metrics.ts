@@ -5,7 +5,8 @@
  * except the leased DHCP address, of which there is one.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { TRANSITION_CAUSES, type AttemptFailure, type HookEvent, type HookMetrics, type HookRunRecord, type TransitionCause } from '../hooks/hooks';
+import { type AttemptFailure, type HookMetrics } from '../hooks/hooks';
+import { TRANSITION_CAUSES, type HookEvent, type HookRunRecord, type TransitionCause } from '../store/records';
 import { HOOK_EVENTS } from '../config/config';
 
 /** What the metrics read at scrape time rather than being told. */

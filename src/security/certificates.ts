@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { InputError } from '../config/schema-check';
 import type { ClusterCa } from './ca';
 import type { KeyValue } from '../store/kv';
-import type { SecurityKeys } from '../store/security-keys';
+import type { SecurityKeys } from '../store/keys';
 
 /** What a user uploads: PEM text, as Harvester's ssl-certificates setting takes it. */
 export interface CertificateUpload {

@@ -1,6 +1,6 @@
-import type { PublishedDhcpState } from '../agent/agent';
-import type { HookFailureRecord } from '../hooks/hooks';
-import type { Leader } from '../election/election';
+import type { PublishedDhcpState } from '../store/records';
+import type { HookFailureRecord } from '../store/records';
+import type { Leader } from '../store/records';
 
 /** The Harvester/kube-vip annotation names users already query with jsonpath. */
 export const ANNOTATION_VIP_HOST = 'kube-vip.io/vipHost';

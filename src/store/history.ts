@@ -1,14 +1,7 @@
+import type { MoveEvent } from './records';
 import type { EtcdStore } from './etcd-store';
 import type { ClusterKeys } from './keys';
 
-/** One change of holder, as users see it in the history and the live stream. */
-export interface MoveEvent {
-  from: string | null;
-  to: string | null;
-  reason: string;
-  term: number | null;
-  time: string;
-}
 
 /** The history keeps this many moves; older ones are deleted by whoever writes a new one. */
 export const HISTORY_LIMIT = 200;

@@ -75,3 +75,42 @@ export class ClusterKeys {
     return `${this.prefix}alive/`;
   }
 }
+
+/** Where TLS material and tokens live in etcd, beside the cluster's other keys. */
+export interface SecurityKeys {
+  /** The cluster CA: certificate and private key, written once with putIfAbsent. */
+  ca: string;
+  /** The user-uploaded serving certificate, shared by every node (the VIP moves). */
+  uploadedCertificate: string;
+  tokensPrefix: string;
+  token(id: string): string;
+}
+
+export function securityKeys(keys: ClusterKeys): SecurityKeys {
+  const base = `${keys.prefix}security/`;
+  return {
+    ca: `${base}ca`,
+    uploadedCertificate: `${base}tls/uploaded`,
+    tokensPrefix: `${base}tokens/`,
+    token: (id) => `${base}tokens/${id}`,
+  };
+}
+
+/** Keys `vipd init` writes beside the cluster's other keys, for `vipd join` to read. */
+export function clusterSetupKeys(keys: ClusterKeys): { template: string; store: string } {
+  return {
+    /** The config every node shares (cluster, vip, api, election...): a joining node adds its own node and etcd sections. */
+    template: `${keys.prefix}setup/config`,
+    store: `${keys.prefix}setup/store`,
+  };
+}
+
+/** Every hook run, oldest first across nodes; the writer trims them. */
+export function hookRunsPrefix(keys: ClusterKeys): string {
+  return `${keys.prefix}hooks/`;
+}
+
+/** One key per node whose required acquire hook failed, until its hooks succeed again. */
+export function hookFailuresPrefix(keys: ClusterKeys): string {
+  return `${keys.prefix}hook-failures/`;
+}

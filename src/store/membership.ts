@@ -1,29 +1,10 @@
+import type { ClusterSettings, NodeRecord } from './records';
 import { randomBytes } from 'node:crypto';
 import type { VipConfig } from '../config/config';
 import { InputError } from '../config/schema-check';
 import type { EtcdStore } from './etcd-store';
 import type { ClusterKeys } from './keys';
 
-/** A node's registration: what other nodes need to check their own configuration against. */
-export interface NodeRecord {
-  name: string;
-  interface: string;
-  ip: string;
-  prefixLength: number;
-  mac: string;
-  /** The management interface's MTU: every node on the segment should agree. */
-  mtu: number;
-  registeredAt: string;
-}
-
-/** The VIP settings every node of the cluster must agree on. */
-export interface ClusterSettings {
-  /** Static: the VIP. DHCP: the requested IP, if one was configured. */
-  address: string | null;
-  mode: 'static' | 'dhcp';
-  /** DHCP: the VIP's own MAC, the same on every node. */
-  hwaddr: string | null;
-}
 
 /** A locally administered unicast MAC (IEEE 802: bit 1 set, bit 0 clear in the first octet). */
 export function generateVipMac(): string {

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { resolveConfig } from '../../src/config/config';
-import type { NodeRecord } from '../../src/store/membership';
+import type { NodeRecord } from '../../src/store/records';
 import type { InterfaceAddress, InterfaceInfo } from '../../src/holding/netlink';
 import { describeManagementAddress } from '../../src/status/management-address';
 import { renderOutput } from '../../src/cli/output';

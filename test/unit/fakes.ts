@@ -2,7 +2,7 @@ import { ClusterKeys } from '../../src/store/keys';
 import { ClusterCa } from '../../src/security/ca';
 import { ServingCertificates } from '../../src/security/certificates';
 import { MemoryKeyValue } from '../../src/store/kv';
-import { securityKeys, type SecurityKeys } from '../../src/store/security-keys';
+import { securityKeys, type SecurityKeys } from '../../src/store/keys';
 import { TokenStore } from '../../src/security/tokens';
 import {
   MoveRefusedError,

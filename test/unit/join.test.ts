@@ -14,7 +14,7 @@ import { resolveConfig } from '../../src/config/config';
 import { ClusterKeys } from '../../src/store/keys';
 import { ClusterCa } from '../../src/security/ca';
 import { MemoryKeyValue } from '../../src/store/kv';
-import { securityKeys } from '../../src/store/security-keys';
+import { securityKeys } from '../../src/store/keys';
 import { parseJoinToken, TokenStore } from '../../src/security/tokens';
 import { listenApiServer } from '../../src/api/server';
 import { createApiWorld, FQDN, type ApiWorld } from './fakes';

@@ -12,7 +12,7 @@ import { stringify as toYaml } from 'yaml';
 import { loadConfig } from '../../src/config/config';
 import { InputError } from '../../src/config/schema-check';
 import { ClusterKeys } from '../../src/store/keys';
-import { securityKeys } from '../../src/store/security-keys';
+import { securityKeys } from '../../src/store/keys';
 import { TokenStore } from '../../src/security/tokens';
 import { createApiWorld, type ApiWorld } from './fakes';
 

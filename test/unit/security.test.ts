@@ -12,7 +12,7 @@ import { ClusterKeys } from '../../src/store/keys';
 import { ClusterCa } from '../../src/security/ca';
 import { ServingCertificates, validateCertificateUpload } from '../../src/security/certificates';
 import { EtcdKeyValue, MemoryKeyValue, type KeyValue } from '../../src/store/kv';
-import { securityKeys } from '../../src/store/security-keys';
+import { securityKeys } from '../../src/store/keys';
 import { parseTokenTtl, TokenStore } from '../../src/security/tokens';
 
 const keys = securityKeys(new ClusterKeys('demo'));

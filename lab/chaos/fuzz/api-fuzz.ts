@@ -6,7 +6,7 @@
  * a refused request must leave every store as it was.
  */
 import { ClusterKeys } from '../../../src/store/keys';
-import { securityKeys } from '../../../src/store/security-keys';
+import { securityKeys } from '../../../src/store/keys';
 import { TokenStore } from '../../../src/security/tokens';
 import { createApiWorld, type ApiWorld } from '../../../test/unit/fakes';
 import { Prng } from '../prng';
