@@ -1,11 +1,13 @@
+import type { PublishedDhcpState } from '../store/records';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { InputError } from '../config/schema-check';
 import { Election } from '../election/election';
-import { EtcdStore } from '../election/etcd-store';
-import { monotonicMs } from '../election/fencing';
-import { ClusterKeys } from '../election/keys';
-import { Membership, type ClusterSettings, type NodeRecord } from '../election/membership';
+import { EtcdStore } from '../store/etcd-store';
+import { monotonicMs } from '../clock';
+import { ClusterKeys } from '../store/keys';
+import { Membership } from '../store/membership';
+import { type ClusterSettings, type NodeRecord } from '../store/records';
 import { Announcer } from '../holding/announcer';
 import { parseMac } from '../holding/codecs/mac';
 import { probeForOtherHolders } from '../holding/conflict-probe';
@@ -15,31 +17,18 @@ import { Netlink } from '../holding/netlink';
 import { validLifetimeSeconds, VipAddress } from '../holding/vip-address';
 import { ClusterCa } from '../security/ca';
 import { ServingCertificates } from '../security/certificates';
-import { EtcdKeyValue } from '../security/kv';
-import { securityKeys } from '../security/security-keys';
+import { EtcdKeyValue } from '../store/kv';
+import { securityKeys } from '../store/keys';
 import { TokenStore } from '../security/tokens';
-import { buildApiServer, listenApiServer, type ApiServer } from '../visibility/api/server';
-import { AgentMetrics } from '../visibility/metrics';
-import { AgentApiBackend } from './api-backend';
-import { EtcdHookHistory, hookEventOf, HookRunner, VipLifecycle, type TransitionCause, type VipTransition } from './hooks';
-import { checkLocalNetwork } from './preflight';
+import { buildApiServer, listenApiServer, type ApiServer } from '../api/server';
+import { AgentMetrics } from '../metrics/metrics';
+import { AgentApiBackend } from '../api/store-backend';
+import { hookEventOf, HookRunner, VipLifecycle, type VipTransition } from '../hooks/hooks';
+import { EtcdHookHistory } from '../store/hook-history';
+import { type TransitionCause } from '../store/records';
+import { checkLocalNetwork } from '../holding/preflight';
 import type { JoinHandler } from '../cluster/join-service';
 
-/** What the holder publishes about its DHCP lease, for status on every node. */
-export interface PublishedDhcpState {
-  holder: string;
-  hwaddr: string;
-  requestedIP: string | null;
-  state: DhcpState['state'];
-  reason: string | null;
-  leasedIP: string | null;
-  leaseSeconds: number | null;
-  boundAt: string | null;
-  renewAt: string | null;
-  rebindAt: string | null;
-  expiresAt: string | null;
-  updatedAt: string;
-}
 
 /** How long a stopping agent waits for its hooks before killing them: inside the unit's TimeoutStopSec=10. */
 const HOOK_DRAIN_MS = 8_000;

@@ -1,9 +1,5 @@
-import type { ClusterKeys } from '../election/keys';
+import type { ClusterKeys } from '../store/keys';
 
-/** How the cluster's store is run, written once by `vipd init`. */
-export type StoreInfo =
-  | { kind: 'embedded'; maxVoters: number }
-  | { kind: 'external'; endpoints: string[]; ca: string | null };
 
 /** Keys `vipd init` writes beside the cluster's other keys, for `vipd join` to read. */
 export function clusterSetupKeys(keys: ClusterKeys): { template: string; store: string } {

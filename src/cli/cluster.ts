@@ -1,0 +1,48 @@
+import { loadConfig, type Config } from '../config/config';
+import { InputError } from '../config/schema-check';
+import { EtcdStore } from '../store/etcd-store';
+import { ClusterKeys } from '../store/keys';
+import { EXIT_UNAVAILABLE } from './exit-codes';
+
+/** A value in etcd that vipd cannot read: reported as such, not as etcd being unreachable. */
+export class StoredDataError extends Error {}
+
+/** Parses a JSON value read from etcd, naming the key when it is damaged. */
+export function parseStored<T>(key: string, value: string | undefined): T | null {
+  if (value === undefined) return null;
+  try {
+    return JSON.parse(value) as T;
+  } catch {
+    throw new StoredDataError(`the value stored at ${key} is not valid JSON; fix or delete it with etcdctl`);
+  }
+}
+
+/** What a command that reads the cluster straight from etcd works with. */
+export interface ClusterContext {
+  config: Config;
+  store: EtcdStore;
+  keys: ClusterKeys;
+}
+
+/**
+ * Loads the config, opens etcd, runs the action and closes etcd. Bad input is thrown (exit 2);
+ * anything else is reported as etcd being unreachable (exit 1).
+ */
+export async function withCluster(configPath: string, action: (cluster: ClusterContext) => Promise<void>): Promise<void> {
+  const config = loadConfig(configPath);
+  const store = new EtcdStore({ endpoints: config.etcd.endpoints, tls: config.etcd.tls, callTimeoutMs: 3000 });
+  try {
+    await action({ config, store, keys: new ClusterKeys(config.cluster) });
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    if (error instanceof StoredDataError) {
+      process.stderr.write(`vipd: ${error.message}\n`);
+      process.exitCode = EXIT_UNAVAILABLE;
+      return;
+    }
+    process.stderr.write(`vipd: cannot reach etcd at ${config.etcd.endpoints.join(', ')}: ${(error as Error).message}\n`);
+    process.exitCode = EXIT_UNAVAILABLE;
+  } finally {
+    store.close();
+  }
+}
