@@ -33,7 +33,8 @@ test('-o json, yaml and jsonpath', () => {
   assert.equal(renderOutput('jsonpath={.metadata.annotations.kube-vip\\.io/vipHost}', held, table), 'node-1');
   assert.equal(
     renderOutput('jsonpath={.metadata.annotations}', held, table),
-    '{"kube-vip.io/vipHost":"node-1","kube-vip.io/hwaddr":"8c:dc:d4:b5:f0:fd","kube-vip.io/requestedIP":"192.0.2.10"}',
+    // Keys sorted, as kubectl prints a map.
+    '{"kube-vip.io/hwaddr":"8c:dc:d4:b5:f0:fd","kube-vip.io/requestedIP":"192.0.2.10","kube-vip.io/vipHost":"node-1"}',
   );
   assert.equal(renderOutput(undefined, held, table), 'TABLE');
   assert.throws(() => renderOutput('xml', held, table), /-o: unknown output format "xml"/);
