@@ -303,6 +303,11 @@ export class ChaosRun {
       }
     }
     const healedAt = nowMs();
+    // The step started on a settled cluster, so its first fault's target was running: a step
+    // that injected nothing tested nothing, and says the fault or the supervisor is broken.
+    if ([...records.values()].every((record) => record.skipped !== null)) {
+      this.violate('fault', `step ${this.step} injected nothing: ${[...records.values()].map((record) => `${record.kind}: ${record.skipped}`).join('; ')}`);
+    }
     const before = this.violations.length;
     try {
       const settled = await this.settle(`the cluster to settle after step ${this.step}`, 60_000);
