@@ -527,13 +527,23 @@ function parseYamlStrictly(text: string, path: string): unknown {
   if (problem) {
     const where = problem instanceof YAMLError && problem.linePos ? ` at line ${problem.linePos[0].line}` : '';
     const message = (problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
-    throw new InputError('', `${path} is not valid YAML${where}: ${message}`);
+    throw new InputError('', `${path} is not valid YAML${where}: ${parserWords(message)}`);
   }
   try {
     return document.toJS({ maxAliasCount: 100 });
   } catch (error) {
-    throw new InputError('', `${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+    throw new InputError('', `${path} is not valid YAML: ${parserWords((error as Error).message.split('\n')[0] ?? '')}`);
   }
+}
+
+/**
+ * The parser quotes the token it choked on, raw: escape sequences from the file must not
+ * reach the operator's terminal, and a long token must not fill it.
+ */
+function parserWords(message: string, limit = 200): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = message.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > limit ? `${escaped.slice(0, limit)}…` : escaped;
 }
 
 /** Reads, parses and checks a config file. */
