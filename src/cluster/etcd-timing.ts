@@ -1,0 +1,81 @@
+/**
+ * Raft timing for the embedded etcd members, derived from the holder's fencing window
+ * instead of etcd's WAN-safe defaults (100 ms heartbeat, 1 s election timeout).
+ *
+ * While etcd elects a leader no write commits, so the holder's renewals fail; it keeps the
+ * VIP only if the election ends before its fencing deadline (docs/safety.md, "Riding out an
+ * etcd leader election"). etcd's followers wait a randomized [ET, 2·ET) without a heartbeat
+ * before they campaign (raft's randomizedElectionTimeout), then need a pre-vote and a vote
+ * round and one commit: about 2·ET plus two heartbeats at worst.
+ */
+import type { ElectionConfig } from '../config/config';
+
+export interface EtcdTiming {
+  heartbeatMs: number;
+  electionTimeoutMs: number;
+}
+
+/** A node's scheduler jitter alone can miss shorter heartbeats on a busy 2-core box. */
+export const MIN_HEARTBEAT_MS = 10;
+/** etcd refuses an election timeout under 5 heartbeats. */
+const MIN_TICKS = 5;
+/** etcd's own ratio between the two, kept while it fits. */
+const PREFERRED_TICKS = 10;
+/** etcd's default; nothing gains from a longer one on one segment. */
+const MAX_ELECTION_TIMEOUT_MS = 1000;
+
+/** The time an etcd leader election can leave writes unanswered, at worst. */
+export function worstElectionMs(timing: EtcdTiming): number {
+  return 2 * timing.electionTimeoutMs + 2 * timing.heartbeatMs;
+}
+
+/** The shortest: followers heard the last heartbeat just before the leader died. */
+export function bestElectionMs(timing: EtcdTiming): number {
+  return timing.electionTimeoutMs - timing.heartbeatMs;
+}
+
+/**
+ * How long the holder can go without an acknowledged renewal and keep the VIP: the window,
+ * less the margin, less the age of the last renewal (one interval) and the retry after the
+ * election (another).
+ */
+export function rideOutBudgetMs(election: ElectionConfig): number {
+  const windowMs = election.mode === 'hold' ? election.holdTimeoutMs : election.leaseTtlSeconds * 1000;
+  return windowMs - election.fencingMarginMs - 2 * election.renewIntervalMs;
+}
+
+/** The heartbeat for an election timeout: a tenth, never under the floor. */
+export function heartbeatFor(electionTimeoutMs: number): number {
+  return Math.max(MIN_HEARTBEAT_MS, Math.floor(electionTimeoutMs / PREFERRED_TICKS));
+}
+
+/**
+ * The longest election timeout whose worst election fits the ride-out budget, floored at
+ * 5 heartbeats of 10 ms: the fast profile's budget (200 − 40 − 2·40 = 80 ms) sits below
+ * even that floor, so there the floor is used and only the typical election fits (see
+ * docs/safety.md).
+ */
+export function deriveEtcdTiming(election: ElectionConfig): EtcdTiming {
+  const budget = rideOutBudgetMs(election);
+  // worst = 2·ET + 2·ET/10 = 2.2·ET while the heartbeat is a tenth.
+  let electionTimeoutMs = Math.floor(budget / 2.2 / 10) * 10;
+  electionTimeoutMs = Math.min(MAX_ELECTION_TIMEOUT_MS, Math.max(MIN_TICKS * MIN_HEARTBEAT_MS, electionTimeoutMs));
+  return { heartbeatMs: heartbeatFor(electionTimeoutMs), electionTimeoutMs };
+}
+
+/**
+ * Why an explicit election timeout would flap, or null if it can work: etcd's own floor of
+ * 5 heartbeats, and an election that can never end before the holder's deadline (the VIP
+ * would drop at every change of etcd leader, planned ones included).
+ */
+export function timingProblem(electionTimeoutMs: number, election: ElectionConfig): string | null {
+  const timing = { heartbeatMs: heartbeatFor(electionTimeoutMs), electionTimeoutMs };
+  if (electionTimeoutMs < MIN_TICKS * MIN_HEARTBEAT_MS) {
+    return `must be at least ${MIN_TICKS * MIN_HEARTBEAT_MS}ms: ${MIN_TICKS} heartbeats of at least ${MIN_HEARTBEAT_MS}ms, or etcd's leader changes whenever a busy node misses a beat`;
+  }
+  const budget = rideOutBudgetMs(election);
+  if (bestElectionMs(timing) >= budget) {
+    return `is too long for this election profile: even the quickest etcd leader election (${bestElectionMs(timing)}ms) outlasts the ${budget}ms the holder can go without a renewal, so the VIP would drop at every change of etcd leader; leave it unset to derive it (${deriveEtcdTiming(election).electionTimeoutMs}ms)`;
+  }
+  return null;
+}
