@@ -414,6 +414,10 @@ export class Election {
       await this.recordMove(previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`);
     } catch (error) {
       this.noteError('takeover failed', error);
+      // The silence still holds and the swap still compares on the revision seen: try again.
+      // Without this, a takeover sent during an etcd leader election waited for the dead
+      // holder's lease, which the new etcd leader had just extended by TTL + election timeout.
+      if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.takeover(), this.options.config.renewIntervalMs);
     }
   }
 
