@@ -2,6 +2,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { InputError } from '../config/schema-check';
 import { Election } from '../election/election';
+import { steerDeadlineMs } from '../election/etcd-endpoints';
+import { EtcdLeadership } from '../election/etcd-leadership';
 import { EtcdStore } from '../election/etcd-store';
 import { monotonicMs } from '../election/fencing';
 import { ClusterKeys } from '../election/keys';
@@ -54,6 +56,8 @@ export class Agent {
   private readonly store: EtcdStore;
   private readonly keys: ClusterKeys;
   private election: Election | null = null;
+  private etcdLeadership: EtcdLeadership | null = null;
+  private etcdMembersTimer: NodeJS.Timeout | undefined;
   private holder: VipHolder | null = null;
   private announcer: Announcer | null = null;
   private self: NodeRecord | null = null;
@@ -85,10 +89,13 @@ export class Agent {
     private readonly join: JoinHandler | null = null,
   ) {
     this.keys = new ClusterKeys(config.cluster);
+    const windowMs = config.election.mode === 'hold' ? config.election.holdTimeoutMs : config.election.leaseTtlSeconds * 1000;
     this.store = new EtcdStore({
       endpoints: config.etcd.endpoints,
       tls: config.etcd.tls,
       callTimeoutMs: config.election.leaseTtlSeconds * 1000,
+      steerAfterMs: steerDeadlineMs(windowMs, config.election.fencingMarginMs),
+      onSteer: (from, to, reason) => logger.warn({ from, to, reason }, 'etcd calls moved to another member'),
     });
     this.metrics = new AgentMetrics({
       node: config.node.name,
@@ -153,6 +160,7 @@ export class Agent {
     await this.holder.removeStale();
     await membership.register(self);
     logger.info({ node: self, hwaddr: this.settings?.hwaddr }, 'registered');
+    if (config.etcd.embedded) this.startEtcdLeadership(config.etcd.embedded.clientURL);
 
     this.election = new Election({
       store: this.store,
@@ -163,7 +171,10 @@ export class Agent {
       onChange: () => this.reconcile(),
       releaseVip: () => this.releaseForHandoff(),
       observer: {
-        won: (event) => this.lifecycle.won(event),
+        won: (event) => {
+          this.lifecycle.won(event);
+          this.etcdLeadership?.nudge();
+        },
         losing: (cause, reason) => this.lifecycle.losing(cause, reason),
         renewed: (kind, latencyMs, marginMs) => this.metrics.renewal(kind, latencyMs, marginMs),
       },
@@ -175,6 +186,29 @@ export class Agent {
     if (config.api.enabled) await this.startApi(self);
     await this.election.start();
     this.reconcile();
+  }
+
+  /**
+   * Embedded etcd: calls may move to the other members, and the holder keeps etcd's
+   * leadership on another node (src/election/etcd-leadership.ts).
+   */
+  private startEtcdLeadership(ownEndpoint: string): void {
+    const discover = (): void =>
+      void this.store.discoverMembers().then(
+        (endpoints) => this.logger.debug({ endpoints }, 'etcd members this agent may use'),
+        (error: Error) => this.logger.warn({ err: error.message }, 'could not list the etcd members'),
+      );
+    discover();
+    this.etcdMembersTimer = setInterval(discover, 30_000);
+    this.etcdLeadership = new EtcdLeadership({
+      store: this.store,
+      ownEndpoint,
+      holding: () => this.election?.holdingUntil() != null,
+      intervalMs: 1000,
+      callTimeoutMs: 500,
+      logger: this.logger,
+    });
+    this.etcdLeadership.start();
   }
 
   /**
@@ -447,6 +481,8 @@ export class Agent {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.periodic);
+    clearInterval(this.etcdMembersTimer);
+    this.etcdLeadership?.stop();
     this.stopWatching?.();
     await this.reconciling;
     await this.drop('agent stopping', true, 'stopping').catch((error: Error) => this.logger.warn({ err: error.message }, 'could not remove the VIP'));
