@@ -414,10 +414,33 @@ export class Election {
       await this.recordMove(previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`);
     } catch (error) {
       this.noteError('takeover failed', error);
-      // The silence still holds and the swap still compares on the revision seen: try again.
-      // Without this, a takeover sent during an etcd leader election waited for the dead
-      // holder's lease, which the new etcd leader had just extended by TTL + election timeout.
-      if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.takeover(), this.options.config.renewIntervalMs);
+      if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.resumeSilence(seen), this.options.config.renewIntervalMs);
+    }
+  }
+
+  /**
+   * etcd did not answer the takeover (a leader election, or our member is gone), so the
+   * holder could not write either: its silence counts again from the first read that gets
+   * an answer (docs/safety.md, "Riding out an etcd leader election"). This only delays a
+   * takeover, never hastens one. Without it, the failed takeover was not retried and waited
+   * for the dead holder's lease, which the new etcd leader had just extended.
+   */
+  private async resumeSilence(seen: { modRevision: number; atMs: number }): Promise<void> {
+    if (this.stopped || this.ownsKey || this.lastSeen !== seen) return;
+    try {
+      const stored = await this.options.store.get(this.options.keys.leader);
+      if (this.stopped || this.ownsKey || this.lastSeen !== seen) return;
+      if (stored?.modRevision === seen.modRevision) {
+        this.lastSeen = { modRevision: seen.modRevision, atMs: monotonicMs() };
+        clearTimeout(this.takeoverTimer);
+        this.takeoverTimer = setTimeout(() => void this.takeover(), this.options.config.holdTimeoutMs);
+        return;
+      }
+      this.updateLeader(stored);
+      if (!stored) void this.campaign();
+    } catch (error) {
+      this.noteError('takeover failed', error);
+      if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.resumeSilence(seen), this.options.config.renewIntervalMs);
     }
   }
 

@@ -18,16 +18,16 @@ describe('embedded etcd timing follows the election profile', () => {
   test('default profile: the worst etcd election fits what the holder can go without a renewal', () => {
     const { election } = config(embedded);
     const timing = deriveEtcdTiming(election);
-    assert.deepEqual(timing, { heartbeatMs: 45, electionTimeoutMs: 450 });
+    assert.deepEqual(timing, { heartbeatMs: 63, electionTimeoutMs: 630 });
     assert.ok(worstElectionMs(timing) <= rideOutBudgetMs(election));
-    assert.equal(config(embedded).etcd.electionTimeoutMs, 450);
+    assert.equal(config(embedded).etcd.electionTimeoutMs, 630);
   });
 
-  test('fast profile: etcd\'s floor of 5 heartbeats of 10 ms, where only the quicker elections fit', () => {
+  test('fast profile: the floor of 10 heartbeats of 10 ms, where an etcd election can end before the fencing deadline but usually does not', () => {
     const { election } = config(embedded, { profile: 'fast' });
     const timing = deriveEtcdTiming(election);
-    assert.deepEqual(timing, { heartbeatMs: 10, electionTimeoutMs: 50 });
-    assert.ok(bestElectionMs(timing) < rideOutBudgetMs(election));
+    assert.deepEqual(timing, { heartbeatMs: 10, electionTimeoutMs: 100 });
+    assert.ok(bestElectionMs(timing) < election.holdTimeoutMs - election.fencingMarginMs);
     assert.ok(worstElectionMs(timing) > rideOutBudgetMs(election));
   });
 
