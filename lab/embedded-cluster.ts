@@ -29,6 +29,8 @@ export interface MemberStatus {
 export class EmbeddedCluster {
   /** Nodes whose whole namespace was killed. */
   readonly dead = new Set<string>();
+  /** Nodes whose etcd member is stopped (SIGSTOP). */
+  readonly frozen = new Set<string>();
 
   constructor(readonly lab: Lab, readonly nodes: LabNode[]) {}
 
@@ -100,6 +102,44 @@ export class EmbeddedCluster {
     return mine;
   }
 
+  /** The node's etcd member process. */
+  async etcdPid(node: LabNode): Promise<number> {
+    for (const pid of await this.pids(node)) {
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'etcd') return pid;
+      } catch {
+        // Exited meanwhile.
+      }
+    }
+    throw new Error(`no etcd member runs on ${node.name}`);
+  }
+
+  /** SIGSTOP: the member keeps its sockets and never answers, like a hung machine. */
+  async freeze(node: LabNode): Promise<void> {
+    process.kill(await this.etcdPid(node), 'SIGSTOP');
+    this.frozen.add(node.name);
+  }
+
+  async thaw(node: LabNode): Promise<void> {
+    if (!this.frozen.has(node.name)) return;
+    process.kill(await this.etcdPid(node), 'SIGCONT');
+    this.frozen.delete(node.name);
+  }
+
+  /** The highest revision any live member reports: grows with every renewal of the fast profile. */
+  async revision(): Promise<number> {
+    return Math.max(0, ...(await this.status()).map((entry) => entry.revision));
+  }
+
+  /** Lines of the node's agent log that contain `text`. */
+  logLines(node: LabNode, text: string): string[] {
+    try {
+      return readFileSync(node.logPath, 'utf8').split('\n').filter((line) => line.includes(text));
+    } catch {
+      return [];
+    }
+  }
+
   /** Merges `extra` into the config init/join wrote (profile, log level, etcd timing). */
   configure(node: LabNode, extra: Record<string, unknown>): void {
     const path = this.configPath(node);
@@ -161,7 +201,7 @@ export class EmbeddedCluster {
 
   /** Status of every live member, asked of each member itself. */
   async status(): Promise<MemberStatus[]> {
-    const live = this.nodes.filter((node) => !this.dead.has(node.name));
+    const live = this.nodes.filter((node) => !this.dead.has(node.name) && !this.frozen.has(node.name));
     const via = live[0]!;
     const result = await run('ip', [...this.etcdctlArgs(via, live.map((node) => this.endpoint(node))), 'endpoint', 'status', '-w', 'json']);
     const parsed = JSON.parse(quoteIds(result.stdout || '[]')) as Array<{ Endpoint: string; Status: { header: { member_id: string; revision: number; raft_term: number }; leader: string } }>;
@@ -179,7 +219,7 @@ export class EmbeddedCluster {
     return await waitFor('the live etcd members to agree on a leader', async () => {
       const status = await this.status();
       const leaderId = status[0]?.leaderId;
-      if (!leaderId || leaderId === '0' || status.length < this.nodes.length - this.dead.size || status.some((entry) => entry.leaderId !== leaderId)) return undefined;
+      if (!leaderId || leaderId === '0' || status.length < this.nodes.length - this.dead.size - this.frozen.size || status.some((entry) => entry.leaderId !== leaderId)) return undefined;
       const name = status.find((entry) => entry.memberId === leaderId)?.node;
       return this.nodes.find((node) => node.name === name);
     }, timeoutMs, 100);

@@ -86,22 +86,20 @@ async function main(): Promise<void> {
     cluster.startAgents();
     const results: string[] = [];
     for (let trial = 0; trial < Number(trialsText); trial += 1) {
-      const holder = await settle(cluster, observer);
-      const others = cluster.nodes.filter((node) => node !== holder);
-      let victim: LabNode;
+      const first = await settle(cluster, observer);
+      const others = cluster.nodes.filter((node) => node !== first);
       if (scenario === 'holder-leader') {
-        await cluster.moveLeader(holder).catch((error: unknown) => console.log(`move-leader: ${(error as Error).message}`));
-        victim = holder;
-      } else if (scenario === 'holder') {
-        victim = holder;
-      } else {
-        const target = others[trial % others.length]!;
-        await cluster.moveLeader(target);
-        victim = target;
+        await cluster.moveLeader(first).catch((error: unknown) => console.log(`move-leader: ${(error as Error).message}`));
+      } else if (scenario === 'nonholder-leader') {
+        await cluster.moveLeader(others[trial % others.length]!).catch((error: unknown) => console.log(`move-leader: ${(error as Error).message}`));
       }
       // Let the agents see the new leadership (and undo it, if they keep leadership off the holder).
       await new Promise((resolve) => setTimeout(resolve, 3000));
-      const leaderBefore = (await cluster.leader()).name;
+      const holder = await settle(cluster, observer);
+      const leader = await cluster.leader();
+      const leaderBefore = leader.name;
+      // nonholder-leader: whichever node leads etcd now, unless that is the holder.
+      const victim = scenario === 'nonholder-leader' ? (leader !== holder ? leader : cluster.nodes.find((node) => node !== holder)!) : holder;
       const intervalsBefore = observer.intervals.length;
       const wall0 = Date.now();
       const t0 = process.hrtime.bigint();
@@ -129,7 +127,8 @@ async function main(): Promise<void> {
         moved = after.some((entry) => entry.node !== holder.name);
       }
       const leaderAfter = (await cluster.leader().catch(() => ({ name: '?' }))).name;
-      const overlaps = observer.overlaps().length;
+      // A node killed before its agent saw the link go down keeps the VIP behind a dead link: not an overlap clients can see.
+      const overlaps = observer.overlaps().filter((overlap) => overlap.at > t0 && overlap.first !== victim.name && overlap.second !== victim.name).length;
       results.push(`${profile} ${scenario} trial ${trial + 1}: holder ${holder.name}, etcd leader ${leaderBefore}, killed ${victim.name}: outage ${outage.toFixed(0)} ms, moved ${moved}, new etcd leader ${leaderAfter}, overlaps ${overlaps}`);
       console.log(results.at(-1));
       const lines = [

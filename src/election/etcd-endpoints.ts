@@ -4,7 +4,8 @@
  * a third of the calls went to a dead member. Here each endpoint has a client of its own;
  * calls go to one endpoint, this node's own member first, and move to the next as soon as
  * a call to it fails at the transport (no answer within the call deadline, refused,
- * unreachable). While away, the preferred member is probed and taken back once it answers.
+ * unreachable) and the member does not answer Status either. While away, the preferred
+ * member is probed and taken back once it answers.
  */
 import { NoopPolicy, type IDefaultPolicyContext } from 'cockatiel';
 import type { Etcd3 } from 'etcd3';
@@ -66,6 +67,8 @@ export interface SteeringOptions {
   probeIntervalMs: number;
   /** A leaderless member is left only once it has been leaderless this long: longer than an election. */
   leaderlessMs: number;
+  /** How long a member has to answer Status before calls leave it. */
+  statusDeadlineMs: number;
   onSteer?: SteerListener;
 }
 
@@ -76,6 +79,8 @@ export class EndpointSteering {
   private leaderlessSince: number | null = null;
   private probeTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly checking = new Set<string>();
+  private readonly failedAt = new Map<string, number>();
 
   constructor(private readonly options: SteeringOptions) {
     this.endpoints = [...new Set(options.endpoints)];
@@ -121,7 +126,7 @@ export class EndpointSteering {
   report(endpoint: string, error: unknown): void {
     if (this.closed || endpoint !== this.endpoint || this.endpoints.length < 2) return;
     if (isTransportFailure(error)) {
-      this.steer(`no answer from ${endpoint}: ${(error as Error).message}`);
+      void this.steerIfSilent(endpoint, error as Error);
       return;
     }
     if (isLeaderless(error)) {
@@ -137,9 +142,34 @@ export class EndpointSteering {
     if (endpoint === this.endpoint) this.leaderlessSince = null;
   }
 
+  /**
+   * A write that got no answer may mean the member is gone, or only that etcd has no
+   * leader (a follower forwards proposals to a dead leader and never answers them). Status
+   * is answered locally, leader or not: if the member answers it, it is alive and every
+   * other member is in the same election, so the calls stay.
+   */
+  private async steerIfSilent(endpoint: string, error: Error): Promise<void> {
+    if (this.checking.has(endpoint)) return;
+    this.checking.add(endpoint);
+    try {
+      await this.clientFor(endpoint).maintenance.status({ deadline: Date.now() + this.options.statusDeadlineMs });
+    } catch {
+      this.failedAt.set(endpoint, Date.now());
+      if (endpoint === this.endpoint && !this.closed) this.steer(`no answer from ${endpoint}: ${error.message}`);
+    } finally {
+      this.checking.delete(endpoint);
+    }
+  }
+
+  /** The next endpoint: the one that failed longest ago (or never). */
   private steer(reason: string): void {
     const from = this.endpoint;
-    this.activeIndex = (this.activeIndex + 1) % this.endpoints.length;
+    let best = (this.activeIndex + 1) % this.endpoints.length;
+    for (let step = 1; step < this.endpoints.length; step += 1) {
+      const index = (this.activeIndex + step) % this.endpoints.length;
+      if ((this.failedAt.get(this.endpoints[index]!) ?? 0) < (this.failedAt.get(this.endpoints[best]!) ?? 0)) best = index;
+    }
+    this.activeIndex = best;
     this.leaderlessSince = null;
     this.options.onSteer?.(from, this.endpoint, reason);
     this.probePreferredLater();

@@ -105,6 +105,7 @@ export class EtcdStore {
       endpoints: connection.endpoints,
       probeIntervalMs: 1000,
       leaderlessMs: 3000,
+      statusDeadlineMs: Math.max(20, Math.floor((connection.steerAfterMs ?? connection.callTimeoutMs) / 2)),
       ...(connection.onSteer ? { onSteer: connection.onSteer } : {}),
       connect: (endpoint, policy) => {
         const options: IOptions = {
