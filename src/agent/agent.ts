@@ -94,7 +94,7 @@ export class Agent {
       endpoints: config.etcd.endpoints,
       tls: config.etcd.tls,
       callTimeoutMs: config.election.leaseTtlSeconds * 1000,
-      steerAfterMs: steerDeadlineMs(windowMs, config.election.fencingMarginMs),
+      steerAfterMs: steerDeadlineMs(windowMs, config.election.fencingMarginMs, config.election.mode),
       onSteer: (from, to, reason) => logger.warn({ from, to, reason }, 'etcd calls moved to another member'),
     });
     this.metrics = new AgentMetrics({

@@ -92,6 +92,7 @@ export class EtcdStore {
   private keepAliveStream: Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>> | null = null;
   private keepAliveEndpoint = '';
   private readonly pendingRenewals: Array<(ttlSeconds: number | Error) => void> = [];
+  private raftTermSeen = 0;
 
   constructor(private readonly connection: EtcdConnection) {
     const credentials = connection.tls
@@ -191,7 +192,8 @@ export class EtcdStore {
     const endpoint = this.endpoint;
     const stream = await this.client.leaseClient.leaseKeepAlive();
     this.keepAliveEndpoint = endpoint;
-    stream.on('data', (response: { TTL: string }) => {
+    stream.on('data', (response: { TTL: string; header?: { raft_term?: string } }) => {
+      this.noteTerm(response.header);
       this.pendingRenewals.shift()?.(Number(response.TTL));
     });
     stream.on('error', (error: Error) => {
@@ -322,6 +324,24 @@ export class EtcdStore {
   /** Deletes every key from `from` (inclusive) up to `to` (exclusive). */
   async deleteRange(from: string, to: string): Promise<void> {
     await this.client.kv.deleteRange({ key: Buffer.from(from), range_end: Buffer.from(to) });
+  }
+
+  /** The highest etcd raft term any answer has carried: it grows with every change of etcd leader. */
+  get raftTerm(): number {
+    return this.raftTermSeen;
+  }
+
+  private noteTerm(header: { raft_term?: string } | undefined): number {
+    const term = Number(header?.raft_term ?? 0);
+    if (term > this.raftTermSeen) this.raftTermSeen = term;
+    return term;
+  }
+
+  /** A linearizable read of one key, with the raft term of the member that answered. */
+  async readWithTerm(key: string): Promise<{ stored: StoredValue | null; raftTerm: number }> {
+    const response = await this.client.kv.range({ key: Buffer.from(key) }, this.hot());
+    const first = response.kvs[0];
+    return { stored: first ? toStored(first) : null, raftTerm: this.noteTerm(response.header) };
   }
 
   async get(key: string): Promise<StoredValue | null> {
