@@ -11,7 +11,7 @@ import type { Lab, LabNode } from './lab';
 import { inNamespace } from './lab';
 import { mustRun, run, waitFor } from './shell';
 
-const CLI = join(__dirname, '..', 'src', 'cli.js');
+const CLI = join(__dirname, '..', 'src', 'main.js');
 
 /** etcd's member IDs are 64-bit: JSON.parse would round them. */
 function quoteIds(json: string): string {

@@ -3,8 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, EmbeddedEtcdConfig } from '../config/config';
-import { EtcdStore } from '../election/etcd-store';
-import { heartbeatFor } from './etcd-timing';
+import { EtcdStore } from '../store/etcd-store';
+import { heartbeatFor } from '../config/etcd-timing';
 import { pkiPaths } from './pki';
 
 const RESTART_MIN_MS = 1000;

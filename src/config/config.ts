@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { readFileSync, statSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseDocument, YAMLError } from 'yaml';
-import { deriveEtcdTiming, timingProblem } from '../cluster/etcd-timing';
+import { deriveEtcdTiming, timingProblem } from './etcd-timing';
 import { InputError, Schema } from './schema-check';
 
 const Duration = (description: string) =>

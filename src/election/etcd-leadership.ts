@@ -12,7 +12,7 @@
  * no election timeout; writes pause for about one round trip.
  */
 import type { Logger } from 'pino';
-import type { EtcdStore } from './etcd-store';
+import type { EtcdStore } from '../store/etcd-store';
 
 export interface LeadershipOptions {
   store: EtcdStore;

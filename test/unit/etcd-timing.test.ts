@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { bestElectionMs, deriveEtcdTiming, rideOutBudgetMs, timingProblem, worstElectionMs } from '../../src/cluster/etcd-timing';
+import { bestElectionMs, deriveEtcdTiming, rideOutBudgetMs, timingProblem, worstElectionMs } from '../../src/config/etcd-timing';
 import { resolveConfig } from '../../src/config/config';
 import { InputError } from '../../src/config/schema-check';
 
