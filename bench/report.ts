@@ -73,6 +73,9 @@ export const PAIRS: ReadonlyArray<[SystemId, SystemId]> = [
   ['vipd-embedded-default', 'keepalived-1'],
 ];
 
+/** Why a scenario is not run on an embedded system in --quick. */
+export const LEFT_OUT_OF_QUICK = 'left out of --quick';
+
 /** The order of the columns. */
 const COLUMNS: readonly SystemId[] = ['vipd-fast', 'vipd-embedded-fast', 'keepalived-matched', 'vipd-default', 'vipd-embedded-default', 'keepalived-1'];
 
@@ -178,9 +181,10 @@ export function formatTables(results: SystemResult[], comparisons: Comparison[])
   const ran = (scenario: ScenarioId): boolean => results.some((result) => result.scenarios[scenario]?.available);
   const scenarios = SCENARIO_IDS.filter((scenario) => results.some((result) => result.scenarios[scenario]));
   const width = 24;
+  const against = pairs.map(([a, b]) => `${labelOf(a)} against ${labelOf(b)}`).join(', ');
   for (const { key, title } of METRICS) {
-    header(`${title} — ms, median/p95/max over completed trials, (n failed) beside them; ratio = vipd/keepalived of the medians over the trials both completed`);
-    lines.push([pad('scenario', 28), ...columns.map((id) => pad(labelOf(id), width)), ...pairs.map(([a, b]) => pad(`${labelOf(a)}/${labelOf(b)}`, width))].join(''));
+    header(`${title} — ms, median/p95/max over completed trials, (n failed) beside them; ratio = vipd/keepalived of the medians over the trials both completed (${against})`);
+    lines.push([pad('scenario', 28), ...columns.map((id) => pad(labelOf(id), width)), ...pairs.map(([a]) => pad(`ratio ${labelOf(a).replace(/^vipd /, '')}`, width))].join(''));
     for (const scenario of scenarios) {
       if (!ran(scenario)) continue;
       lines.push(
@@ -265,7 +269,7 @@ export function formatTables(results: SystemResult[], comparisons: Comparison[])
   for (const result of missing) lines.push('', `${result.label}: ${result.available ? `error: ${result.error}` : `not available: ${result.reason}`}`);
   for (const result of results) {
     for (const [scenario, summary] of Object.entries(result.scenarios)) {
-      if (summary && !summary.available && !EMBEDDED_SCENARIOS.has(scenario as ScenarioId)) lines.push(`${result.label}, ${SCENARIO_TITLES[scenario as ScenarioId]}: not available: ${summary.reason}`);
+      if (summary && !summary.available && !EMBEDDED_SCENARIOS.has(scenario as ScenarioId) && summary.reason !== LEFT_OUT_OF_QUICK) lines.push(`${result.label}, ${SCENARIO_TITLES[scenario as ScenarioId]}: not available: ${summary.reason}`);
     }
   }
   return lines.join('\n');

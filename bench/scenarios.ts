@@ -5,7 +5,7 @@
 import type { Lab, LabNode } from '../lab/lab';
 import { freezeNode, healPartition, partitionNode, thawNode } from '../lab/faults';
 import type { VipObserver } from '../lab/observer';
-import { waitFor } from '../lab/shell';
+import { mustRun, run, waitFor } from '../lab/shell';
 import type { ClientProbes } from './client-probes';
 import { round } from './stats';
 import type { SystemUnderTest } from './systems';
@@ -278,6 +278,22 @@ async function arrangeLeader(ctx: TrialContext, onHolder: boolean): Promise<{ ho
   }
 }
 
+/**
+ * A node dies whole: its link goes down, every process of the system on it is SIGKILLed,
+ * and the VIP leaves its interface, as a node without power holds no address. Left in
+ * place, the address would linger on a link that carries nothing until its kernel lifetime
+ * ran out, and the address sampling would count that as a second holder.
+ */
+async function nodeDies(ctx: TrialContext, node: LabNode): Promise<void> {
+  await ctx.lab.setLink(node, false);
+  await ctx.system.killNode(node);
+  const out = await mustRun('ip', ['-n', node.namespace, '-j', 'addr', 'show', 'dev', 'mgmt-br']);
+  const links = JSON.parse(out) as Array<{ addr_info?: Array<{ local: string; prefixlen: number }> }>;
+  for (const entry of links.flatMap((link) => link.addr_info ?? []).filter((each) => each.local === ctx.lab.vip)) {
+    await run('ip', ['-n', node.namespace, 'addr', 'del', `${entry.local}/${entry.prefixlen}`, 'dev', 'mgmt-br']);
+  }
+}
+
 function sendSignal(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(pid, signal);
@@ -344,15 +360,13 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
       case 'holder-dies-not-leader':
         linkDown = true;
         killed = true;
-        await lab.setLink(holder, false);
-        await system.killNode(holder);
+        await nodeDies(ctx, holder);
         await waitTakeover(ctx, holder);
         break;
       case 'leader-nonholder-dies':
         linkDown = true;
         killed = true;
-        await lab.setLink(faulted, false);
-        await system.killNode(faulted);
+        await nodeDies(ctx, faulted);
         await sleep(timings.observeMs);
         await waitStableHolder(ctx, timings.stableMs, timings.recoverTimeoutMs).then((node) => lab.waitClientReaches(node.name));
         break;
