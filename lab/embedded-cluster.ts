@@ -22,11 +22,11 @@ export interface MemberStatus {
 }
 
 /** etcd prints uint64 ids as JSON numbers, beyond what a double holds: keep them as text. */
-function parseWithBigIds(text: string): unknown {
+export function parseWithBigIds(text: string): unknown {
   return JSON.parse(text.replace(/("(?:member_id|cluster_id|leader|raft_term|raftTerm|ID|id)"\s*:\s*)(\d+)/g, '$1"$2"'));
 }
 
-function hex(decimal: string): string {
+export function hex(decimal: string): string {
   return BigInt(decimal).toString(16);
 }
 
