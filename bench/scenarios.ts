@@ -179,6 +179,20 @@ async function waitTakeover(ctx: TrialContext, former: LabNode): Promise<LabNode
   }
 }
 
+/**
+ * Waits until one node has held the VIP alone for stableMs and the client reaches it over
+ * TCP; if the VIP moves on meanwhile, waits again, up to recoverTimeoutMs.
+ */
+async function waitCalm(ctx: TrialContext): Promise<LabNode> {
+  const deadline = nowMs() + ctx.timings.recoverTimeoutMs;
+  for (;;) {
+    const node = await waitStableHolder(ctx, ctx.timings.stableMs, Math.max(1, deadline - nowMs()));
+    const reached = await ctx.lab.waitClientReaches(node.name, Math.max(1000, Math.min(5000, deadline - nowMs()))).catch(() => null);
+    if (reached) return node;
+    if (nowMs() > deadline) throw new Error(`the VIP did not stay on one node the client reaches within ${ctx.timings.recoverTimeoutMs} ms`);
+  }
+}
+
 /** Undoes every fault the bench can make, on every node: the way back after a failed trial. */
 export async function recoverAll(ctx: TrialContext): Promise<void> {
   await healPartition(ctx.lab);
@@ -368,7 +382,7 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
         killed = true;
         await nodeDies(ctx, faulted);
         await sleep(timings.observeMs);
-        await waitStableHolder(ctx, timings.stableMs, timings.recoverTimeoutMs).then((node) => lab.waitClientReaches(node.name));
+        await waitCalm(ctx);
         break;
       case 'member-frozen':
       case 'member-frozen-holder': {
@@ -379,7 +393,7 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
         await sleep(timings.memberFreezeMs);
         sendSignal(pid, 'SIGCONT');
         frozenMember = null;
-        await waitStableHolder(ctx, timings.stableMs, timings.recoverTimeoutMs).then((node) => lab.waitClientReaches(node.name));
+        await waitCalm(ctx);
         break;
       }
       case 'freeze':
@@ -388,7 +402,7 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
         await sleep(timings.freezeMs);
         await thawNode(lab, holder);
         frozen = false;
-        await waitStableHolder(ctx, timings.stableMs, timings.recoverTimeoutMs).then((node) => lab.waitClientReaches(node.name));
+        await waitCalm(ctx);
         break;
       case 'planned-move': {
         stopped = true;
@@ -406,7 +420,7 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
         await sleep(timings.partitionMs);
         await healPartition(lab, holder);
         partitioned = false;
-        await waitStableHolder(ctx, timings.stableMs, timings.recoverTimeoutMs).then((node) => lab.waitClientReaches(node.name));
+        await waitCalm(ctx);
         break;
     }
     await sleep(timings.tailMs);
