@@ -211,7 +211,7 @@ export function formatTables(results: SystemResult[], comparisons: Comparison[])
             pad(result.label, 36),
             pad(SCENARIO_TITLES[scenario], 30),
             pad(`${ok.length}/${trials.length}`, 14),
-            pad(`${trials.filter((trial) => trial.etcdLeader === trial.oldHolder).length}/${trials.length}`, 18),
+            pad(`${trials.filter((trial) => trial.etcdLeader !== null && trial.etcdLeader === trial.oldHolder).length}/${trials.length}`, 18),
             pad(String(ok.reduce((sum, trial) => sum + trial.moves, 0)), 12),
             pad(String(ok.reduce((sum, trial) => sum + trial.holderReleases, 0)), 13),
             counts(trials.map((trial) => trial.etcdLeader)),
