@@ -217,7 +217,12 @@ export async function settle(ctx: TrialContext): Promise<LabNode> {
   if (!healthy) ctx.log(`warning: ${ctx.system.id} agents not all connected; going on`);
   for (;;) {
     const holder = await waitStableHolder(ctx, timings.stableMs, Math.max(1, deadline - nowMs()));
-    await ctx.lab.waitClientReaches(holder.name, Math.max(1000, deadline - nowMs()));
+    // Short attempts: a VIP that moved on after a stable second is looked for again.
+    const reached = await ctx.lab.waitClientReaches(holder.name, Math.max(1000, Math.min(5000, deadline - nowMs()))).catch(() => null);
+    if (!reached) {
+      if (nowMs() > deadline) throw new Error(`the client did not reach a settled holder within ${timings.settleTimeoutMs} ms`);
+      continue;
+    }
     await waitFor('pings to the VIP to flow', () => ctx.probes.answering(50), Math.max(1000, deadline - nowMs()), 10);
     const holders = ctx.observer.currentHolders();
     if (holders.length === 1 && holders[0] === holder.name) return holder;
