@@ -25,7 +25,7 @@ const REGISTRY = '/run/vipd-lab';
 export function inNamespace(namespace: string, command: string, ...args: string[]): [string, string[]] {
   return ['nsenter', [`--net=/run/netns/${namespace}`, '--', command, ...args]];
 }
-const CLI = join(__dirname, '..', 'src', 'cli.js');
+const CLI = join(__dirname, '..', 'src', 'main.js');
 
 export const VIP4 = '192.0.2.10';
 export const VIP6 = '2001:db8::10';

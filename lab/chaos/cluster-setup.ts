@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClusterCa } from '../../src/security/ca';
-import { MemoryKeyValue } from '../../src/security/kv';
+import { MemoryKeyValue } from '../../src/store/kv';
 import type { Lab, LabNode } from '../lab';
 import { run, waitFor } from '../shell';
 

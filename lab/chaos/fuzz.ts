@@ -31,7 +31,7 @@ async function runJob(job: WorkerJob): Promise<FuzzSummary> {
   const options = { seed: job.seed, cases: job.cases, first: job.first, progress };
   if (job.target === 'config') return await (await import('./fuzz/config-fuzz')).fuzzConfig(options);
   if (job.target === 'api') return await (await import('./fuzz/api-fuzz')).fuzzApi(options);
-  const cliPath = join(__dirname, '..', '..', 'src', 'cli.js');
+  const cliPath = join(__dirname, '..', '..', 'src', 'main.js');
   return await (await import('./fuzz/cli-fuzz')).fuzzCli({ ...options, binaryCases: job.binaryCases, cliPath });
 }
 

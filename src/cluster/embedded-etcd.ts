@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, EmbeddedEtcdConfig } from '../config/config';
-import { EtcdStore } from '../election/etcd-store';
+import { EtcdStore } from '../store/etcd-store';
 import { pkiPaths } from './pki';
 
 const RESTART_MIN_MS = 1000;

@@ -1,8 +1,10 @@
 import { InputError } from '../config/schema-check';
-import type { EtcdStore } from '../election/etcd-store';
-import type { ClusterKeys } from '../election/keys';
-import { Membership } from '../election/membership';
-import { clusterSetupKeys, ETCD_PEER_PORT, urlFor, type StoreInfo } from './cluster-keys';
+import type { EtcdStore } from '../store/etcd-store';
+import type { ClusterKeys } from '../store/keys';
+import { Membership } from '../store/membership';
+import { ETCD_PEER_PORT, urlFor } from './etcd-endpoints';
+import { clusterSetupKeys } from '../store/keys';
+import { type StoreInfo } from '../store/records';
 
 export interface RemovedNode {
   name: string;

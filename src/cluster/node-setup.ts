@@ -3,12 +3,12 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
-import { checkLocalNetwork, type LocalFacts } from '../agent/preflight';
+import { checkLocalNetwork, type LocalFacts } from '../holding/preflight';
 import { resolveConfig, type Config } from '../config/config';
 import { InputError } from '../config/schema-check';
-import { EtcdStore } from '../election/etcd-store';
-import { ClusterKeys } from '../election/keys';
-import { parseLeader } from '../election/election';
+import { EtcdStore } from '../store/etcd-store';
+import { ClusterKeys } from '../store/keys';
+import { parseLeader } from '../store/records';
 import { parseMac } from '../holding/codecs/mac';
 import { isLinkLocalV6, sameSubnet } from '../holding/codecs/subnet';
 import { probeForOtherHolders } from '../holding/conflict-probe';

@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 // ca.ts also installs WebCrypto as x509's provider; importing it keeps that in one place.
 import { ClusterCa } from '../security/ca';
-import { MemoryKeyValue } from '../security/kv';
+import { MemoryKeyValue } from '../store/kv';
 
 const KEY_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGNING_ALGORITHM = { name: 'ECDSA', hash: 'SHA-256' } as const;

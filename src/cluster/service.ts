@@ -26,7 +26,7 @@ export function systemdIsRunning(): boolean {
 
 /** The `vipd` command line that runs the agent, as this very installation would run it. */
 export function agentCommand(configPath: string): string[] {
-  const cli = resolve(__dirname, '..', 'cli.js');
+  const cli = resolve(__dirname, '..', 'main.js');
   return [process.execPath, cli, 'run', '--config', resolve(configPath)];
 }
 

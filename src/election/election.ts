@@ -1,70 +1,14 @@
+import { parseLeader, parseRecord, type HandoffRecord, type Leader, type LeaderRecord, type MoveRequest, type ReleaseRecord } from '../store/records';
 import type { Logger } from 'pino';
 import type { Watcher } from 'etcd3';
 import type { ElectionConfig } from '../config/config';
-import { storedFromWatch, type EtcdStore, type StoredValue } from './etcd-store';
-import { FencingDeadline, monotonicMs } from './fencing';
-import type { ClusterKeys } from './keys';
-import { recordMove, type MoveEvent } from './history';
+import { storedFromWatch, type EtcdStore, type StoredValue } from '../store/etcd-store';
+import { monotonicMs } from '../clock';
+import { FencingDeadline } from './fencing';
+import type { ClusterKeys } from '../store/keys';
+import { recordMove } from '../store/history';
+import { type MoveEvent } from '../store/records';
 
-/** What the leader key says about the holder. */
-export interface LeaderRecord {
-  node: string;
-  ip: string;
-  mac: string;
-  /** Wall-clock time the holder took the VIP, ISO 8601. */
-  since: string;
-  /** Set when the key was taken over in place (fast profile), where the create revision stays. */
-  term?: number;
-}
-
-export interface Leader extends LeaderRecord {
-  /** The fencing number: grows with every change of holder. */
-  term: number;
-}
-
-/** How the last holder let go (written in the same transaction as the release). */
-export interface ReleaseRecord {
-  node: string;
-  term: number;
-  reason: string;
-  /** The holder removed the VIP before releasing: the next holder need not probe for it. */
-  vipRemoved: boolean;
-  time: string;
-}
-
-/** A planned move under way: only `to` may take the vacant key. */
-export interface HandoffRecord {
-  from: string;
-  to: string;
-  term: number;
-  reason: string;
-}
-
-/** A request for a planned move, written by `vipd move` or the API. */
-export interface MoveRequest {
-  to: string;
-  requestedBy: string;
-  requestedAt: string;
-}
-
-export function parseLeader(stored: StoredValue | null): Leader | null {
-  if (!stored) return null;
-  try {
-    const record = JSON.parse(stored.value) as LeaderRecord;
-    return { ...record, term: record.term ?? stored.createRevision };
-  } catch {
-    return null;
-  }
-}
-
-function parseJson<T>(stored: StoredValue | null): T | null {
-  if (!stored) return null;
-  try {
-    return JSON.parse(stored.value) as T;
-  } catch {
-    return null;
-  }
-}
 
 /** Optional listener for metrics and hooks. Calls are synchronous and must return quickly. */
 export interface ElectionObserver {
@@ -455,7 +399,7 @@ export class Election {
       if (this.isStale(leaseId) || (this.ownsKey && !result.won)) return;
       if (result.won && result.leader) {
         const term = result.leader.createRevision;
-        const release = parseJson<ReleaseRecord>(await this.options.store.get(this.options.keys.lastRelease).catch(() => null));
+        const release = parseRecord<ReleaseRecord>(await this.options.store.get(this.options.keys.lastRelease).catch(() => null));
         if (this.isStale(leaseId)) return;
         // A holder that released cleanly removed the VIP first: nothing can still answer for it.
         const clean = release !== null && release.vipRemoved && previous !== null && release.term === previous.term;
@@ -503,7 +447,7 @@ export class Election {
   }
 
   private async claimHandoff(stored: StoredValue, previous: Leader | null): Promise<void> {
-    const handoff = parseJson<HandoffRecord>(stored);
+    const handoff = parseRecord<HandoffRecord>(stored);
     const leaseId = this.leaseId;
     if (!handoff || handoff.to !== this.options.self.node || !leaseId || this.claiming || this.ownsKey) return;
     const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
@@ -562,7 +506,7 @@ export class Election {
 
   private async checkMoveRequest(): Promise<void> {
     try {
-      const request = parseJson<MoveRequest>(await this.options.store.get(this.options.keys.moveRequest));
+      const request = parseRecord<MoveRequest>(await this.options.store.get(this.options.keys.moveRequest));
       if (request) await this.handleMoveRequest(request);
     } catch (error) {
       this.noteError('could not read move requests', error);
@@ -655,7 +599,7 @@ export class Election {
 
       const moveWatch = await store.watchKey(keys.moveRequest);
       moveWatch.on('put', (kv) => {
-        const request = parseJson<MoveRequest>(storedFromWatch(kv));
+        const request = parseRecord<MoveRequest>(storedFromWatch(kv));
         if (request) void this.handleMoveRequest(request);
       });
       moveWatch.on('error', (error) => this.noteError('move-request watch failed', error));

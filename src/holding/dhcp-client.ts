@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
-import { monotonicMs } from '../election/fencing';
+import { monotonicMs } from '../clock';
 
 /** A lease as udhcpc reported it. Times are wall-clock ISO strings, for status. */
 export interface DhcpLease {

@@ -5,7 +5,7 @@ import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
 import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import type { KeyValue } from './kv';
+import type { KeyValue } from '../store/kv';
 
 // Node's crypto verifies certificates but cannot issue them; x509 signs through WebCrypto.
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);

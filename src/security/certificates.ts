@@ -3,8 +3,8 @@ import type { Server as TlsServer } from 'node:tls';
 import type { Logger } from 'pino';
 import { InputError } from '../config/schema-check';
 import type { ClusterCa } from './ca';
-import type { KeyValue } from './kv';
-import type { SecurityKeys } from './security-keys';
+import type { KeyValue } from '../store/kv';
+import type { SecurityKeys } from '../store/keys';
 
 /** What a user uploads: PEM text, as Harvester's ssl-certificates setting takes it. */
 export interface CertificateUpload {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { InputError } from '../config/schema-check';
-import type { KeyValue } from './kv';
-import type { SecurityKeys } from './security-keys';
+import type { KeyValue } from '../store/kv';
+import type { SecurityKeys } from '../store/keys';
 
 /** read and admin are API bearer tokens; a join token only lets a new node join (POST /v1/join). */
 export type TokenRole = 'read' | 'admin' | 'join';

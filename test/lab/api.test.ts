@@ -115,7 +115,7 @@ describe('the HTTPS API and dashboard through the management address', { timeout
       assert.match(JSON.parse(unknown.body).message as string, /unknown node "node-9"/);
 
       const back = lab.nodes.find((node) => node !== target)!;
-      const cli = await run(...inNamespace(lab.clientNs, process.execPath, join(__dirname, '..', '..', 'src', 'cli.js'), 'move', '--to', back.name,
+      const cli = await run(...inNamespace(lab.clientNs, process.execPath, join(__dirname, '..', '..', 'src', 'main.js'), 'move', '--to', back.name,
         '--server', `https://${lab.vip}`, '--token', adminToken, '--ca-fingerprint', fingerprint));
       assert.equal(cli.code, 0, cli.stderr);
       assert.match(cli.stdout, new RegExp(`moved the VIP to ${back.name}`));

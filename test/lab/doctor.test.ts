@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Lab, type LabNode } from '../../lab/lab';
 import { mustRun, run, waitFor } from '../../lab/shell';
-import type { CheckResult, DoctorReport } from '../../src/visibility/doctor/report';
+import type { CheckResult, DoctorReport } from '../../src/doctor/report';
 import { explained, startAgentAndWait } from './helpers';
 
 interface DoctorRun {

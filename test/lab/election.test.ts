@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import type { ElectionConfig } from '../../src/config/config';
-import { Election, type MoveRequest } from '../../src/election/election';
-import { EtcdStore } from '../../src/election/etcd-store';
-import { ClusterKeys } from '../../src/election/keys';
+import { Election } from '../../src/election/election';
+import { type MoveRequest } from '../../src/store/records';
+import { EtcdStore } from '../../src/store/etcd-store';
+import { ClusterKeys } from '../../src/store/keys';
 import { run, waitFor } from '../../lab/shell';
 
 /** A free TCP port on loopback (etcd binds it a moment later; loopback only, so no lab needed). */

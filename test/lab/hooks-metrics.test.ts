@@ -8,7 +8,7 @@ import { CLIENT_IP, inNamespace, Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { run, waitFor } from '../../lab/shell';
 import { ClusterCa } from '../../src/security/ca';
-import { MemoryKeyValue } from '../../src/security/kv';
+import { MemoryKeyValue } from '../../src/store/kv';
 import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait } from './helpers';
 
 const RECEIVER_PORT = 8443;

@@ -14,7 +14,7 @@ import { VipObserver } from '../../lab/observer';
 import { mustRun, run, waitFor, type CommandResult } from '../../lab/shell';
 import { assertNeverTwoHolders, takeoverFrom } from './helpers';
 
-const CLI = join(__dirname, '..', '..', 'src', 'cli.js');
+const CLI = join(__dirname, '..', '..', 'src', 'main.js');
 const FQDN = 'vip.lab.example';
 const STRANGER_IP = '192.0.2.5';
 

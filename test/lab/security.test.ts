@@ -15,7 +15,7 @@ import { VipObserver } from '../../lab/observer';
 import { run, waitFor } from '../../lab/shell';
 import { assertNeverTwoHolders, explained, singleHolder } from './helpers';
 
-const CLI = join(__dirname, '..', '..', 'src', 'cli.js');
+const CLI = join(__dirname, '..', '..', 'src', 'main.js');
 const EMBEDDED_ETCD = join(__dirname, '..', '..', 'src', 'cluster', 'embedded-etcd.js');
 
 interface Listener {

@@ -127,7 +127,7 @@ else
 fi
 
 out=$(in_root /usr/lib/vipd/node -e "require('/usr/lib/vipd/build/Release/vipd_packet.node');
-  const d = '/usr/lib/vipd/dist/src/visibility/api/dashboard.js';
+  const d = '/usr/lib/vipd/dist/src/api/dashboard.js';
   if (require('fs').existsSync(d)) { const b = require(d).loadDashboard(); console.log('dashboard assets', b.assets.size); }
   else console.log('no dashboard in this build');" 2>&1)
 if [ $? -eq 0 ]; then pass "addon loads; $out"; else fail "addon and dashboard assets load" "$out"; fi
@@ -154,7 +154,7 @@ if grep -q '^ *run ' <<<"$help" && grep -q '^ *status ' <<<"$help"; then
 else
   fail "vipd --help lists the commands" "$help"
 fi
-if [ -f "$root/usr/lib/vipd/dist/src/visibility/cli/doctor.js" ]; then
+if [ -f "$root/usr/lib/vipd/dist/src/doctor/command.js" ]; then
   out=$(timeout 120 ip netns exec "$netns" chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
     vipd doctor --config /etc/vipd/config.yaml.example 2>&1)
   code=$?
@@ -165,7 +165,7 @@ if [ -f "$root/usr/lib/vipd/dist/src/visibility/cli/doctor.js" ]; then
     fail "vipd doctor --config /etc/vipd/config.yaml.example exits 1 (etcd unreachable), got $code" "$out"
   fi
 else
-  echo "# vipd doctor is not in this build (no dist/src/visibility/cli/doctor.js): not run"
+  echo "# vipd doctor is not in this build (no dist/src/doctor/command.js): not run"
 fi
 
 # 6. The DaemonSet parses, and its ConfigMap's config passes vipd's own check (which looks at

@@ -7,10 +7,10 @@ import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { ClusterCa } from '../../src/security/ca';
-import { MemoryKeyValue } from '../../src/security/kv';
-import { UNAUTHORIZED_MESSAGE } from '../../src/visibility/api/auth';
-import { listenApiServer } from '../../src/visibility/api/server';
-import { ApiClient, ApiError } from '../../src/visibility/cli/api-client';
+import { MemoryKeyValue } from '../../src/store/kv';
+import { UNAUTHORIZED_MESSAGE } from '../../src/api/auth';
+import { listenApiServer } from '../../src/api/server';
+import { ApiClient, ApiError } from '../../src/cli/api-client';
 import { createApiWorld, FQDN, VIP, type ApiWorld } from './fakes';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };

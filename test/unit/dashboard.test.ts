@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { listenApiServer } from '../../src/visibility/api/server';
+import { listenApiServer } from '../../src/api/server';
 import { createApiWorld } from './fakes';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -9,16 +9,16 @@ import { promisify } from 'node:util';
 import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { resolveConfig } from '../../src/config/config';
-import type { NodeRecord } from '../../src/election/membership';
+import type { NodeRecord } from '../../src/store/records';
 import type { InterfaceAddress, InterfaceInfo } from '../../src/holding/netlink';
-import { describeManagementAddress } from '../../src/visibility/management-address';
-import { renderOutput } from '../../src/visibility/output';
-import { checkApiCertificate, dnsNameCovers, judgeCertificate, parseSubjectAltNames, readApiSettings } from '../../src/visibility/doctor/certificate';
-import { checkClock, checkEtcdHealth, checkRenewalLatency, estimateClockOffset, percentile, renewalBudget } from '../../src/visibility/doctor/etcd-checks';
-import { analyzeChains, isNftBackend, judgeFirewall, nftChains, saveFormatChains, type FirewallTarget } from '../../src/visibility/doctor/firewall';
-import { checkDhcpReservation, checkMtu, checkSubnet, subnetText } from '../../src/visibility/doctor/membership-checks';
-import { buildReport, check, doctorExitCode, EXIT_CHECKS_FAILED, formatDoctorTable, overallVerdict, skip, worse, type CheckResult } from '../../src/visibility/doctor/report';
-import { checkLayer2, checkVipAnswers, localAnswerers, type Answers } from '../../src/visibility/doctor/segment';
+import { describeManagementAddress } from '../../src/status/management-address';
+import { renderOutput } from '../../src/output/output';
+import { checkApiCertificate, dnsNameCovers, judgeCertificate, parseSubjectAltNames, readApiSettings } from '../../src/doctor/certificate';
+import { checkClock, checkEtcdHealth, checkRenewalLatency, estimateClockOffset, percentile, renewalBudget } from '../../src/doctor/etcd-checks';
+import { analyzeChains, isNftBackend, judgeFirewall, nftChains, saveFormatChains, type FirewallTarget } from '../../src/doctor/firewall';
+import { checkDhcpReservation, checkMtu, checkSubnet, subnetText } from '../../src/doctor/membership-checks';
+import { buildReport, check, doctorExitCode, EXIT_CHECKS_FAILED, formatDoctorTable, overallVerdict, skip, worse, type CheckResult } from '../../src/doctor/report';
+import { checkLayer2, checkVipAnswers, localAnswerers, type Answers } from '../../src/doctor/segment';
 
 const execFileAsync = promisify(execFile);
 
@@ -545,7 +545,7 @@ describe('the API certificate', () => {
 // ---- the command's exit code for bad input ----
 
 describe('vipd doctor: bad input exits 2', () => {
-  const cli = join(__dirname, '../../src/cli.js');
+  const cli = join(__dirname, '../../src/main.js');
   const exitCode = async (args: string[]): Promise<{ code: number; stderr: string }> => {
     try {
       await execFileAsync(process.execPath, [cli, ...args], { timeout: 20_000 });

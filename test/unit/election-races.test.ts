@@ -4,8 +4,8 @@ import { test } from 'node:test';
 import pino from 'pino';
 import type { ElectionConfig } from '../../src/config/config';
 import { Election } from '../../src/election/election';
-import type { CampaignResult, EtcdStore, StoredValue } from '../../src/election/etcd-store';
-import { ClusterKeys } from '../../src/election/keys';
+import type { CampaignResult, EtcdStore, StoredValue } from '../../src/store/etcd-store';
+import { ClusterKeys } from '../../src/store/keys';
 import { waitFor } from '../../lab/shell';
 
 const DEFAULT_PROFILE: ElectionConfig = {

@@ -1,8 +1,8 @@
-import { ClusterKeys } from '../../src/election/keys';
+import { ClusterKeys } from '../../src/store/keys';
 import { ClusterCa } from '../../src/security/ca';
 import { ServingCertificates } from '../../src/security/certificates';
-import { MemoryKeyValue } from '../../src/security/kv';
-import { securityKeys, type SecurityKeys } from '../../src/security/security-keys';
+import { MemoryKeyValue } from '../../src/store/kv';
+import { securityKeys, type SecurityKeys } from '../../src/store/keys';
 import { TokenStore } from '../../src/security/tokens';
 import {
   MoveRefusedError,
@@ -10,9 +10,9 @@ import {
   type ApiManagementAddress,
   type MoveEvent,
   type NodeStatus,
-} from '../../src/visibility/api/backend';
-import { buildApiServer, type ApiServer, type ApiServerOptions } from '../../src/visibility/api/server';
-import { describeManagementAddress } from '../../src/visibility/management-address';
+} from '../../src/api/backend';
+import { buildApiServer, type ApiServer, type ApiServerOptions } from '../../src/api/server';
+import { describeManagementAddress } from '../../src/status/management-address';
 
 const MACS: Record<string, string> = {
   'node-1': '8c:dc:d4:b5:f0:01',

@@ -12,7 +12,7 @@ import { rmSync } from 'node:fs';
 
 const SEED = Number(process.env['FUZZ_SEED'] ?? 20261123);
 const CASES = Number(process.env['FUZZ_CASES'] ?? 200);
-const CLI = join(__dirname, '..', '..', 'src', 'cli.js');
+const CLI = join(__dirname, '..', '..', 'src', 'main.js');
 
 test(`vipd arguments: ${CASES} hostile command lines, plus 6 through the binary, each end in a clear error (seed ${SEED})`, async () => {
   const summary = await fuzzCli({ seed: SEED, cases: CASES, binaryCases: 6, cliPath: CLI });

@@ -10,23 +10,13 @@ import { after, before, describe, test } from 'node:test';
 import pino, { type Logger } from 'pino';
 import { resolveConfig, type HookConfig } from '../../src/config/config';
 import { InputError } from '../../src/config/schema-check';
-import {
-  HookRunner,
-  hookEnvironment,
-  hookEventOf,
-  OUTPUT_LIMIT_BYTES,
-  postWebhook,
-  runCommand,
-  VipLifecycle,
-  type HookContext,
-  type HookFailureRecord,
-  type HookHistory,
-  type HookRunRecord,
-  type VipTransition,
-} from '../../src/agent/hooks';
+import { HookRunner, hookEnvironment, hookEventOf, OUTPUT_LIMIT_BYTES, postWebhook, runCommand, type HookContext } from '../../src/hooks/hooks';
+import { VipLifecycle, type VipTransition } from '../../src/agent/lifecycle';
+import { type HookHistory } from '../../src/store/hook-history';
+import { type HookFailureRecord, type HookRunRecord } from '../../src/store/records';
 import { ClusterCa } from '../../src/security/ca';
-import { MemoryKeyValue } from '../../src/security/kv';
-import { describeManagementAddress } from '../../src/visibility/management-address';
+import { MemoryKeyValue } from '../../src/store/kv';
+import { describeManagementAddress } from '../../src/status/management-address';
 
 const base = {
   cluster: 'demo',

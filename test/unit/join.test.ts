@@ -4,19 +4,19 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { etcdArguments } from '../../src/cluster/embedded-etcd';
 import { managementUrl } from '../../src/cluster/init';
-import { completeInteractively, formatInitResult, type Prompter } from '../../src/visibility/cli/init';
+import { completeInteractively, formatInitResult, type Prompter } from '../../src/cli/init';
 import { JoinClient, parseServerUrl } from '../../src/cluster/join-client';
 import { JOIN_SERVER_NAME, type JoinClusterInfo, type JoinRequest, type JoinResponse } from '../../src/cluster/join-protocol';
 import type { JoinHandler } from '../../src/cluster/join-service';
 import { caHash, ClusterIssuer, generateClusterCa, generateKeyPair } from '../../src/cluster/pki';
 import { renderDropIn, renderUnit } from '../../src/cluster/service';
 import { resolveConfig } from '../../src/config/config';
-import { ClusterKeys } from '../../src/election/keys';
+import { ClusterKeys } from '../../src/store/keys';
 import { ClusterCa } from '../../src/security/ca';
-import { MemoryKeyValue } from '../../src/security/kv';
-import { securityKeys } from '../../src/security/security-keys';
+import { MemoryKeyValue } from '../../src/store/kv';
+import { securityKeys } from '../../src/store/keys';
 import { parseJoinToken, TokenStore } from '../../src/security/tokens';
-import { listenApiServer } from '../../src/visibility/api/server';
+import { listenApiServer } from '../../src/api/server';
 import { createApiWorld, FQDN, type ApiWorld } from './fakes';
 
 const keys = securityKeys(new ClusterKeys('demo'));
@@ -253,7 +253,7 @@ describe('what init prints and installs', () => {
   });
 
   test('a unit for installs without the package, a drop-in only for non-default paths', () => {
-    assert.match(renderUnit('/srv/vipd.yaml', '/srv/vipd'), /\nExecStart=\S+ \S+cli\.js run --config \/srv\/vipd\.yaml\n/);
+    assert.match(renderUnit('/srv/vipd.yaml', '/srv/vipd'), /\nExecStart=\S+ \S+main\.js run --config \/srv\/vipd\.yaml\n/);
     assert.match(renderUnit('/srv/vipd.yaml', '/srv/vipd'), /\nKillMode=process\n/);
     assert.equal(renderDropIn('/etc/vipd/config.yaml', '/var/lib/vipd'), null);
     assert.match(renderDropIn('/srv/vipd.yaml', '/srv/vipd') ?? '', /^\[Service\]\nExecStart=\nExecStart=.* run --config \/srv\/vipd\.yaml\nReadWritePaths=\/srv\/vipd\n$/);

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { AgentMetrics, RENEWAL_BUCKETS_SECONDS, type MetricsSource } from '../../src/visibility/metrics';
+import { AgentMetrics, RENEWAL_BUCKETS_SECONDS, type MetricsSource } from '../../src/metrics/metrics';
 import { createApiWorld } from './fakes';
 
 /** A metrics source whose answers the test sets. */

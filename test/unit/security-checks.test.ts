@@ -11,8 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import { stringify as toYaml } from 'yaml';
 import { loadConfig } from '../../src/config/config';
 import { InputError } from '../../src/config/schema-check';
-import { ClusterKeys } from '../../src/election/keys';
-import { securityKeys } from '../../src/security/security-keys';
+import { ClusterKeys } from '../../src/store/keys';
+import { securityKeys } from '../../src/store/keys';
 import { TokenStore } from '../../src/security/tokens';
 import { createApiWorld, type ApiWorld } from './fakes';
 

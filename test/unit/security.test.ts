@@ -7,12 +7,12 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { EtcdStore } from '../../src/election/etcd-store';
-import { ClusterKeys } from '../../src/election/keys';
+import { EtcdStore } from '../../src/store/etcd-store';
+import { ClusterKeys } from '../../src/store/keys';
 import { ClusterCa } from '../../src/security/ca';
 import { ServingCertificates, validateCertificateUpload } from '../../src/security/certificates';
-import { EtcdKeyValue, MemoryKeyValue, type KeyValue } from '../../src/security/kv';
-import { securityKeys } from '../../src/security/security-keys';
+import { EtcdKeyValue, MemoryKeyValue, type KeyValue } from '../../src/store/kv';
+import { securityKeys } from '../../src/store/keys';
 import { parseTokenTtl, TokenStore } from '../../src/security/tokens';
 
 const keys = securityKeys(new ClusterKeys('demo'));
@@ -296,7 +296,7 @@ describe('against a real etcd on loopback', { skip: existsSync('/usr/bin/etcd') 
         '',
       ].join('\n'),
     );
-    const cli = resolve(__dirname, '..', '..', 'src', 'cli.js');
+    const cli = resolve(__dirname, '..', '..', 'src', 'main.js');
     const run = (...args: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolveRun) => {
         const child = spawn(process.execPath, [cli, 'token', ...args, '--config', config]);

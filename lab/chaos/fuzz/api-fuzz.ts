@@ -5,8 +5,8 @@
  * auth must hold (no token or another cluster's: 401; read token on a mutation: 403), and
  * a refused request must leave every store as it was.
  */
-import { ClusterKeys } from '../../../src/election/keys';
-import { securityKeys } from '../../../src/security/security-keys';
+import { ClusterKeys } from '../../../src/store/keys';
+import { securityKeys } from '../../../src/store/keys';
 import { TokenStore } from '../../../src/security/tokens';
 import { createApiWorld, type ApiWorld } from '../../../test/unit/fakes';
 import { Prng } from '../prng';

@@ -1,5 +1,5 @@
 /**
- * Fuzzes the CLI's arguments: buildProgram() from src/cli.ts, parsed in-process with every
+ * Fuzzes the CLI's arguments: buildProgram() from src/main.ts, parsed in-process with every
  * subcommand's output captured, and a subset through the real `vipd` binary for its exit
  * codes. Every case must end in a commander error, an InputError naming the flag or field,
  * or (for well-formed requests) "cannot reach" — never another exception, never a hang.
@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CommanderError, type Command } from 'commander';
 import { stringify as toYaml } from 'yaml';
-import { buildProgram } from '../../../src/cli';
+import { buildProgram } from '../../../src/main';
 import { InputError } from '../../../src/config/schema-check';
-import { ApiError } from '../../../src/visibility/cli/api-client';
+import { ApiError } from '../../../src/cli/api-client';
 import { Prng } from '../prng';
 import { emptySummary, type FuzzRunOptions, type FuzzSummary } from './common';
 import { duration, nastyString, preview } from './values';
@@ -255,7 +255,7 @@ function inputFor(args: string[]): string {
 
 /**
  * Runs `cases` in-process cases and `binaryCases` through the binary at `cliPath`
- * (dist/src/cli.js), from `seed`.
+ * (dist/src/main.js), from `seed`.
  */
 export async function fuzzCli(options: FuzzRunOptions & { binaryCases?: number; cliPath?: string }): Promise<FuzzSummary> {
   const summary = emptySummary('cli', options.seed);

@@ -1,0 +1,40 @@
+import type { MoveEvent } from '../store/records';
+import type { ManagementAddress } from '../status/management-address';
+
+export interface NodeStatus {
+  name: string;
+  ip: string;
+  healthy: boolean;
+  lastSeen: string | null;
+  holdsVip: boolean;
+}
+
+// One definition each, shared with the election: the agent's requestMove() throws this very
+// class, so its refusals become 409 without translation.
+export { MoveRefusedError } from '../election/move-request';
+/** One change of holder, as the timeline shows it (newest last in lists). */
+export type { MoveEvent } from '../store/records';
+
+/** The `vipd status -o json` object, plus the TLS facts the API adds to its status. */
+export type ApiManagementAddress = ManagementAddress & {
+  status: ManagementAddress['status'] & {
+    /** SHA-256 of the cluster CA, colon hex: what clients pin. */
+    caFingerprint?: string;
+    /** Why clients may distrust the served certificate (e.g. no IP SAN for the VIP), or null. */
+    certificateWarning?: string | null;
+  };
+};
+
+/** What the API server needs from the node agent. */
+export interface ApiBackend {
+  managementAddress(): Promise<ApiManagementAddress>;
+  nodes(): Promise<NodeStatus[]>;
+  /** Newest last; at most `limit` of the most recent. */
+  events(limit?: number): Promise<MoveEvent[]>;
+  /** Returns the function that unsubscribes. */
+  subscribe(listener: (event: MoveEvent) => void): () => void;
+  /** Resolves when the target holds the VIP; throws MoveRefusedError for an unknown or unhealthy target. */
+  move(to: string): Promise<void>;
+  localNode(): { name: string; ip: string };
+  fqdn(): string | null;
+}

@@ -1,0 +1,124 @@
+import type { Watcher } from 'etcd3';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config';
+import { parseLeader } from '../store/records';
+import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
+import { listMoves } from '../store/history';
+import { type MoveEvent } from '../store/records';
+import type { ClusterKeys } from '../store/keys';
+import { Membership } from '../store/membership';
+import { requestMove } from '../election/move-request';
+import type { ClusterCa } from '../security/ca';
+import type { ServingCertificates } from '../security/certificates';
+import type { ApiBackend, ApiManagementAddress, NodeStatus } from './backend';
+import { readManagementAddress } from '../status/read';
+
+/** The API's view of the cluster, read from etcd so every node answers alike. */
+export class StoreApiBackend implements ApiBackend {
+  private readonly listeners = new Set<(event: MoveEvent) => void>();
+  private readonly watchers: Watcher[] = [];
+  private readonly membership: Membership;
+
+  constructor(
+    private readonly options: {
+      store: EtcdStore;
+      keys: ClusterKeys;
+      config: Config;
+      self: { name: string; ip: string };
+      ca: ClusterCa;
+      certificates: ServingCertificates;
+      logger: Logger;
+    },
+  ) {
+    this.membership = new Membership(options.store, options.keys);
+  }
+
+  /** Watches the history (to stream it) and the liveness keys (to date departures). */
+  async start(): Promise<void> {
+    const { store, keys } = this.options;
+    const events = await store.watchPrefix(keys.eventsPrefix);
+    events.on('put', (kv) => {
+      try {
+        const event = JSON.parse(storedFromWatch(kv).value) as MoveEvent;
+        for (const listener of this.listeners) listener(event);
+      } catch {
+        // Not an event record: nothing to stream.
+      }
+    });
+    this.watchers.push(events);
+    const alive = await store.watchPrefix(keys.alivePrefix);
+    alive.on('delete', (kv) => void this.recordDeparture(storedFromWatch(kv).key.slice(keys.alivePrefix.length)));
+    this.watchers.push(alive);
+  }
+
+  async stop(): Promise<void> {
+    const cancelled = Promise.all(this.watchers.map((watcher) => watcher.cancel().catch(() => undefined)));
+    await Promise.race([cancelled, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
+  }
+
+  /** Every node that sees a liveness key vanish writes the time: the same fact, no read-modify-write. */
+  private async recordDeparture(name: string): Promise<void> {
+    const { store, keys } = this.options;
+    try {
+      await store.put(keys.lastSeen(name), new Date().toISOString());
+    } catch (error) {
+      this.options.logger.debug({ err: (error as Error).message, node: name }, 'could not record when a node was last seen');
+    }
+  }
+
+  async managementAddress(): Promise<ApiManagementAddress> {
+    const { store, keys, config, ca, certificates } = this.options;
+    const view = await readManagementAddress(store, keys, config);
+    return {
+      ...view,
+      status: { ...view.status, caFingerprint: ca.caFingerprint(), certificateWarning: certificates.status().warning ?? null },
+    };
+  }
+
+  async nodes(): Promise<NodeStatus[]> {
+    const { store, keys } = this.options;
+    const [records, live, leader, seen] = await Promise.all([
+      this.membership.listNodes(),
+      this.membership.liveNodeNames(),
+      store.get(keys.leader),
+      store.getPrefix(keys.lastSeenPrefix),
+    ]);
+    const holder = parseLeader(leader)?.node;
+    const lastSeen = new Map(seen.map((entry) => [entry.key.slice(keys.lastSeenPrefix.length), entry.value]));
+    const now = new Date().toISOString();
+    return records
+      .map((record) => ({
+        name: record.name,
+        ip: record.ip,
+        healthy: live.has(record.name),
+        // A node that left before anyone watched was last seen when it registered.
+        lastSeen: live.has(record.name) ? now : (lastSeen.get(record.name) ?? record.registeredAt),
+        holdsVip: record.name === holder,
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async events(limit?: number): Promise<MoveEvent[]> {
+    return await listMoves(this.options.store, this.options.keys, limit);
+  }
+
+  subscribe(listener: (event: MoveEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async move(to: string): Promise<void> {
+    await requestMove(this.options.store, this.options.keys, to, {
+      timeoutMs: 10_000,
+      requestedBy: `the API on ${this.options.self.name}`,
+    });
+  }
+
+  localNode(): { name: string; ip: string } {
+    return this.options.self;
+  }
+
+  fqdn(): string | null {
+    return this.options.config.api.fqdn;
+  }
+}

@@ -1,0 +1,21 @@
+import type { Command } from 'commander';
+import { removeNode } from '../cluster/node-remove';
+import { withCluster } from './cluster';
+
+/** `vipd node remove NAME`: take a node out of the cluster for good. */
+export function registerNode(program: Command): void {
+  const node = program.command('node').description('manage the cluster\'s nodes');
+  node
+    .command('remove')
+    .description('remove a node: its registration and, with the embedded store, its etcd member')
+    .argument('<name>', 'the node name, as `vipd status` and the dashboard show it')
+    .option('--force', 'remove it even though its agent is running')
+    .requiredOption('-c, --config <file>', 'the YAML config file of a node of the cluster')
+    .action(async (name: string, options: { force?: boolean; config: string }) => {
+      await withCluster(options.config, async ({ store, keys }) => {
+        const removed = await removeNode(store, keys, name, { force: options.force ?? false });
+        const parts = [removed.record ? 'its registration' : null, removed.etcdMember ? `etcd member ${removed.etcdMember}` : null].filter(Boolean);
+        process.stdout.write(`removed node ${name}: ${parts.join(' and ')}\n`);
+      });
+    });
+}

@@ -1,0 +1,30 @@
+import type { Command } from 'commander';
+import pino, { type Logger } from 'pino';
+import { loadConfig, type Config } from '../config/config';
+import { EXIT_OK } from '../output/exit-codes';
+
+/** Builds the daemon (src/daemon.ts): handed in by main.ts, the only module that imports it. */
+export type CreateDaemon = (config: Config, logger: Logger) => { start(): Promise<void>; stop(): Promise<void> };
+
+/** `vipd run`: the node agent, until SIGTERM or SIGINT. */
+export function registerRun(program: Command, createDaemon: CreateDaemon): void {
+  program
+    .command('run')
+    .description('run the node agent')
+    .requiredOption('-c, --config <file>', 'the YAML config file')
+    .action(async (options: { config: string }) => {
+      const config = loadConfig(options.config);
+      const logger = pino({ level: config.logLevel, base: { node: config.node.name, cluster: config.cluster } });
+      const daemon = createDaemon(config, logger);
+      let stopping = false;
+      const shutdown = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'shutting down');
+        void daemon.stop().then(() => process.exit(EXIT_OK));
+      };
+      process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.on('SIGINT', () => shutdown('SIGINT'));
+      await daemon.start();
+    });
+}

@@ -1,0 +1,89 @@
+import type { Command } from 'commander';
+import { InputError } from '../config/schema-check';
+import { EtcdKeyValue } from '../store/kv';
+import { securityKeys } from '../store/keys';
+import { parseTokenTtl, TOKEN_ROLES, TokenStore, type TokenRole } from '../security/tokens';
+import { renderOutput } from '../output/output';
+import { withCluster } from './cluster';
+import { EXIT_BAD_INPUT } from '../output/exit-codes';
+
+/** Runs one action against the cluster's token store. */
+async function withTokenStore(configPath: string, action: (tokens: TokenStore) => Promise<void>): Promise<void> {
+  await withCluster(configPath, async ({ store, keys }) => await action(new TokenStore(new EtcdKeyValue(store), securityKeys(keys))));
+}
+
+function parseRole(text: string): TokenRole {
+  if (!(TOKEN_ROLES as readonly string[]).includes(text)) {
+    throw new InputError('--role', `must be "read" or "admin" (got "${text}")`);
+  }
+  return text as TokenRole;
+}
+
+/** `vipd token create|list|delete`: bearer tokens for the HTTPS API and dashboard. */
+export function registerToken(program: Command): void {
+  const token = program.command('token').description('manage API tokens (stored hashed in etcd)');
+
+  token
+    .command('create')
+    .description('create a token and print it once; only its hash is stored')
+    .requiredOption('--role <role>', 'read (status, nodes, events) or admin (also moves and certificates)')
+    .option('--ttl <duration>', 'lifetime: 30m, 24h, 7d or "never"', '24h')
+    .option('--description <text>', 'what the token is for, shown by `token list`')
+    .requiredOption('-c, --config <file>', 'the YAML config file')
+    .action(async (options: { role: string; ttl: string; description?: string; config: string }) => {
+      const role = parseRole(options.role);
+      const ttlMs = parseTokenTtl(options.ttl);
+      await withTokenStore(options.config, async (tokens) => {
+        const created = await tokens.create({ role, ttlMs, ...(options.description ? { description: options.description } : {}) });
+        // The token alone on stdout, so `TOKEN=$(vipd token create …)` works; the note goes to stderr.
+        process.stdout.write(`${created.token}\n`);
+        const expires = created.record.expires ? `expires ${created.record.expires}` : 'never expires';
+        process.stderr.write(
+          `created token ${created.record.id} (role ${role}, ${expires}); copy it now: it cannot be shown again\n`,
+        );
+      });
+    });
+
+  token
+    .command('list')
+    .description('list tokens: id, role, expiry, description (never the secret)')
+    .option('-o, --output <format>', 'json, yaml or jsonpath=TEMPLATE (kubectl syntax)')
+    .requiredOption('-c, --config <file>', 'the YAML config file')
+    .action(async (options: { output?: string; config: string }) => {
+      await withTokenStore(options.config, async (tokens) => {
+        const records = await tokens.list();
+        const table = (): string => {
+          if (records.length === 0) return 'no tokens\n';
+          const rows = [
+            ['ID', 'ROLE', 'EXPIRES', 'CREATED', 'DESCRIPTION'],
+            ...records.map((record) => [
+              record.id,
+              record.role,
+              record.expired ? `expired ${record.expires}` : (record.expires ?? 'never'),
+              record.created,
+              record.description,
+            ]),
+          ];
+          const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+          return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd()).join('\n') + '\n';
+        };
+        process.stdout.write(renderOutput(options.output, { tokens: records }, table));
+      });
+    });
+
+  token
+    .command('delete')
+    .description('delete a token; requests with it fail from then on')
+    .argument('<id>', 'the token id, as `token list` shows it (the part after vipd_)')
+    .requiredOption('-c, --config <file>', 'the YAML config file')
+    .action(async (id: string, options: { config: string }) => {
+      await withTokenStore(options.config, async (tokens) => {
+        if (await tokens.delete(id)) {
+          process.stdout.write(`deleted token ${id}\n`);
+        } else {
+          process.stderr.write(`vipd: no token with id ${JSON.stringify(id)}\n`);
+          process.exitCode = EXIT_BAD_INPUT;
+        }
+      });
+    });
+}

@@ -1,0 +1,132 @@
+import type { PublishedDhcpState } from '../store/records';
+import type { HookFailureRecord } from '../store/records';
+import type { Leader } from '../store/records';
+
+/** The Harvester/kube-vip annotation names users already query with jsonpath. */
+export const ANNOTATION_VIP_HOST = 'kube-vip.io/vipHost';
+export const ANNOTATION_HWADDR = 'kube-vip.io/hwaddr';
+export const ANNOTATION_REQUESTED_IP = 'kube-vip.io/requestedIP';
+
+/**
+ * The management address as an object shaped like the Kubernetes Service in Harvester's
+ * documentation, so the same jsonpath queries work against vipd.
+ */
+export interface ManagementAddress {
+  apiVersion: 'vipd.io/v1';
+  kind: 'ManagementAddress';
+  metadata: { name: 'management-address'; cluster: string; annotations: Record<string, string> };
+  spec: { address: string | null; mode: 'static' | 'dhcp'; interface: string; hwaddr?: string };
+  status: {
+    held: boolean;
+    /** The address clients reach: the VIP, or in DHCP mode the leased address. */
+    address: string | null;
+    holder: string | null;
+    holderIP: string | null;
+    hwaddr: string | null;
+    since: string | null;
+    term: number | null;
+    message: string;
+    /** DHCP mode: the lease as the holder last saw it. */
+    dhcp?: Omit<PublishedDhcpState, 'hwaddr' | 'requestedIP'>;
+    /** SHA-256 of the cluster CA, colon hex: what clients pin. */
+    caFingerprint?: string;
+    /** Why clients may distrust the served certificate (e.g. no IP SAN for the VIP), or null. */
+    certificateWarning?: string | null;
+    /** A node gave the VIP up because a required acquire hook failed; kept until that node's hooks succeed. */
+    lastHookFailure?: HookFailureRecord;
+  };
+}
+
+export interface ManagementAddressInput {
+  cluster: string;
+  /** Static: the VIP. DHCP: the configured requested IP, if any. */
+  address: string | null;
+  mode: 'static' | 'dhcp';
+  interface: string;
+  leader: Leader | null;
+  /** DHCP mode: the VIP's own MAC and the holder's published lease. */
+  hwaddr?: string | null;
+  dhcp?: PublishedDhcpState | null;
+  /** The newest unresolved required-hook failure (src/agent/hooks.ts). */
+  hookFailure?: HookFailureRecord | null;
+}
+
+export function describeManagementAddress(input: ManagementAddressInput): ManagementAddress {
+  const { leader, dhcp } = input;
+  const annotations: Record<string, string> = {};
+  if (leader) annotations[ANNOTATION_VIP_HOST] = leader.node;
+  // Static: the MAC answering is the holder's, known only while someone holds the VIP.
+  // DHCP: the VIP's own MAC, which the user needs for the reservation even before any lease.
+  const hwaddr = input.mode === 'dhcp' ? (input.hwaddr ?? null) : (leader?.mac ?? null);
+  if (hwaddr) annotations[ANNOTATION_HWADDR] = hwaddr;
+  const requested = input.address ?? dhcp?.requestedIP ?? dhcp?.leasedIP ?? null;
+  if (requested) annotations[ANNOTATION_REQUESTED_IP] = requested;
+  const served = input.mode === 'static' ? input.address : (dhcp?.state === 'bound' ? dhcp.leasedIP : null);
+  let message = leader ? `held by ${leader.node}` : 'no node holds the VIP';
+  if (leader && input.mode === 'dhcp' && dhcp?.state !== 'bound') {
+    message = `held by ${leader.node}, but not served: ${dhcp?.reason ?? 'waiting for a DHCP lease'}`;
+  }
+  if (input.hookFailure) message += `; ${input.hookFailure.node} gave the VIP up: ${input.hookFailure.reason}`;
+  const view: ManagementAddress = {
+    apiVersion: 'vipd.io/v1',
+    kind: 'ManagementAddress',
+    metadata: { name: 'management-address', cluster: input.cluster, annotations },
+    spec: {
+      address: input.address,
+      mode: input.mode,
+      interface: input.interface,
+      ...(input.mode === 'dhcp' && input.hwaddr ? { hwaddr: input.hwaddr } : {}),
+    },
+    status: {
+      held: leader !== null,
+      address: served ?? null,
+      holder: leader?.node ?? null,
+      holderIP: leader?.ip ?? null,
+      hwaddr,
+      since: leader?.since ?? null,
+      term: leader?.term ?? null,
+      message,
+    },
+  };
+  if (input.hookFailure) view.status.lastHookFailure = input.hookFailure;
+  if (input.mode === 'dhcp' && dhcp) {
+    const { hwaddr: _hwaddr, requestedIP: _requested, ...lease } = dhcp;
+    view.status.dhcp = lease;
+  }
+  return view;
+}
+
+/** A short table a person takes in at a glance. */
+export function formatManagementAddressTable(view: ManagementAddress, now = new Date()): string {
+  const shown = view.status.address ?? view.spec.address ?? 'none leased yet';
+  const rows: Array<[string, string]> = [['MANAGEMENT ADDRESS', `${shown} (${view.spec.mode})`]];
+  if (view.status.held) {
+    const since = view.status.since ? `${view.status.since} (${age(view.status.since, now)} ago)` : '-';
+    rows.push(
+      ['HOLDER', `${view.status.holder} (${view.status.holderIP})`],
+      ['MAC', view.status.hwaddr ?? '-'],
+      ['SINCE', since],
+      ['TERM', String(view.status.term)],
+    );
+  } else {
+    rows.push(['HOLDER', 'none: no node holds the VIP']);
+    if (view.status.hwaddr) rows.push(['MAC', view.status.hwaddr]);
+  }
+  const lease = view.status.dhcp;
+  if (lease) {
+    rows.push(['DHCP', lease.state === 'bound' ? `${lease.leasedIP} leased for ${lease.leaseSeconds}s, expires ${lease.expiresAt}` : `${lease.state}: ${lease.reason ?? 'waiting for a lease'}`]);
+  }
+  if (view.status.held && view.status.message !== `held by ${view.status.holder}`) rows.push(['NOTE', view.status.message]);
+  rows.push(['CLUSTER', view.metadata.cluster]);
+  if (view.status.caFingerprint) rows.push(['CA (SHA-256)', view.status.caFingerprint]);
+  if (view.status.certificateWarning) rows.push(['TLS WARNING', view.status.certificateWarning]);
+  const width = Math.max(...rows.map(([label]) => label.length));
+  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
+}
+
+function age(iso: string, now: Date): string {
+  const seconds = Math.max(0, Math.round((now.getTime() - new Date(iso).getTime()) / 1000));
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
+  return `${Math.round(seconds / 3600)}h`;
+}
