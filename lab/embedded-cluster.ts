@@ -10,7 +10,7 @@ import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { inNamespace, type Lab, type LabNode } from './lab';
 import { mustRun, run, waitFor, type CommandResult } from './shell';
 
-const CLI = join(__dirname, '..', 'src', 'cli.js');
+const CLI = join(__dirname, '..', 'src', 'main.js');
 
 export interface MemberStatus {
   node: string;
