@@ -187,8 +187,9 @@ async function waitCalm(ctx: TrialContext): Promise<LabNode> {
   const deadline = nowMs() + ctx.timings.recoverTimeoutMs;
   for (;;) {
     const node = await waitStableHolder(ctx, ctx.timings.stableMs, Math.max(1, deadline - nowMs()));
-    const reached = await ctx.lab.waitClientReaches(node.name, Math.max(1000, Math.min(5000, deadline - nowMs()))).catch(() => null);
-    if (reached) return node;
+    // Whichever node the client reaches first: the holder ends the wait, another one means the VIP moved on.
+    const reached = await ctx.lab.waitClientReaches(undefined, Math.max(1000, deadline - nowMs())).catch(() => null);
+    if (reached === node.name) return node;
     if (nowMs() > deadline) throw new Error(`the VIP did not stay on one node the client reaches within ${ctx.timings.recoverTimeoutMs} ms`);
   }
 }
@@ -217,9 +218,9 @@ export async function settle(ctx: TrialContext): Promise<LabNode> {
   if (!healthy) ctx.log(`warning: ${ctx.system.id} agents not all connected; going on`);
   for (;;) {
     const holder = await waitStableHolder(ctx, timings.stableMs, Math.max(1, deadline - nowMs()));
-    // Short attempts: a VIP that moved on after a stable second is looked for again.
-    const reached = await ctx.lab.waitClientReaches(holder.name, Math.max(1000, Math.min(5000, deadline - nowMs()))).catch(() => null);
-    if (!reached) {
+    // Whichever node the client reaches first: another one than the holder means the VIP moved on.
+    const reached = await ctx.lab.waitClientReaches(undefined, Math.max(1000, deadline - nowMs())).catch(() => null);
+    if (reached !== holder.name) {
       if (nowMs() > deadline) throw new Error(`the client did not reach a settled holder within ${timings.settleTimeoutMs} ms`);
       continue;
     }
