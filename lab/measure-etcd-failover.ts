@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Lab, type LabNode } from './lab';
-import { EmbeddedCluster } from './embedded-cluster';
+import { EmbeddedCluster } from './embedded-lab';
 import { VipObserver } from './observer';
 import { waitFor } from './shell';
 

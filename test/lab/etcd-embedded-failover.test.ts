@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { EmbeddedCluster } from '../../lab/embedded-cluster';
+import { EmbeddedCluster } from '../../lab/embedded-lab';
 import { Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { waitFor } from '../../lab/shell';
