@@ -392,7 +392,7 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
         break;
       case 'member-frozen':
       case 'member-frozen-holder': {
-        const pid = system.etcd!.memberPid(faulted);
+        const pid = system.etcd!.etcdPid(faulted);
         if (pid === null) throw new Error(`${faulted.name} runs no etcd member`);
         frozenMember = pid;
         sendSignal(pid, 'SIGSTOP');

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Lab, LabNode } from '../lab/lab';
-import { descendantPids as descendants, EmbeddedCluster, tryKill } from '../lab/embedded-cluster';
+import { alive, descendantPids as descendants, EmbeddedCluster, tryKill } from '../lab/embedded-cluster';
 import { KeepalivedCluster, masterDownIntervalMs } from '../lab/keepalived';
 import { run, waitFor } from '../lab/shell';
 
@@ -19,7 +19,7 @@ export interface EtcdMembers {
   leader(): Promise<string | null>;
   moveLeader(target: LabNode): Promise<void>;
   /** The pid of the node's etcd member, or null when it does not run. */
-  memberPid(node: LabNode): number | null;
+  etcdPid(node: LabNode): number | null;
 }
 
 export interface MoveOutcome {
@@ -251,9 +251,9 @@ export class EmbeddedVipdSystem extends VipdSystem {
     const cluster = this.cluster;
     this.etcd = {
       memberNodes: cluster.memberNodes,
-      leader: () => cluster.leader(),
+      leader: async () => (await cluster.leader())?.name ?? null,
       moveLeader: (target) => cluster.moveLeader(target),
-      memberPid: (node) => cluster.memberPid(node.agent && node.agent.exitCode === null ? node.agent.pid : undefined),
+      etcdPid: (node) => cluster.etcdPid(node),
     };
   }
 
@@ -262,8 +262,8 @@ export class EmbeddedVipdSystem extends VipdSystem {
   }
 
   override async prepare(): Promise<string | null> {
-    const profile = this.settings['profile'] === 'fast' ? { election: { profile: 'fast' } } : {};
-    await this.cluster.create(profile);
+    await this.cluster.create();
+    if (this.settings['profile'] === 'fast') for (const node of this.cluster.nodes) this.cluster.configure(node, { election: { profile: 'fast' } });
     return await this.checkConfig();
   }
 
@@ -279,15 +279,6 @@ export class EmbeddedVipdSystem extends VipdSystem {
 
   override async etcdMetrics(): Promise<string[] | null> {
     return await this.cluster.metrics();
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Lab, type LabNode } from './lab';
-import { EmbeddedCluster } from './embedded-lab';
+import { EmbeddedCluster } from './embedded-cluster';
 import { VipObserver } from './observer';
 import { waitFor } from './shell';
 
@@ -55,7 +55,7 @@ function etcdLines(path: string, since: number, until: number): LogLine[] {
 }
 
 async function settle(cluster: EmbeddedCluster, observer: VipObserver): Promise<LabNode> {
-  await waitFor('every member to answer', async () => (await cluster.status()).length === cluster.nodes.length, 60_000, 200);
+  await waitFor('every member to answer', async () => (await cluster.statuses()).length === cluster.memberNodes.length, 60_000, 200);
   const name = await waitFor('one holder', () => {
     const holders = observer.currentHolders();
     return holders.length === 1 ? holders[0] : undefined;
@@ -74,7 +74,8 @@ async function main(): Promise<void> {
     });
   }
   try {
-    const cluster = await EmbeddedCluster.build(lab);
+    const cluster = new EmbeddedCluster(lab);
+    await cluster.create();
     for (const node of cluster.nodes) {
       cluster.configure(node, {
         log: { level: 'debug' },
@@ -96,7 +97,7 @@ async function main(): Promise<void> {
       // Let the agents see the new leadership (and undo it, if they keep leadership off the holder).
       await new Promise((resolve) => setTimeout(resolve, 3000));
       const holder = await settle(cluster, observer);
-      const leader = await cluster.leader();
+      const leader = await cluster.awaitLeader();
       const leaderBefore = leader.name;
       // nonholder-leader: whichever node leads etcd now, unless that is the holder.
       const victim = scenario === 'nonholder-leader' ? (leader !== holder ? leader : cluster.nodes.find((node) => node !== holder)!) : holder;
@@ -126,7 +127,7 @@ async function main(): Promise<void> {
         }
         moved = after.some((entry) => entry.node !== holder.name);
       }
-      const leaderAfter = (await cluster.leader().catch(() => ({ name: '?' }))).name;
+      const leaderAfter = (await cluster.awaitLeader().catch(() => ({ name: '?' }))).name;
       // A node killed before its agent saw the link go down keeps the VIP behind a dead link: not an overlap clients can see.
       const overlaps = observer.overlaps().filter((overlap) => overlap.at > t0 && overlap.first !== victim.name && overlap.second !== victim.name).length;
       results.push(`${profile} ${scenario} trial ${trial + 1}: holder ${holder.name}, etcd leader ${leaderBefore}, killed ${victim.name}: outage ${outage.toFixed(0)} ms, moved ${moved}, new etcd leader ${leaderAfter}, overlaps ${overlaps}`);

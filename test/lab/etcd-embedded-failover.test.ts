@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { EmbeddedCluster } from '../../lab/embedded-lab';
+import { EmbeddedCluster } from '../../lab/embedded-cluster';
 import { Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { waitFor } from '../../lab/shell';
@@ -21,14 +21,15 @@ for (const profile of profiles) describe(`${profile} profile, embedded etcd on e
 
   before(async () => {
     lab = await Lab.create({ nodes: 3 });
-    cluster = await EmbeddedCluster.build(lab);
+    cluster = new EmbeddedCluster(lab);
+    await cluster.create();
     for (const node of cluster.nodes) cluster.configure(node, { election: { profile }, log: { level: 'debug' } });
     observer = await VipObserver.start(lab.vip, cluster.nodes);
     cluster.startAgents();
   });
 
   after(async () => {
-    for (const node of cluster?.nodes ?? []) await cluster.thaw(node).catch(() => undefined);
+    for (const node of cluster?.nodes ?? []) cluster.thaw(node);
     observer?.stop();
     await lab?.destroy();
   });
@@ -37,7 +38,7 @@ for (const profile of profiles) describe(`${profile} profile, embedded etcd on e
   async function steadyHolder(): Promise<{ holder: LabNode; leader: LabNode }> {
     const holder = await singleHolder(lab, observer, 60_000);
     const leader = await waitFor('etcd leadership off the holder', async () => {
-      const current = await cluster.leader();
+      const current = await cluster.awaitLeader();
       return current !== holder ? current : undefined;
     }, 30_000, 200);
     await renewals(holder, 10);
@@ -68,7 +69,7 @@ for (const profile of profiles) describe(`${profile} profile, embedded etcd on e
       const { holder } = await steadyHolder();
       const movesBefore = observer.intervals.length;
       await cluster.moveLeader(holder);
-      await waitFor('the holder to move etcd leadership away', async () => (await cluster.leader()) !== holder, 30_000, 100);
+      await waitFor('the holder to move etcd leadership away', async () => (await cluster.awaitLeader()) !== holder, 30_000, 100);
       assert.ok(cluster.logLines(holder, 'moved etcd leadership off the VIP holder').length > 0, 'the holder moved it');
       await renewals(holder, 10);
       assert.deepEqual(observer.currentHolders(), [holder.name]);
@@ -83,7 +84,7 @@ for (const profile of profiles) describe(`${profile} profile, embedded etcd on e
     explained(lab, async () => {
       const { holder } = await steadyHolder();
       const movesBefore = observer.intervals.length;
-      await cluster.freeze(holder);
+      cluster.freeze(holder);
       try {
         await renewals(holder, 10);
         // It left its member now, or had already (a slow answer on the busy lab is enough).
@@ -91,7 +92,7 @@ for (const profile of profiles) describe(`${profile} profile, embedded etcd on e
         assert.deepEqual(observer.currentHolders(), [holder.name]);
         assert.ok(observer.intervals.slice(movesBefore).every((entry) => entry.node === holder.name), 'another node took the VIP');
       } finally {
-        await cluster.thaw(holder);
+        cluster.thaw(holder);
       }
       assertNeverTwoHolders(observer);
     }));
@@ -102,7 +103,7 @@ for (const profile of profiles) describe(`${profile} profile, embedded etcd on e
       const movesBefore = observer.intervals.length;
       const t0 = process.hrtime.bigint();
       await cluster.killNode(leader);
-      const next = await cluster.leader(60_000);
+      const next = await cluster.awaitLeader(60_000);
       assert.notEqual(next, leader);
       await renewals(holder, profile === 'fast' ? 100 : 10);
       assert.deepEqual(observer.currentHolders(), [holder.name]);
