@@ -13,7 +13,8 @@ const USAGE = `usage: npm run chaos -- [options]
   --faults N          how many fault steps (default ${DEFAULT_OPTIONS.faults})
   --nodes 3|5         lab nodes (default ${DEFAULT_OPTIONS.nodes})
   --profile P         default | fast (default ${DEFAULT_OPTIONS.profile})
-  --etcd T            single | embedded (default ${DEFAULT_OPTIONS.etcd}; embedded is pending)
+  --etcd T            single | embedded (default ${DEFAULT_OPTIONS.etcd}; embedded: vipd init + join, an etcd
+                      member beside the agent on the first 3 nodes, 5 from --nodes 5; needs --nodes >= 3)
   --overlap P         probability of a second fault during the first (default ${DEFAULT_OPTIONS.overlap})
   --kinds a,b         only these fault kinds (see --list-faults)
   --bound-ms N        availability bound (default leaseTTL + 2 s + maxProbeWait = 7000)
@@ -96,6 +97,9 @@ function parseArgs(argv: string[]): { options: Omit<ChaosOptions, 'log'>; json: 
         throw new UsageError(`unknown option ${flag}`);
     }
   }
+  if (options.etcd === 'embedded' && options.nodes < 3) throw new UsageError('--etcd embedded: needs --nodes 3 or more (etcd voters)');
+  const refused = (options.kinds ?? []).filter((name) => FAULT_KINDS.some((kind) => kind.name === name && kind.onlyOn && !kind.onlyOn.includes(options.etcd)));
+  if (refused.length) throw new UsageError(`--kinds: not run on the ${options.etcd} etcd topology: ${refused.join(', ')}`);
   return { options, json, list };
 }
 
@@ -109,8 +113,11 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (parsed.list) {
-    for (const kind of FAULT_KINDS) process.stdout.write(`${kind.name.padEnd(18)} weight ${String(kind.weight).padEnd(4)} ${kind.summary}\n`);
-    process.stdout.write('\npending (need the multi-member embedded etcd):\n');
+    for (const kind of FAULT_KINDS) {
+      const only = kind.onlyOn ? ` (--etcd ${kind.onlyOn.join('|')} only)` : '';
+      process.stdout.write(`${kind.name.padEnd(22)} weight ${String(kind.weight).padEnd(4)} ${kind.summary}${only}\n`);
+    }
+    process.stdout.write('\npending (multi-member faults not written yet):\n');
     for (const kind of PENDING_MULTI_MEMBER_FAULTS) process.stdout.write(`${kind.name.padEnd(24)} ${kind.what}\n`);
     return;
   }

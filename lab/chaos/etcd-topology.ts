@@ -1,12 +1,14 @@
 /**
  * The etcd a chaos run breaks, as a parameter: the faults ask the topology for members and
- * the leader, so the same fault list runs against one member in its own namespace (today's
- * lab) or one member per node (embedded mode, being built elsewhere).
+ * the leader, so the same fault list runs against one member in its own namespace or one
+ * member per node (`vipd init` + `vipd join`, embedded-etcd-topology.ts).
  */
 import { closeSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Lab } from '../lab';
 import { run } from '../shell';
+import { EmbeddedEtcdTopology } from './embedded-etcd-topology';
+import { decodeKvs } from './state';
 
 export type EtcdTopologyKind = 'single' | 'embedded';
 
@@ -32,6 +34,8 @@ export interface EtcdTopology {
   answers(member: string): Promise<boolean>;
   /** Every key under a prefix; throws if etcd does not answer. */
   dump(prefix: string): Promise<Array<{ key: string; value: string }>>;
+  /** What else a fault on the member holds, so no concurrent fault touches it (fault resources). */
+  memberResources(member: string): string[];
 }
 
 /** Big enough for etcd's preallocated WAL segments (64 MiB each, the next one made in advance). */
@@ -118,12 +122,11 @@ export class SingleMemberEtcd implements EtcdTopology {
   }
 
   async dump(prefix: string): Promise<Array<{ key: string; value: string }>> {
-    const out = await this.lab.etcdctl('--command-timeout=3s', 'get', '--prefix', prefix, '-w', 'json');
-    const parsed = JSON.parse(out) as { kvs?: Array<{ key: string; value?: string }> };
-    return (parsed.kvs ?? []).map((kv) => ({
-      key: Buffer.from(kv.key, 'base64').toString('utf8'),
-      value: Buffer.from(kv.value ?? '', 'base64').toString('utf8'),
-    }));
+    return decodeKvs(await this.lab.etcdctl('--command-timeout=3s', 'get', '--prefix', prefix, '-w', 'json'));
+  }
+
+  memberResources(): string[] {
+    return [];
   }
 
   private check(member: string): void {
@@ -132,21 +135,15 @@ export class SingleMemberEtcd implements EtcdTopology {
 }
 
 /**
- * The etcd fault variants that need more than one member, and what they will do once the
- * embedded multi-member etcd exists. Listed by `chaos --list-faults`; not run yet.
+ * The etcd fault variants that need more than one member and are not run yet. Listed by
+ * `chaos --list-faults`.
  */
 export const PENDING_MULTI_MEMBER_FAULTS: ReadonlyArray<{ name: string; what: string }> = [
-  { name: 'etcd-leader-kill', what: 'SIGKILL the raft leader found by `etcdctl endpoint status`, not just the only member' },
-  { name: 'etcd-minority-down', what: 'SIGKILL or SIGSTOP a minority of members: the VIP must stay held' },
   { name: 'etcd-majority-down', what: 'lose quorum: every holder drops the VIP by its fencing deadline, none takes it' },
   { name: 'etcd-member-partition', what: 'cut one member off in the switch while its node agent still runs' },
-  { name: 'etcd-disk-full-follower', what: 'fill one follower\'s data dir while the leader keeps committing' },
+  { name: 'etcd-disk-full-follower', what: 'fill one follower\'s data dir while the leader keeps committing (embedded: needs a tmpfs per member)' },
 ];
 
-export function createEtcdTopology(kind: EtcdTopologyKind, lab: Lab): EtcdTopology {
-  if (kind === 'single') return new SingleMemberEtcd(lab);
-  throw new Error(
-    'the embedded multi-member etcd topology is pending: it needs the embedded etcd being built for embedded mode ' +
-      '(one member per node namespace); run with --etcd single',
-  );
+export function createEtcdTopology(kind: EtcdTopologyKind, lab: Lab, config: Record<string, unknown>): EtcdTopology {
+  return kind === 'single' ? new SingleMemberEtcd(lab) : new EmbeddedEtcdTopology(lab, config);
 }

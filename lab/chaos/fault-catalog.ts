@@ -9,7 +9,7 @@ import type { Lab, LabNode } from '../lab';
 import { freezeNode, healPartition, nodeProcesses, partitionNode, thawNode } from '../faults';
 import { mustRun, run } from '../shell';
 import type { AgentSupervisor } from './agents';
-import type { EtcdTopology } from './etcd-topology';
+import type { EtcdTopology, EtcdTopologyKind } from './etcd-topology';
 import type { Prng } from './prng';
 
 export interface FaultEnv {
@@ -58,6 +58,8 @@ export interface FaultKind {
   name: string;
   weight: number;
   summary: string;
+  /** The etcd topologies it runs on (all when absent). */
+  onlyOn?: readonly EtcdTopologyKind[];
   plan(env: FaultEnv, rng: Prng): Fault;
 }
 
@@ -255,6 +257,25 @@ const nodeFreeze: FaultKind = {
   },
 };
 
+/** The node dies whole: link down, then every process of it (agent, etcd member, helpers) SIGKILLed. */
+async function killWholeNode(env: FaultEnv, node: LabNode): Promise<void> {
+  env.agents.expectExit(node);
+  await env.lab.setLink(node, false);
+  for (const pid of await nodeProcesses(node)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+  await env.agents.stop(node, 'SIGKILL');
+}
+
+async function reviveWholeNode(env: FaultEnv, node: LabNode): Promise<void> {
+  await env.lab.setLink(node, true);
+  await startAgentChecked(env, node);
+}
+
 const nodeDead: FaultKind = {
   name: 'node-dead',
   weight: 2,
@@ -272,23 +293,50 @@ const nodeDead: FaultKind = {
       isolates: [node.name],
       etcdUnhealthy: false,
       holdMs,
+      apply: async () => killWholeNode(env, node),
+      heal: async () => reviveWholeNode(env, node),
+    };
+  },
+};
+
+/**
+ * The node whose etcd member leads dies whole (issue 18): raft elects anew while that node's
+ * agent, holder or not, is gone. The node is known only when applied, so the fault holds
+ * every node's agent and link.
+ */
+const etcdLeaderNodeDead: FaultKind = {
+  name: 'etcd-leader-node-dead',
+  weight: 1.5,
+  summary: "the etcd leader's node dies whole (link down, every process killed); it comes back later",
+  onlyOn: ['embedded'],
+  plan(env, rng) {
+    const holdMs = rng.int(0, 4000);
+    let node: LabNode | null = null;
+    const fault: Fault = {
+      kind: this.name,
+      description: `the etcd leader's node dead (link down, every process killed) for ${holdMs} ms`,
+      resources: env.lab.nodes.flatMap((each) => [`agent:${each.name}`, `link:${each.name}`]),
+      unhealthyNodes: [],
+      incapacitates: [],
+      isolates: [],
+      etcdUnhealthy: false,
+      holdMs,
       apply: async () => {
-        env.agents.expectExit(node);
-        await env.lab.setLink(node, false);
-        for (const pid of await nodeProcesses(node)) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // Gone already.
-          }
-        }
-        await env.agents.stop(node, 'SIGKILL');
+        const target = env.lab.node(await env.etcd.leader());
+        requireAgent(env, target);
+        node = target;
+        // The runner reads these once applied.
+        fault.unhealthyNodes = [target.name];
+        fault.incapacitates = [target.name];
+        fault.isolates = [target.name];
+        fault.description = `the etcd leader's node ${target.name}${target === env.holder() ? ' (holder)' : ''} dead (link down, every process killed) for ${holdMs} ms`;
+        await killWholeNode(env, target);
       },
       heal: async () => {
-        await env.lab.setLink(node, true);
-        await startAgentChecked(env, node);
+        if (node) await reviveWholeNode(env, node);
       },
     };
+    return fault;
   },
 };
 
@@ -412,10 +460,11 @@ function etcdKill(name: string, weight: number, summary: string, leaderOnly: boo
       const holdMs = rng.int(0, 4000);
       const memberIndex = rng.int(0, 1 << 20);
       let member = env.etcd.members[memberIndex % env.etcd.members.length]!;
+      const held = leaderOnly ? env.etcd.members : [member];
       return {
         kind: name,
-        description: `SIGKILL etcd ${leaderOnly ? 'leader' : 'member'}, restart after ${holdMs} ms`,
-        resources: ['etcd'],
+        description: `SIGKILL etcd ${leaderOnly ? 'leader' : `member ${member}`}, restart after ${holdMs} ms`,
+        resources: ['etcd', ...held.flatMap((each) => env.etcd.memberResources(each))],
         unhealthyNodes: [],
         etcdUnhealthy: true,
         holdMs,
@@ -440,7 +489,7 @@ const etcdFreeze: FaultKind = {
     return {
       kind: this.name,
       description: `SIGSTOP etcd member ${member} for ${holdMs} ms`,
-      resources: ['etcd'],
+      resources: ['etcd', ...env.etcd.memberResources(member)],
       unhealthyNodes: [],
       etcdUnhealthy: true,
       holdMs,
@@ -461,7 +510,7 @@ const etcdSigcont: FaultKind = {
     return {
       kind: this.name,
       description: `SIGCONT the running etcd member ${member}`,
-      resources: ['etcd'],
+      resources: ['etcd', ...env.etcd.memberResources(member)],
       unhealthyNodes: [],
       etcdUnhealthy: false,
       holdMs: 0,
@@ -477,6 +526,8 @@ const etcdDiskFull: FaultKind = {
   name: 'etcd-disk-full',
   weight: 1,
   summary: "fill the filesystem of an etcd member's data dir (a tmpfs), free it later; restart etcd if it died",
+  // The embedded members' data dirs are on the machine's own disk.
+  onlyOn: ['single'],
   plan(env, rng) {
     const holdMs = rng.int(1000, 6000);
     const member = env.etcd.members[rng.int(0, 1 << 20) % env.etcd.members.length]!;
@@ -517,6 +568,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   cpuStarve,
   nodeFreeze,
   nodeDead,
+  etcdLeaderNodeDead,
   linkDown,
   partition,
   loss,

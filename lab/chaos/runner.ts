@@ -164,7 +164,10 @@ export class ChaosRun {
 
   constructor(private readonly options: ChaosOptions) {
     this.boundMs = options.boundMs ?? LEASE_TTL_MS + SCHEDULING_ALLOWANCE_MS + MAX_PROBE_WAIT_MS;
-    this.kinds = options.kinds ? options.kinds.map(faultKind) : [...FAULT_KINDS];
+    const runs = (kind: FaultKind): boolean => !kind.onlyOn || kind.onlyOn.includes(options.etcd);
+    this.kinds = options.kinds ? options.kinds.map(faultKind) : FAULT_KINDS.filter(runs);
+    const refused = this.kinds.filter((kind) => !runs(kind));
+    if (refused.length) throw new Error(`not run on the ${options.etcd} etcd topology: ${refused.map((kind) => kind.name).join(', ')}`);
   }
 
   async run(): Promise<ChaosReport> {
@@ -209,7 +212,7 @@ export class ChaosRun {
 
   private async setUp(): Promise<void> {
     const { lab, options } = this;
-    this.etcd = createEtcdTopology(options.etcd, lab);
+    this.etcd = createEtcdTopology(options.etcd, lab, { election: { profile: options.profile } });
     await this.etcd.start();
     this.observer = await VipObserver.start(lab.vip, lab.nodes);
     this.arp = await ArpWatch.start(lab);
@@ -289,6 +292,11 @@ export class ChaosRun {
         this.active.add(entry.fault);
         this.options.log(`#${this.step}${second ? (entry.fault === first ? 'a' : 'b') : ''} ${entry.fault.kind}: ${entry.fault.description}`);
         const skipped = await this.inject(entry.fault);
+        if (entry.fault.description !== record.description) this.options.log(`   ${entry.fault.description}`);
+        // A fault may name its target only once applied (the etcd leader's node).
+        record.description = entry.fault.description;
+        record.incapacitates = entry.fault.incapacitates ?? [];
+        record.isolates = entry.fault.isolates ?? [];
         if (skipped !== null) {
           record.skipped = skipped;
           this.active.delete(entry.fault);

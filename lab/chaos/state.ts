@@ -25,6 +25,15 @@ export function snapshotFrom(prefix: string, entries: Array<{ key: string; value
   return { keys };
 }
 
+/** `etcdctl get -w json`'s keys and values (base64 in its output). */
+export function decodeKvs(out: string): Array<{ key: string; value: string }> {
+  const parsed = JSON.parse(out) as { kvs?: Array<{ key: string; value?: string }> };
+  return (parsed.kvs ?? []).map((kv) => ({
+    key: Buffer.from(kv.key, 'base64').toString('utf8'),
+    value: Buffer.from(kv.value ?? '', 'base64').toString('utf8'),
+  }));
+}
+
 function isVolatile(key: string): boolean {
   return VOLATILE.includes(key) || VOLATILE_PREFIXES.some((prefix) => key.startsWith(prefix));
 }
