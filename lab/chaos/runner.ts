@@ -678,7 +678,7 @@ export function formatReport(report: ChaosReport): string {
     entry.longest = Math.max(entry.longest, outage.ms);
   }
   lines.push('by fault kind (count, longest outage after it):');
-  for (const [kind, entry] of [...byKind.entries()].sort()) lines.push(`  ${kind.padEnd(18)} ${String(entry.count).padStart(4)}  ${seconds(entry.longest)}`);
+  for (const [kind, entry] of [...byKind.entries()].sort()) lines.push(`  ${kind.padEnd(22)} ${String(entry.count).padStart(4)}  ${seconds(entry.longest)}`);
   const minutes = Math.floor(report.durationMs / 60_000);
   lines.push(`duration:          ${minutes}m${String(Math.round((report.durationMs % 60_000) / 1000)).padStart(2, '0')}s`);
   if (report.agentErrors.length > 0) lines.push(`agents logged ${report.agentErrors.length} error line(s), e.g. ${report.agentErrors[0]!.node}: ${report.agentErrors[0]!.line.slice(0, 200)}`);
