@@ -244,7 +244,11 @@ export class EmbeddedCluster {
 
   /** One look: the node whose member leads, as the answering members see it; null when they disagree or none leads. */
   async leader(): Promise<LabNode | null> {
-    const leaders = new Set((await this.statuses()).map((status) => status.leaderId));
+    return this.leaderNamedBy(await this.statuses());
+  }
+
+  private leaderNamedBy(statuses: MemberStatus[]): LabNode | null {
+    const leaders = new Set(statuses.map((status) => status.leaderId));
     if (leaders.size !== 1) return null;
     const [leaderId] = [...leaders];
     if (leaderId === '0') return null;
@@ -252,12 +256,16 @@ export class EmbeddedCluster {
     return null;
   }
 
-  /** Waits until every live member answers and all name the same leader. */
+  /**
+   * Waits until every live member answers and all name the same leader, itself among them:
+   * right after the leader's node dies, the others still name it until their election timeout.
+   */
   async awaitLeader(timeoutMs = 30_000): Promise<LabNode> {
     return await waitFor('the live etcd members to agree on a leader', async () => {
       const statuses = await this.statuses();
       if (statuses.length < this.liveMembers().length) return undefined;
-      return (await this.leader()) ?? undefined;
+      const leader = this.leaderNamedBy(statuses);
+      return leader && statuses.some((status) => status.node === leader.name) ? leader : undefined;
     }, timeoutMs, 100);
   }
 
