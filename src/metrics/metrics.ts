@@ -5,7 +5,8 @@
  * except the leased DHCP address, of which there is one.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { type AttemptFailure, type HookMetrics } from '../hooks/hooks';
+import { type AttemptFailure } from '../hooks/attempt';
+import { type HookMetrics } from '../hooks/runner';
 import { TRANSITION_CAUSES, type HookEvent, type HookRunRecord, type TransitionCause } from '../store/records';
 import { HOOK_EVENTS } from '../config/config';
 
