@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { InputError } from './config/schema-check';
-import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from './cli/exit-codes';
+import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from './output/exit-codes';
 import { registerCa } from './cli/ca';
 import { registerDhcp } from './cli/dhcp';
 import { registerDoctor } from './doctor/command';
@@ -12,12 +12,15 @@ import { registerMove } from './cli/move';
 import { registerRun } from './cli/run';
 import { registerStatus } from './cli/status';
 import { registerToken } from './cli/token';
+import { Daemon } from './daemon';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { version } = require('../../package.json') as { version: string };
 
-/** Every subcommand registers itself from its own module under src/cli/ (doctor: src/doctor/command.ts). */
-const commands: Array<(program: Command) => void> = [registerRun, registerStatus, registerMove, registerDhcp, registerToken, registerCa, registerDoctor, registerInit, registerJoin, registerNode];
+/** Every subcommand registers itself from its own module under src/cli/; `run` is handed the composition root. */
+const commands: Array<(program: Command) => void> = [
+  (program) => registerRun(program, (config, logger) => new Daemon(config, logger)),
+  registerStatus, registerMove, registerDhcp, registerToken, registerCa, registerDoctor, registerInit, registerJoin, registerNode];
 
 export function buildProgram(): Command {
   const program = new Command('vipd')

@@ -1,48 +1,57 @@
-import type { PublishedDhcpState } from '../store/records';
+import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { monotonicMs } from '../clock';
 import type { Config } from '../config/config';
 import { InputError } from '../config/schema-check';
 import { Election } from '../election/election';
-import { EtcdStore } from '../store/etcd-store';
-import { monotonicMs } from '../clock';
-import { ClusterKeys } from '../store/keys';
-import { Membership } from '../store/membership';
-import { type ClusterSettings, type NodeRecord } from '../store/records';
 import { Announcer } from '../holding/announcer';
 import { parseMac } from '../holding/codecs/mac';
 import { probeForOtherHolders } from '../holding/conflict-probe';
 import type { DhcpState } from '../holding/dhcp-client';
 import { DhcpVipHolder, StaticVipHolder, type VipHolder } from '../holding/holders';
 import { Netlink } from '../holding/netlink';
-import { validLifetimeSeconds, VipAddress } from '../holding/vip-address';
-import { ClusterCa } from '../security/ca';
-import { ServingCertificates } from '../security/certificates';
-import { EtcdKeyValue } from '../store/kv';
-import { securityKeys } from '../store/keys';
-import { TokenStore } from '../security/tokens';
-import { buildApiServer, listenApiServer, type ApiServer } from '../api/server';
-import { AgentMetrics } from '../metrics/metrics';
-import { AgentApiBackend } from '../api/store-backend';
-import { hookEventOf } from '../hooks/context';
-import { VipLifecycle, type VipTransition } from '../hooks/lifecycle';
-import { HookRunner } from '../hooks/runner';
-import { EtcdHookHistory } from '../store/hook-history';
-import { type TransitionCause } from '../store/records';
 import { checkLocalNetwork } from '../holding/preflight';
-import type { JoinHandler } from '../cluster/join-service';
+import { validLifetimeSeconds, VipAddress } from '../holding/vip-address';
+import type { EtcdStore } from '../store/etcd-store';
+import { ClusterKeys } from '../store/keys';
+import { Membership } from '../store/membership';
+import type { ClusterSettings, MoveEvent, NodeRecord, PublishedDhcpState, TransitionCause } from '../store/records';
+import { VipLifecycle, type VipTransition } from './lifecycle';
 
+/** A change in whether this node has the VIP, with what hooks and logs need to say about it. */
+export interface AgentTransition extends VipTransition {
+  node: string;
+  nodeIP: string;
+  /** The MAC answering for the VIP: the node's, or in DHCP mode the VIP's own. */
+  mac: string;
+  cluster: string;
+  time: string;
+}
 
-/** How long a stopping agent waits for its hooks before killing them: inside the unit's TimeoutStopSec=10. */
-const HOOK_DRAIN_MS = 8_000;
+/** What the agent announces; the daemon wires metrics, hooks and the API to these. */
+export interface AgentEvents {
+  /** The VIP came to or left this node. */
+  transition: [AgentTransition];
+  /** An acknowledged renewal: its round trip, and the time left to hold the VIP (null when not holding). */
+  renewed: ['lease' | 'hold', number, number | null];
+  /** A gratuitous ARP or unsolicited NA went out. */
+  announced: [];
+  /** DHCP mode: the VIP's address was leased (it may differ from the last one). */
+  leased: [string];
+}
+
+export interface AgentOptions {
+  /** Why this node must stay out of the election now (e.g. a required hook failed), or null. Asked on every converge. */
+  holdGate?: () => string | null;
+}
 
 /**
  * The node agent: joins "who should hold the VIP" (the election) to "how a node holds it"
  * (a VipHolder and the announcer). All holding decisions are made in converge(), which reads
  * the current facts and converges on them, so every trigger can simply call reconcile().
  */
-export class Agent {
+export class Agent extends EventEmitter<AgentEvents> {
   private readonly netlink = Netlink.open();
-  private readonly store: EtcdStore;
   private readonly keys: ClusterKeys;
   private election: Election | null = null;
   private holder: VipHolder | null = null;
@@ -63,57 +72,51 @@ export class Agent {
   /** DHCP: the address leased last time, asked for again so the VIP stays put. */
   private lastLeasedIp: string | null = null;
   private waitingReason: string | null = null;
-  private api: { server: ApiServer; backend: AgentApiBackend; certificates: ServingCertificates } | null = null;
   /** Whether the VIP is on this node, and why it came or went: feeds hooks and metrics. */
   private readonly lifecycle = new VipLifecycle((transition) => this.onTransition(transition));
-  private readonly hooks: HookRunner;
-  private readonly metrics: AgentMetrics;
 
-  /** `join`: answers `vipd join` on the API port (the cluster's JoinService); null serves no joins. */
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
-    private readonly join: JoinHandler | null = null,
+    private readonly store: EtcdStore,
+    private readonly options: AgentOptions = {},
   ) {
+    super();
     this.keys = new ClusterKeys(config.cluster);
-    this.store = new EtcdStore({
-      endpoints: config.etcd.endpoints,
-      tls: config.etcd.tls,
-      callTimeoutMs: config.election.leaseTtlSeconds * 1000,
-    });
-    this.metrics = new AgentMetrics({
-      node: config.node.name,
-      cluster: config.cluster,
-      mode: config.vip.mode,
-      profile: config.election.profile,
-      version: (require('../../../package.json') as { version: string }).version,
-      source: {
-        holder: () => this.lifecycle.holding,
-        term: () => this.election?.leader()?.term ?? null,
-        dhcpLease: () => {
-          const state = this.holder instanceof DhcpVipHolder ? this.holder.dhcpState() : null;
-          return state && state.state !== 'requesting' && state.lease ? { ip: state.lease.ip, expiresAt: state.lease.expiresAt } : null;
-        },
-      },
-    });
-    this.hooks = new HookRunner({
-      hooks: config.hooks,
-      node: config.node.name,
-      logger,
-      history: new EtcdHookHistory(this.store, this.keys),
-      metrics: this.metrics,
-      holds: (term) => this.lifecycle.holding && this.lifecycle.heldTerm === term,
-      onCooldownChange: () => this.reconcile(),
-    });
+  }
+
+  /** Whether the VIP is on this node now. */
+  get holding(): boolean {
+    return this.lifecycle.holding;
+  }
+
+  /** Whether the VIP is on this node at `term`: a late hook failure for an earlier term is no reason to resign. */
+  holdsTerm(term: number | null): boolean {
+    return this.lifecycle.holding && this.lifecycle.heldTerm === term;
+  }
+
+  /** The current holder's term as this node sees it, null when the key is vacant. */
+  get term(): number | null {
+    return this.election?.leader()?.term ?? null;
+  }
+
+  /** DHCP mode: the lease on this node, if it has one. */
+  dhcpLease(): { ip: string; expiresAt: string } | null {
+    const state = this.holder instanceof DhcpVipHolder ? this.holder.dhcpState() : null;
+    return state && state.state !== 'requesting' && state.lease ? { ip: state.lease.ip, expiresAt: state.lease.expiresAt } : null;
+  }
+
+  /** The address certificates should name for the VIP now: the configured one, or the last lease. */
+  get vipForCertificates(): string | null {
+    return this.config.vip.address ?? this.lastLeasedIp;
   }
 
   /**
-   * Checks everything, then starts. Resolves once running; throws InputError (exit 2) if a
-   * check fails, before anything on the node or in etcd has changed.
+   * Checks everything, then registers this node. Throws InputError (exit 2) if a check fails,
+   * before anything on the node or in etcd has changed. The election starts with startElection().
    */
-  async start(): Promise<void> {
+  async prepare(): Promise<NodeRecord> {
     const { config, logger } = this;
-    HookRunner.check(config.hooks);
     const local = await checkLocalNetwork(config, this.netlink);
     this.self = {
       name: config.node.name,
@@ -144,7 +147,14 @@ export class Agent {
     await this.holder.removeStale();
     await membership.register(self);
     logger.info({ node: self, hwaddr: this.settings?.hwaddr }, 'registered');
+    return self;
+  }
 
+  /** Joins the election and starts converging on its answer. */
+  async startElection(): Promise<void> {
+    const { config, logger } = this;
+    const self = this.self;
+    if (!self) throw new Error('prepare() first');
     this.election = new Election({
       store: this.store,
       keys: this.keys,
@@ -154,54 +164,15 @@ export class Agent {
       onChange: () => this.reconcile(),
       releaseVip: () => this.releaseForHandoff(),
       observer: {
-        won: (event) => this.lifecycle.won(event),
+        won: (event: MoveEvent) => this.lifecycle.won(event),
         losing: (cause, reason) => this.lifecycle.losing(cause, reason),
-        renewed: (kind, latencyMs, marginMs) => this.metrics.renewal(kind, latencyMs, marginMs),
+        renewed: (kind, latencyMs, marginMs) => this.emit('renewed', kind, latencyMs, marginMs),
       },
     });
     this.stopWatching = Netlink.watchChanges(() => this.reconcile());
     this.periodic = setInterval(() => this.reconcile(), config.election.leaseRenewIntervalMs);
-    // Issuing the certificate and building the server block the event loop for a while:
-    // do it before joining the election, not while holding the VIP on a fresh deadline.
-    if (config.api.enabled) await this.startApi(self);
     await this.election.start();
     this.reconcile();
-  }
-
-  /**
-   * The HTTPS API and dashboard, on every address of this node (the VIP included whenever
-   * this node holds it), with a certificate from the cluster CA or the uploaded one.
-   */
-  private async startApi(self: NodeRecord): Promise<void> {
-    const { config, logger } = this;
-    const kv = new EtcdKeyValue(this.store);
-    const keys = securityKeys(this.keys);
-    const ca = await ClusterCa.loadOrCreate(kv, keys.ca, { cluster: config.cluster });
-    const certificates = new ServingCertificates({
-      kv,
-      keys,
-      ca,
-      node: { name: self.name, ip: self.ip },
-      vip: config.vip.address ?? this.lastLeasedIp ?? self.ip,
-      fqdn: config.api.fqdn,
-      logger,
-    });
-    await certificates.start();
-    const backend = new AgentApiBackend({
-      store: this.store,
-      keys: this.keys,
-      config,
-      self: { name: self.name, ip: self.ip },
-      ca,
-      certificates,
-      logger,
-    });
-    await backend.start();
-    const server = buildApiServer({ backend, tokens: new TokenStore(kv, keys), certificates, tls: certificates.tlsOptions(), logger, metrics: this.metrics, join: this.join });
-    certificates.attach(server.server);
-    const address = await listenApiServer(server, { port: config.api.port });
-    this.api = { server, backend, certificates };
-    logger.info({ port: address.port, caFingerprint: ca.caFingerprint(), fqdn: config.api.fqdn }, 'serving the HTTPS API and dashboard');
   }
 
   private createHolder(): VipHolder {
@@ -257,12 +228,12 @@ export class Agent {
   private async converge(): Promise<void> {
     const { election, holder } = this;
     if (!election || !holder || this.stopping) return;
-    // A required acquire hook failed: drop the VIP, then resign, and stay out until the cooldown ends.
-    const hookFailure = this.hooks.cooldownReason();
-    if (hookFailure !== null) {
+    // A gate closed (a required acquire hook failed): drop the VIP, then resign, and stay out while it is closed.
+    const gateClosed = this.options.holdGate?.() ?? null;
+    if (gateClosed !== null) {
       if (election.isEligible) {
-        await this.drop(hookFailure, false, 'released');
-        await election.setEligible(false, hookFailure);
+        await this.drop(gateClosed, false, 'released');
+        await election.setEligible(false, gateClosed);
       }
       return;
     }
@@ -330,7 +301,7 @@ export class Agent {
       burstIntervalMs: this.config.announce.burstIntervalMs,
       refreshIntervalMs: this.config.announce.refreshIntervalMs,
       logger: this.logger,
-      onSent: () => this.metrics.announcementSent(),
+      onSent: () => this.emit('announced'),
     });
     this.announcer.start();
   }
@@ -384,20 +355,15 @@ export class Agent {
     this.lifecycle.removed(cause, reason);
   }
 
-  /** Counts the transition and queues the hooks; returns at once (hooks run in the background). */
+  /** Tells the listeners (metrics, hooks); they must return at once. */
   private onTransition(transition: VipTransition): void {
-    this.metrics.transition(transition.cause);
-    if (!this.hooks.hasHooks || !this.self) return;
-    this.hooks.dispatch({
-      event: hookEventOf(transition.cause),
-      cause: transition.cause,
-      reason: transition.reason,
-      vip: transition.vip,
-      node: this.self.name,
-      nodeIP: this.self.ip,
-      mac: this.settings?.hwaddr ?? this.self.mac,
-      term: transition.term,
-      previousHolder: transition.previousHolder,
+    const self = this.self;
+    if (!self) return;
+    this.emit('transition', {
+      ...transition,
+      node: self.name,
+      nodeIP: self.ip,
+      mac: this.settings?.hwaddr ?? self.mac,
       cluster: this.config.cluster,
       time: new Date().toISOString(),
     });
@@ -407,7 +373,7 @@ export class Agent {
   private async publishDhcp(state: DhcpState): Promise<void> {
     if (state.state === 'bound') {
       this.lastLeasedIp = state.lease.ip;
-      void this.api?.certificates.setVip(state.lease.ip);
+      this.emit('leased', state.lease.ip);
     }
     const lease = state.state === 'requesting' ? null : state.lease;
     const published: PublishedDhcpState = {
@@ -433,7 +399,7 @@ export class Agent {
     }
   }
 
-  /** SIGTERM/SIGINT: remove the VIP, then revoke the lease so another node takes over at once. */
+  /** SIGTERM/SIGINT: remove the VIP, then revoke the lease so another node takes over at once. The store stays open: its owner closes it. */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
@@ -442,16 +408,6 @@ export class Agent {
     await this.reconciling;
     await this.drop('agent stopping', true, 'stopping').catch((error: Error) => this.logger.warn({ err: error.message }, 'could not remove the VIP'));
     await this.election?.stop(true);
-    if (this.api) {
-      // Open event streams would hold close() forever: give them a moment, not more.
-      await Promise.race([this.api.server.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
-      this.api.certificates.stop();
-      await this.api.backend.stop();
-    }
-    // The release hooks began when the VIP went; let them finish (bounded) while etcd, which records them, is still open.
-    await this.hooks.drain(HOOK_DRAIN_MS);
-    this.store.close();
     this.netlink.close();
-    this.logger.info('stopped');
   }
 }

@@ -10,6 +10,7 @@ import type { TokenVerifier } from '../security/tokens';
 import { bearerAuth } from './auth';
 import { type ApiBackend, MoveRefusedError } from './backend';
 import { registerDashboard } from './dashboard';
+import { JoinRefused } from '../cluster/join-protocol';
 import { HttpError } from './errors';
 import { EventStreams } from './event-stream';
 import { joinSniCallback, registerJoinRoutes, type JoinHandler } from './join-routes';
@@ -146,6 +147,11 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
   app.setErrorHandler(async (error: FastifyError | Error, request, reply) => {
     if (error instanceof InputError) return reply.code(400).send(errorBody(400, 'Bad Request', error.message));
     if (error instanceof MoveRefusedError) return reply.code(409).send(errorBody(409, 'Conflict', error.message));
+    if (error instanceof JoinRefused) {
+      return error.kind === 'conflict'
+        ? reply.code(409).send(errorBody(409, 'Conflict', error.message))
+        : reply.code(503).send(errorBody(503, 'Service Unavailable', error.message));
+    }
     if (error instanceof HttpError) {
       if (error.statusCode === 401) reply.header('www-authenticate', 'Bearer realm="vipd"');
       return reply.code(error.statusCode).send(errorBody(error.statusCode, error.error, error.message));

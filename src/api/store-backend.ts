@@ -11,10 +11,10 @@ import { requestMove } from '../election/move-request';
 import type { ClusterCa } from '../security/ca';
 import type { ServingCertificates } from '../security/certificates';
 import type { ApiBackend, ApiManagementAddress, NodeStatus } from './backend';
-import { readManagementAddress } from '../cli/status';
+import { readManagementAddress } from '../status/read';
 
 /** The API's view of the cluster, read from etcd so every node answers alike. */
-export class AgentApiBackend implements ApiBackend {
+export class StoreApiBackend implements ApiBackend {
   private readonly listeners = new Set<(event: MoveEvent) => void>();
   private readonly watchers: Watcher[] = [];
   private readonly membership: Membership;

@@ -2,20 +2,9 @@ import { loadConfig, type Config } from '../config/config';
 import { InputError } from '../config/schema-check';
 import { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
-import { EXIT_UNAVAILABLE } from './exit-codes';
+import { StoredDataError } from '../store/records';
+import { EXIT_UNAVAILABLE } from '../output/exit-codes';
 
-/** A value in etcd that vipd cannot read: reported as such, not as etcd being unreachable. */
-export class StoredDataError extends Error {}
-
-/** Parses a JSON value read from etcd, naming the key when it is damaged. */
-export function parseStored<T>(key: string, value: string | undefined): T | null {
-  if (value === undefined) return null;
-  try {
-    return JSON.parse(value) as T;
-  } catch {
-    throw new StoredDataError(`the value stored at ${key} is not valid JSON; fix or delete it with etcdctl`);
-  }
-}
 
 /** What a command that reads the cluster straight from etcd works with. */
 export interface ClusterContext {

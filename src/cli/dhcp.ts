@@ -1,27 +1,9 @@
 import type { Command } from 'commander';
 import { InputError } from '../config/schema-check';
-import { renderOutput } from './output';
+import { renderOutput } from '../output/output';
 import { withCluster } from './cluster';
-import { readManagementAddress } from './status';
-
-export interface Reservation {
-  hwaddr: string;
-  requestedIP: string | null;
-  dnsmasq: string | null;
-  iscDhcpd: string | null;
-  kea: string | null;
-}
-
-/** The reservation lines a person pastes into their DHCP server, for one MAC and IP. */
-export function reservationFor(cluster: string, hwaddr: string, ip: string | null): Reservation {
-  return {
-    hwaddr,
-    requestedIP: ip,
-    dnsmasq: ip ? `dhcp-host=${hwaddr},${ip}` : null,
-    iscDhcpd: ip ? `host vipd-${cluster} { hardware ethernet ${hwaddr}; fixed-address ${ip}; }` : null,
-    kea: ip ? JSON.stringify({ 'hw-address': hwaddr, 'ip-address': ip }) : null,
-  };
-}
+import { readManagementAddress } from '../status/read';
+import { reservationFor, type Reservation } from '../holding/dhcp-reservation';
 
 function table(reservation: Reservation): string {
   const lines = [`MAC           ${reservation.hwaddr}`, `REQUESTED IP  ${reservation.requestedIP ?? '(none yet: set vip.address, or wait for the first lease)'}`];

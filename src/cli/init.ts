@@ -2,14 +2,14 @@ import type { Command } from 'commander';
 import { isIP } from 'node:net';
 import { createInterface } from 'node:readline/promises';
 import { InputError } from '../config/schema-check';
-import { DEFAULT_VOTERS } from '../cluster/cluster-keys';
+import { DEFAULT_VOTERS } from '../cluster/etcd-endpoints';
 import { initCluster, type ExternalEtcd, type InitOptions, type InitResult } from '../cluster/init';
 import { listInterfaces, type InterfaceChoice } from '../cluster/node-setup';
 import { describeStartedAgent, DEFAULT_CONFIG_PATH } from '../cluster/service';
 import { Netlink } from '../holding/netlink';
 import { parseTokenTtl } from '../security/tokens';
-import { reservationFor } from './dhcp';
-import { EXIT_UNAVAILABLE } from './exit-codes';
+import { reservationFor } from '../holding/dhcp-reservation';
+import { EXIT_UNAVAILABLE } from '../output/exit-codes';
 
 export const DEFAULT_DATA_DIR = '/var/lib/vipd';
 

@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
-import pino from 'pino';
-import { Agent } from '../agent/agent';
-import { EmbeddedEtcd } from '../cluster/embedded-etcd';
-import { JoinService } from '../cluster/join-service';
-import { EXIT_OK } from './exit-codes';
-import { loadConfig } from '../config/config';
+import pino, { type Logger } from 'pino';
+import { loadConfig, type Config } from '../config/config';
+import { EXIT_OK } from '../output/exit-codes';
+
+/** Builds the daemon (src/daemon.ts): handed in by main.ts, the only module that imports it. */
+export type CreateDaemon = (config: Config, logger: Logger) => { start(): Promise<void>; stop(): Promise<void> };
 
 /** `vipd run`: the node agent, until SIGTERM or SIGINT. */
-export function registerRun(program: Command): void {
+export function registerRun(program: Command, createDaemon: CreateDaemon): void {
   program
     .command('run')
     .description('run the node agent')
@@ -15,28 +15,16 @@ export function registerRun(program: Command): void {
     .action(async (options: { config: string }) => {
       const config = loadConfig(options.config);
       const logger = pino({ level: config.logLevel, base: { node: config.node.name, cluster: config.cluster } });
-      const join = new JoinService(config, logger);
-      const agent = new Agent(config, logger, join);
-      let etcd: EmbeddedEtcd | null = null;
+      const daemon = createDaemon(config, logger);
       let stopping = false;
       const shutdown = (signal: string): void => {
         if (stopping) return;
         stopping = true;
         logger.info({ signal }, 'shutting down');
-        // The agent first: it drops the VIP and revokes its lease while etcd still answers.
-        void agent
-          .stop()
-          .then(async () => {
-            join.close();
-            await etcd?.stop();
-          })
-          .then(() => process.exit(EXIT_OK));
+        void daemon.stop().then(() => process.exit(EXIT_OK));
       };
       process.on('SIGTERM', () => shutdown('SIGTERM'));
       process.on('SIGINT', () => shutdown('SIGINT'));
-      // The embedded store (vipd init/join) runs as this process's child, and is up before the agent connects.
-      if (config.etcd.embedded) etcd = await EmbeddedEtcd.start(config, logger);
-      if (stopping) return;
-      await agent.start();
+      await daemon.start();
     });
 }

@@ -1,43 +1,10 @@
 import type { Command } from 'commander';
-import { X509Certificate } from 'node:crypto';
-import { securityKeys } from '../store/keys';
-import type { PublishedDhcpState } from '../store/records';
-import { readHookFailure } from '../store/hook-history';
-import type { Config } from '../config/config';
 import { InputError } from '../config/schema-check';
-import { parseLeader } from '../store/records';
-import type { EtcdStore } from '../store/etcd-store';
-import type { ClusterKeys } from '../store/keys';
-import type { ClusterSettings } from '../store/records';
-import { describeManagementAddress, formatManagementAddressTable, type ManagementAddress } from '../status/management-address';
-import { renderOutput } from './output';
+import { formatManagementAddressTable, type ManagementAddress } from '../status/management-address';
+import { readManagementAddress } from '../status/read';
 import { addApiClientOptions, ApiClient, type ApiClientFlags } from './api-client';
-import { parseStored, withCluster } from './cluster';
-
-/** Reads everything the management address shows from etcd: holder, settings, DHCP lease. */
-export async function readManagementAddress(store: EtcdStore, keys: ClusterKeys, config: Config): Promise<ManagementAddress> {
-  const [leader, settings, dhcp, ca, hookFailure] = await Promise.all([
-    store.get(keys.leader),
-    store.get(keys.settings),
-    store.get(keys.dhcp),
-    store.get(securityKeys(keys).ca),
-    readHookFailure(store, keys),
-  ]);
-  const security = securityKeys(keys);
-  const caCertificate = parseStored<{ certificate: string }>(security.ca, ca?.value)?.certificate;
-  const view = describeManagementAddress({
-    cluster: config.cluster,
-    address: config.vip.address,
-    mode: config.vip.mode,
-    interface: config.node.interface,
-    leader: parseLeader(leader),
-    hwaddr: parseStored<ClusterSettings>(keys.settings, settings?.value)?.hwaddr ?? (config.vip.mode === 'dhcp' ? config.vip.hwaddr : null),
-    dhcp: config.vip.mode === 'dhcp' ? parseStored<PublishedDhcpState>(keys.dhcp, dhcp?.value) : null,
-    hookFailure,
-  });
-  if (caCertificate) view.status.caFingerprint = new X509Certificate(caCertificate).fingerprint256;
-  return view;
-}
+import { withCluster } from './cluster';
+import { renderOutput } from '../output/output';
 
 /** Commands that work either from a node (`--config`, straight from etcd) or remotely (`--server`, through the API). */
 export function requireOneSource(options: { config?: string; server?: string }): void {

@@ -3,9 +3,9 @@ import { InputError } from '../config/schema-check';
 import { EtcdKeyValue } from '../store/kv';
 import { securityKeys } from '../store/keys';
 import { parseTokenTtl, TOKEN_ROLES, TokenStore, type TokenRole } from '../security/tokens';
-import { renderOutput } from './output';
+import { renderOutput } from '../output/output';
 import { withCluster } from './cluster';
-import { EXIT_BAD_INPUT } from './exit-codes';
+import { EXIT_BAD_INPUT } from '../output/exit-codes';
 
 /** Runs one action against the cluster's token store. */
 async function withTokenStore(configPath: string, action: (tokens: TokenStore) => Promise<void>): Promise<void> {

@@ -11,7 +11,7 @@ import { certificateFingerprint } from '../security/ca';
 import { EtcdKeyValue } from '../store/kv';
 import { securityKeys } from '../store/keys';
 import { TokenStore } from '../security/tokens';
-import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, urlFor } from './cluster-keys';
+import { ETCD_CLIENT_PORT, ETCD_PEER_PORT, urlFor } from './etcd-endpoints';
 import { clusterSetupKeys } from '../store/keys';
 import { type StoreInfo } from '../store/records';
 import { EmbeddedEtcd } from './embedded-etcd';

@@ -87,3 +87,18 @@ export type JoinResponse = Static<typeof JoinResponse>;
 export const JoinRequestSchema = new Schema(JoinRequest);
 export const JoinClusterInfoSchema = new Schema(JoinClusterInfo);
 export const JoinResponseSchema = new Schema(JoinResponse);
+
+/**
+ * Why a join was refused: `conflict` when the request clashes with what the cluster has (a
+ * name or IP taken), `unavailable` when the cluster cannot take a node now. The API maps
+ * them to 409 and 503; the message is safe to show the joining node.
+ */
+export class JoinRefused extends Error {
+  constructor(
+    readonly kind: 'conflict' | 'unavailable',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'JoinRefused';
+  }
+}

@@ -15,11 +15,10 @@ import { ClusterCa } from '../security/ca';
 import { EtcdKeyValue } from '../store/kv';
 import { securityKeys } from '../store/keys';
 import { TokenStore, type JoinTokenCheck } from '../security/tokens';
-import { HttpError } from '../api/errors';
-import { DEFAULT_VOTERS, ETCD_CLIENT_PORT, ETCD_PEER_PORT, urlFor } from './cluster-keys';
+import { DEFAULT_VOTERS, ETCD_CLIENT_PORT, ETCD_PEER_PORT, urlFor } from './etcd-endpoints';
 import { clusterSetupKeys } from '../store/keys';
 import { type StoreInfo } from '../store/records';
-import type { JoinClusterInfo, JoinRequest, JoinResponse, JoinStore } from './join-protocol';
+import { JoinRefused, type JoinClusterInfo, type JoinRequest, type JoinResponse, type JoinStore } from './join-protocol';
 import { ClusterIssuer, parseStoredCa } from './pki';
 
 /** What the API's join routes need; the agent's process provides it (src/cluster/join-service.ts). */
@@ -75,7 +74,7 @@ export class JoinService implements JoinHandler {
 
   private async caMaterial() {
     const stored = await this.etcd().get(securityKeys(this.keys).ca);
-    if (!stored) throw new HttpError(503, 'this cluster has no CA yet: its first agent is still starting');
+    if (!stored) throw new JoinRefused('unavailable', 'this cluster has no CA yet: its first agent is still starting');
     return parseStoredCa(stored.value);
   }
 
@@ -108,7 +107,7 @@ export class JoinService implements JoinHandler {
 
   private async settings(): Promise<ClusterSettings> {
     const stored = await this.etcd().get(this.keys.settings);
-    if (!stored) throw new HttpError(503, 'this cluster has no settings yet: its first agent is still starting');
+    if (!stored) throw new JoinRefused('unavailable', 'this cluster has no settings yet: its first agent is still starting');
     return JSON.parse(stored.value) as ClusterSettings;
   }
 
@@ -214,7 +213,7 @@ export class JoinService implements JoinHandler {
     const clientURL = urlFor(record.ip, ETCD_CLIENT_PORT);
     const stale = members.find((member) => member.peerURLs.includes(peerURL));
     if (stale) {
-      throw new HttpError(409, `node.ip: an etcd member already uses ${peerURL}; remove it first with \`vipd node remove ${stale.name || record.name}\``);
+      throw new JoinRefused('conflict', `node.ip: an etcd member already uses ${peerURL}; remove it first with \`vipd node remove ${stale.name || record.name}\``);
     }
     await membership.register(record);
     let added: Awaited<ReturnType<EtcdStore['addLearner']>>;
@@ -222,7 +221,7 @@ export class JoinService implements JoinHandler {
       added = await addLearnerOnceHealthy(store, peerURL);
     } catch (error) {
       await store.delete(this.keys.node(record.name)).catch(() => undefined);
-      throw new HttpError(503, `could not add an etcd member for ${record.name}: ${(error as Error).message}`);
+      throw new JoinRefused('unavailable', `could not add an etcd member for ${record.name}: ${(error as Error).message}`);
     }
     const initialCluster = added.members
       .map((member) => `${member.id === added.member.id ? record.name : member.name}=${member.peerURLs[0] ?? ''}`)
@@ -264,14 +263,13 @@ export class JoinService implements JoinHandler {
   private checkAgainstCluster(request: JoinRequest, nodes: NodeRecord[], settings: ClusterSettings, vip: string | null): void {
     const taken = nodes.find((node) => node.name === request.name);
     if (taken) {
-      throw new HttpError(
-        409,
+      throw new JoinRefused('conflict',
         `node.name: "${request.name}" is already taken by the node at ${taken.ip} (MAC ${taken.mac}); ` +
           `choose another name with --node-name, or remove that node first with \`vipd node remove ${request.name}\``,
       );
     }
     const sameIp = nodes.find((node) => node.ip === request.ip);
-    if (sameIp) throw new HttpError(409, `node.interface: the management IP ${request.ip} is already registered by node "${sameIp.name}"`);
+    if (sameIp) throw new JoinRefused('conflict', `node.interface: the management IP ${request.ip} is already registered by node "${sameIp.name}"`);
     if (vip && request.ip === vip) throw new InputError('node.interface', `${request.ip} is the VIP; the VIP must differ from every node IP`);
     if (vip && !sameSubnet(request.ip, vip, request.prefixLength)) {
       throw new InputError(
@@ -291,7 +289,7 @@ export class JoinService implements JoinHandler {
     let ownMac: string;
     try {
       const link = await netlink.interfaceByName(this.config.node.interface);
-      if (!link) throw new HttpError(503, `this server's management interface ${this.config.node.interface} is gone`);
+      if (!link) throw new JoinRefused('unavailable', `this server's management interface ${this.config.node.interface} is gone`);
       ownMac = link.mac;
     } finally {
       netlink.close();

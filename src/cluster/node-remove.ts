@@ -2,7 +2,7 @@ import { InputError } from '../config/schema-check';
 import type { EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';
-import { ETCD_PEER_PORT, urlFor } from './cluster-keys';
+import { ETCD_PEER_PORT, urlFor } from './etcd-endpoints';
 import { clusterSetupKeys } from '../store/keys';
 import { type StoreInfo } from '../store/records';
 

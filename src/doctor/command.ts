@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/config';
 import { runDoctor } from './run';
 import { doctorExitCode, formatDoctorTable } from './report';
-import { renderOutput } from '../cli/output';
-import { EXIT_UNAVAILABLE } from '../cli/exit-codes';
+import { renderOutput } from '../output/output';
+import { EXIT_UNAVAILABLE } from '../output/exit-codes';
 
 const EXIT_CODES = `
 Exit codes:

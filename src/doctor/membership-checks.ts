@@ -7,7 +7,7 @@ import type { NodeRecord } from '../store/records';
 import { bytesToIp, ipToBytes } from '../holding/codecs/ip';
 import { sameSubnet } from '../holding/codecs/subnet';
 import type { ManagementAddress } from '../status/management-address';
-import { reservationFor } from '../cli/dhcp';
+import { reservationFor } from '../holding/dhcp-reservation';
 import { check, skip, type CheckResult } from './report';
 
 export interface OwnAddress {

@@ -14,7 +14,7 @@ import { isLinkLocalV6 } from '../holding/codecs/subnet';
 import { VIP_MACVLAN } from '../holding/holders';
 import { Netlink, type InterfaceAddress, type InterfaceInfo } from '../holding/netlink';
 import type { ManagementAddress } from '../status/management-address';
-import { readManagementAddress } from '../cli/status';
+import { readManagementAddress } from '../status/read';
 import { checkApiCertificate, readApiSettings } from './certificate';
 import { checkClock, checkEtcdHealth, checkRenewalLatency, measureClockOffset, probeEndpointHealth, timeRenewalWrites, type ClockOffset } from './etcd-checks';
 import { checkFirewall } from './firewall';

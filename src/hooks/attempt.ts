@@ -1,10 +1,8 @@
 /** What one attempt of a hook (a command or a webhook) reports, and how much of its output is kept. */
-import type { HookAttemptRecord } from '../store/records';
+import type { AttemptFailure, HookAttemptRecord } from '../store/records';
 
 /** Each of stdout and stderr (or a webhook's response body) is kept up to this many bytes. */
 export const OUTPUT_LIMIT_BYTES = 4096;
-
-export type AttemptFailure = 'exit' | 'timeout' | 'error' | 'http';
 
 export interface AttemptResult extends HookAttemptRecord {
   ok: boolean;

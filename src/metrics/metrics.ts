@@ -5,9 +5,7 @@
  * except the leased DHCP address, of which there is one.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { type AttemptFailure } from '../hooks/attempt';
-import { type HookMetrics } from '../hooks/runner';
-import { TRANSITION_CAUSES, type HookEvent, type HookRunRecord, type TransitionCause } from '../store/records';
+import { HOOK_ATTEMPT_FAILURES, TRANSITION_CAUSES, type AttemptFailure, type HookEvent, type HookRunRecord, type TransitionCause } from '../store/records';
 import { HOOK_EVENTS } from '../config/config';
 
 /** What the metrics read at scrape time rather than being told. */
@@ -37,9 +35,8 @@ export type RenewalKind = 'lease' | 'hold';
 export const RENEWAL_BUCKETS_SECONDS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2];
 
 const HOOK_OUTCOMES: ReadonlyArray<HookRunRecord['outcome']> = ['ok', 'failed', 'dropped'];
-const ATTEMPT_FAILURES: readonly AttemptFailure[] = ['exit', 'timeout', 'error', 'http'];
 
-export class AgentMetrics implements HookMetrics {
+export class AgentMetrics {
   readonly registry = new Registry();
   private readonly transitions: Counter<'reason'>;
   private readonly announcements: Counter;
@@ -143,7 +140,7 @@ export class AgentMetrics implements HookMetrics {
     });
     for (const event of HOOK_EVENTS) {
       for (const outcome of HOOK_OUTCOMES) this.hookRuns.inc({ event, outcome }, 0);
-      for (const failure of ATTEMPT_FAILURES) this.hookAttemptFailures.inc({ event, failure }, 0);
+      for (const failure of HOOK_ATTEMPT_FAILURES) this.hookAttemptFailures.inc({ event, failure }, 0);
     }
 
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });

@@ -8,6 +8,21 @@ import type { StoredValue } from './etcd-store';
 
 export type { HookEvent };
 
+// ---- reading a record strictly, for status and doctor ----
+
+/** A value in etcd that vipd cannot read: reported as such, not as etcd being unreachable. */
+export class StoredDataError extends Error {}
+
+/** Parses a JSON value read from etcd, naming the key when it is damaged. */
+export function parseStored<T>(key: string, value: string | undefined): T | null {
+  if (value === undefined) return null;
+  try {
+    return JSON.parse(value) as T;
+  } catch {
+    throw new StoredDataError(`the value stored at ${key} is not valid JSON; fix or delete it with etcdctl`);
+  }
+}
+
 // ---- the election: leader, release, handoff, move request ----
 
 /** What the leader key says about the holder. */
@@ -128,6 +143,10 @@ export interface PublishedDhcpState {
 /** Why the VIP came or went, as a small fixed set: metric labels and VIPD_CAUSE. */
 export const TRANSITION_CAUSES = ['acquired', 'released', 'fenced', 'lease_lost', 'handoff', 'link_down', 'stopping', 'dhcp_lost'] as const;
 export type TransitionCause = (typeof TRANSITION_CAUSES)[number];
+
+/** How a hook attempt failed: metric labels. */
+export const HOOK_ATTEMPT_FAILURES = ['exit', 'timeout', 'error', 'http'] as const;
+export type AttemptFailure = (typeof HOOK_ATTEMPT_FAILURES)[number];
 
 /** What one attempt of a hook left: a command's exit and output, or a webhook's status and body (in stdout). */
 export interface HookAttemptRecord {

@@ -12,7 +12,7 @@ import { resolveConfig } from '../../src/config/config';
 import type { NodeRecord } from '../../src/store/records';
 import type { InterfaceAddress, InterfaceInfo } from '../../src/holding/netlink';
 import { describeManagementAddress } from '../../src/status/management-address';
-import { renderOutput } from '../../src/cli/output';
+import { renderOutput } from '../../src/output/output';
 import { checkApiCertificate, dnsNameCovers, judgeCertificate, parseSubjectAltNames, readApiSettings } from '../../src/doctor/certificate';
 import { checkClock, checkEtcdHealth, checkRenewalLatency, estimateClockOffset, percentile, renewalBudget } from '../../src/doctor/etcd-checks';
 import { analyzeChains, isNftBackend, judgeFirewall, nftChains, saveFormatChains, type FirewallTarget } from '../../src/doctor/firewall';

@@ -13,7 +13,7 @@ import { InputError } from '../../src/config/schema-check';
 import { OUTPUT_LIMIT_BYTES } from '../../src/hooks/attempt';
 import { runCommand } from '../../src/hooks/command';
 import { hookEnvironment, hookEventOf, type HookContext } from '../../src/hooks/context';
-import { VipLifecycle, type VipTransition } from '../../src/hooks/lifecycle';
+import { VipLifecycle, type VipTransition } from '../../src/agent/lifecycle';
 import { HookRunner } from '../../src/hooks/runner';
 import { postWebhook } from '../../src/hooks/webhook';
 import { type HookHistory } from '../../src/store/hook-history';

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { JsonPathError, renderJsonPath } from '../../src/cli/jsonpath';
+import { JsonPathError, renderJsonPath } from '../../src/output/jsonpath';
 
 const OBJ = JSON.parse(
   '{"kind":"ManagementAddress","metadata":{"name":"management-address","annotations":{"kube-vip.io/vipHost":"node-1","kube-vip.io/hwaddr":"8c:dc:d4:b5:f0:fd","kube-vip.io/requestedIP":"192.0.2.10"}},"spec":{"address":"192.0.2.10","mode":"static"},"status":{"holder":"node-1","term":42,"nodes":[{"name":"node-1","ip":"192.0.2.11","healthy":true},{"name":"node-2","ip":"192.0.2.12","healthy":false}]}}',

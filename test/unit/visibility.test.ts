@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { describeManagementAddress, formatManagementAddressTable } from '../../src/status/management-address';
-import { renderOutput } from '../../src/cli/output';
+import { renderOutput } from '../../src/output/output';
 import { parse as parseYaml } from 'yaml';
 
 const held = describeManagementAddress({

@@ -1,8 +1,5 @@
-/**
- * The VIP's lifecycle on this node, as the hooks see it: acquire, release and fault
- * transitions, each reported once.
- */
 import type { MoveEvent, TransitionCause } from '../store/records';
+
 
 /** One change in whether this node has the VIP. */
 export interface VipTransition {

@@ -1,0 +1,175 @@
+/**
+ * The composition root of `vipd run`: builds the store, the agent, hooks, metrics and the API,
+ * and wires them together. The agent knows none of the surfaces; they listen to its events
+ * and read the store.
+ */
+import type { Logger } from 'pino';
+import { Agent } from './agent/agent';
+import { StoreApiBackend } from './api/store-backend';
+import { buildApiServer, listenApiServer, type ApiServer } from './api/server';
+import { EmbeddedEtcd } from './cluster/embedded-etcd';
+import { JoinService } from './cluster/join-service';
+import type { Config } from './config/config';
+import { hookEventOf } from './hooks/context';
+import { HookRunner } from './hooks/runner';
+import { AgentMetrics } from './metrics/metrics';
+import { ClusterCa } from './security/ca';
+import { ServingCertificates } from './security/certificates';
+import { TokenStore } from './security/tokens';
+import { EtcdStore } from './store/etcd-store';
+import { EtcdHookHistory } from './store/hook-history';
+import { ClusterKeys, securityKeys } from './store/keys';
+import { EtcdKeyValue } from './store/kv';
+import type { NodeRecord } from './store/records';
+
+/** How long a stopping agent waits for its hooks before killing them: inside the unit's TimeoutStopSec=10. */
+const HOOK_DRAIN_MS = 8_000;
+
+interface RunningApi {
+  server: ApiServer;
+  backend: StoreApiBackend;
+  certificates: ServingCertificates;
+}
+
+export class Daemon {
+  private readonly store: EtcdStore;
+  private readonly keys: ClusterKeys;
+  private readonly agent: Agent;
+  private readonly hooks: HookRunner;
+  private readonly metrics: AgentMetrics;
+  private readonly join: JoinService;
+  private etcd: EmbeddedEtcd | null = null;
+  private api: RunningApi | null = null;
+  private stopping = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {
+    this.keys = new ClusterKeys(config.cluster);
+    this.store = new EtcdStore({
+      endpoints: config.etcd.endpoints,
+      tls: config.etcd.tls,
+      callTimeoutMs: config.election.leaseTtlSeconds * 1000,
+    });
+    let hooks: HookRunner | null = null;
+    this.agent = new Agent(config, logger, this.store, { holdGate: () => hooks?.cooldownReason() ?? null });
+    const agent = this.agent;
+    this.metrics = new AgentMetrics({
+      node: config.node.name,
+      cluster: config.cluster,
+      mode: config.vip.mode,
+      profile: config.election.profile,
+      version: (require('../../package.json') as { version: string }).version,
+      source: { holder: () => agent.holding, term: () => agent.term, dhcpLease: () => agent.dhcpLease() },
+    });
+    hooks = new HookRunner({
+      hooks: config.hooks,
+      node: config.node.name,
+      logger,
+      history: new EtcdHookHistory(this.store, this.keys),
+      metrics: this.metrics,
+      holds: (term) => agent.holdsTerm(term),
+      onCooldownChange: () => agent.reconcile(),
+    });
+    this.hooks = hooks;
+    this.join = new JoinService(config, logger);
+    this.wire();
+  }
+
+  private wire(): void {
+    const { agent, metrics, hooks } = this;
+    agent.on('renewed', (kind, latencyMs, marginMs) => metrics.renewal(kind, latencyMs, marginMs));
+    agent.on('announced', () => metrics.announcementSent());
+    agent.on('transition', (transition) => {
+      metrics.transition(transition.cause);
+      if (!hooks.hasHooks) return;
+      hooks.dispatch({
+        event: hookEventOf(transition.cause),
+        cause: transition.cause,
+        reason: transition.reason,
+        vip: transition.vip,
+        node: transition.node,
+        nodeIP: transition.nodeIP,
+        mac: transition.mac,
+        term: transition.term,
+        previousHolder: transition.previousHolder,
+        cluster: transition.cluster,
+        time: transition.time,
+      });
+    });
+    agent.on('leased', (ip) => void this.api?.certificates.setVip(ip));
+  }
+
+  /**
+   * Checks everything, then starts. Resolves once running; throws InputError (exit 2) if a
+   * check fails, before anything on the node or in etcd has changed.
+   */
+  async start(): Promise<void> {
+    HookRunner.check(this.config.hooks);
+    // The embedded store (vipd init/join) runs as this process's child, and is up before the agent connects.
+    if (this.config.etcd.embedded) this.etcd = await EmbeddedEtcd.start(this.config, this.logger);
+    if (this.stopping) return;
+    const self = await this.agent.prepare();
+    // Issuing the certificate and building the server block the event loop for a while:
+    // do it before joining the election, not while holding the VIP on a fresh deadline.
+    if (this.config.api.enabled) await this.startApi(self);
+    if (this.stopping) return;
+    await this.agent.startElection();
+  }
+
+  /**
+   * The HTTPS API and dashboard, on every address of this node (the VIP included whenever
+   * this node holds it), with a certificate from the cluster CA or the uploaded one.
+   */
+  private async startApi(self: NodeRecord): Promise<void> {
+    const { config, logger } = this;
+    const kv = new EtcdKeyValue(this.store);
+    const keys = securityKeys(this.keys);
+    const ca = await ClusterCa.loadOrCreate(kv, keys.ca, { cluster: config.cluster });
+    const certificates = new ServingCertificates({
+      kv,
+      keys,
+      ca,
+      node: { name: self.name, ip: self.ip },
+      vip: this.agent.vipForCertificates ?? self.ip,
+      fqdn: config.api.fqdn,
+      logger,
+    });
+    await certificates.start();
+    const backend = new StoreApiBackend({
+      store: this.store,
+      keys: this.keys,
+      config,
+      self: { name: self.name, ip: self.ip },
+      ca,
+      certificates,
+      logger,
+    });
+    await backend.start();
+    const server = buildApiServer({ backend, tokens: new TokenStore(kv, keys), certificates, tls: certificates.tlsOptions(), logger, metrics: this.metrics, join: this.join });
+    certificates.attach(server.server);
+    const address = await listenApiServer(server, { port: config.api.port });
+    this.api = { server, backend, certificates };
+    logger.info({ port: address.port, caFingerprint: ca.caFingerprint(), fqdn: config.api.fqdn }, 'serving the HTTPS API and dashboard');
+  }
+
+  /** The agent first: it drops the VIP and revokes its lease while etcd still answers. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.agent.stop();
+    if (this.api) {
+      // Open event streams would hold close() forever: give them a moment, not more.
+      await Promise.race([this.api.server.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      this.api.certificates.stop();
+      await this.api.backend.stop();
+    }
+    // The release hooks began when the VIP went; let them finish (bounded) while etcd, which records them, is still open.
+    await this.hooks.drain(HOOK_DRAIN_MS);
+    this.store.close();
+    this.join.close();
+    await this.etcd?.stop();
+    this.logger.info('stopped');
+  }
+}
