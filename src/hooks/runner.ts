@@ -141,8 +141,8 @@ export class HookRunner {
       if (!result.ok) this.options.metrics?.hookAttemptFailed(context.event, result.failure ?? 'error');
       return result;
     };
-    const { last, attempts } = await withRetries(hook, this.abort.signal, attempt, (failed, attempt, delay) => {
-      this.options.logger.warn({ hook: hook.name, event: context.event, term: context.term, attempt, detail: failed.detail, retryInMs: delay }, 'hook failed; retrying');
+    const { last, attempts } = await withRetries(hook, this.abort.signal, attempt, (failed, failedAttempts, delayMs) => {
+      this.options.logger.warn({ hook: hook.name, event: context.event, term: context.term, attempt: failedAttempts, detail: failed.detail, retryInMs: delayMs }, 'hook failed; retrying');
     });
     const durationMs = monotonicMs() - started;
     this.finished(hook, context, last.ok ? 'ok' : 'failed', attempts, { ...last, durationMs });
