@@ -461,7 +461,7 @@ function etcdKill(name: string, weight: number, summary: string, leaderOnly: boo
       const memberIndex = rng.int(0, 1 << 20);
       let member = env.etcd.members[memberIndex % env.etcd.members.length]!;
       const held = leaderOnly ? env.etcd.members : [member];
-      return {
+      const fault: Fault = {
         kind: name,
         description: `SIGKILL etcd ${leaderOnly ? 'leader' : `member ${member}`}, restart after ${holdMs} ms`,
         resources: ['etcd', ...held.flatMap((each) => env.etcd.memberResources(each))],
@@ -469,12 +469,16 @@ function etcdKill(name: string, weight: number, summary: string, leaderOnly: boo
         etcdUnhealthy: true,
         holdMs,
         apply: async () => {
-          if (leaderOnly) member = await env.etcd.leader();
+          if (leaderOnly) {
+            member = await env.etcd.leader();
+            fault.description = `SIGKILL etcd leader ${member}, restart after ${holdMs} ms`;
+          }
           requireEtcd(env, member);
           await env.etcd.kill(member);
         },
         heal: async () => env.etcd.restart(member),
       };
+      return fault;
     },
   };
 }
