@@ -151,10 +151,9 @@ export class Election {
         this.options.onChange('another node took the leader key');
       },
       saw: (current) => this.updateLeader(current),
-      tookOver: (record, value, sendTime, silentMs) => {
-        const previous = this.currentLeader;
-        return this.won('takeover', record, value, sendTime, true, previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`);
-      },
+      leader: () => this.currentLeader,
+      tookOver: (record, value, sendTime, previous, silentMs) =>
+        this.won('takeover', record, value, sendTime, true, previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`),
       noteError,
     });
     this.moves = new PlannedMoves({

@@ -27,7 +27,9 @@ export interface HoldHost {
   keyTaken(current: StoredValue | null): void;
   /** The key as etcd answered it, when the answer was not ours to act on. */
   saw(current: StoredValue | null): void;
-  tookOver(record: Leader, value: string, sendTime: number, silentMs: number): Promise<void>;
+  /** The holder as last seen, or null. */
+  leader(): Leader | null;
+  tookOver(record: Leader, value: string, sendTime: number, previous: Leader | null, silentMs: number): Promise<void>;
   noteError(what: string, error: unknown): void;
 }
 
@@ -178,6 +180,7 @@ class CompareAndSwapHold implements Hold {
     const seen = this.lastSeen;
     const leaseId = this.host.candidateLease();
     if (!leaseId || !seen) return;
+    const previous = this.host.leader();
     // The new term exceeds every earlier one: each was at most the revision of a write we have seen.
     const record = this.host.newRecord(seen.modRevision + 1);
     const value = JSON.stringify(record);
@@ -189,7 +192,7 @@ class CompareAndSwapHold implements Hold {
         this.host.saw(result.current);
         return;
       }
-      await this.host.tookOver(record, value, sendTime, sendTime - seen.atMs);
+      await this.host.tookOver(record, value, sendTime, previous, sendTime - seen.atMs);
     } catch (error) {
       this.host.noteError('takeover failed', error);
     }
