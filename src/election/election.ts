@@ -22,7 +22,7 @@ export interface ElectionObserver {
    * This node became the key's holder, or stopped being it (the key, not yet the VIP): the
    * place for work that follows the key, such as moving etcd's own leadership here.
    */
-  holderChanged?(holder: boolean, term: number | null): void;
+  holderChanged?(holder: boolean): void;
 }
 
 export interface ElectionOptions {
@@ -298,7 +298,7 @@ export class Election {
     const wasHolder = before.kind === 'holder';
     const isHolder = next.kind === 'holder';
     if (wasHolder && !isHolder && cause) this.options.observer?.losing?.(cause, reason);
-    if (wasHolder !== isHolder) this.options.observer?.holderChanged?.(isHolder, this.currentLeader?.term ?? null);
+    if (wasHolder !== isHolder) this.options.observer?.holderChanged?.(isHolder);
     return true;
   }
 
