@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { monotonicMs } from '../clock';
+import { prefixLengthOfNetmask } from './codecs/subnet';
 
 /** A lease as udhcpc reported it. Times are wall-clock ISO strings, for status. */
 export interface DhcpLease {
@@ -45,13 +46,6 @@ msg=$(printf '%s' "$message" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-80)
 printf '@@vipd event=%s ip=%s mask=%s lease=%s serverid=%s message=%s\\n' "$1" "$ip" "$mask" "$lease" "$serverid" "$msg"
 exit 0
 `;
-
-function maskToPrefix(mask: string): number {
-  return mask
-    .split('.')
-    .map((octet) => Number(octet).toString(2).replace(/0/g, '').length)
-    .reduce((sum, bits) => sum + bits, 0);
-}
 
 function leaseFrom(ip: string, prefixLength: number, leaseSeconds: number, serverId: string | null): DhcpLease {
   const now = Date.now();
@@ -204,7 +198,7 @@ export class DhcpClient {
     if (event === 'bound' || event === 'renew' || event === 'nak') this.endAdoption();
     if ((event === 'bound' || event === 'renew') && fields['ip']) {
       const leaseSeconds = Number(fields['lease'] || '0');
-      const lease = leaseFrom(fields['ip'], fields['mask'] ? maskToPrefix(fields['mask']) : 32, leaseSeconds, fields['serverid'] || null);
+      const lease = leaseFrom(fields['ip'], prefixLengthOfNetmask(fields['mask']), leaseSeconds, fields['serverid'] || null);
       this.lastLease = lease;
       this.boundAtMs = monotonicMs();
       this.options.logger.info({ event, ip: lease.ip, leaseSeconds }, 'DHCP lease');

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { ipToBytes } from './codecs/ip';
+import { prefixLengthOfNetmask } from './codecs/subnet';
 import { parseMac } from './codecs/mac';
 import { DeadManSwitch } from './dead-man-switch';
 import { DhcpClient, type AdoptedLease, type DhcpState } from './dhcp-client';
@@ -237,8 +237,7 @@ export class DhcpVipHolder implements VipHolder {
       return null;
     }
     logger.info({ requestedIp, ...result, tookMs }, 'INIT-REBOOT: the DHCP server confirmed the requested IP');
-    const prefixLength = result.subnetMask === null ? 32 : ipToBytes(result.subnetMask).readUInt32BE(0).toString(2).replace(/0/g, '').length;
-    return { ip: result.ip, prefixLength, leaseSeconds: result.leaseSeconds, serverId: result.serverId };
+    return { ip: result.ip, prefixLength: prefixLengthOfNetmask(result.subnetMask), leaseSeconds: result.leaseSeconds, serverId: result.serverId };
   }
 
   async release(stopping: boolean): Promise<boolean> {
