@@ -54,6 +54,9 @@ TimeoutStopSec=20
 OOMScoreAdjust=-500
 UMask=0077
 ReadWritePaths=${dataDir}
+# DHCP mode's udhcpc hook script lives here; systemd removes it when the unit stops.
+RuntimeDirectory=vipd
+RuntimeDirectoryMode=0700
 NoNewPrivileges=yes
 
 [Install]

@@ -151,6 +151,8 @@ export class Election {
         this.options.onChange('another node took the leader key');
       },
       saw: (current) => this.updateLeader(current),
+      following: () => this.role.kind !== 'stopped' && !this.ownsKey(),
+      campaign: () => void this.campaign(),
       leader: () => this.currentLeader,
       tookOver: (record, value, sendTime, previous, silentMs) =>
         this.won('takeover', record, value, sendTime, true, previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`),

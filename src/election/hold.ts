@@ -27,6 +27,9 @@ export interface HoldHost {
   keyTaken(current: StoredValue | null): void;
   /** The key as etcd answered it, when the answer was not ours to act on. */
   saw(current: StoredValue | null): void;
+  /** Whether this node is running and does not own the key. */
+  following(): boolean;
+  campaign(): void;
   /** The holder as last seen, or null. */
   leader(): Leader | null;
   tookOver(record: Leader, value: string, sendTime: number, previous: Leader | null, silentMs: number): Promise<void>;
@@ -80,6 +83,13 @@ class LeaseOnly implements Hold {
 /** How many renewals may be under way at once: one slow write must not hold up the next. */
 const MAX_RENEWALS_IN_FLIGHT = 3;
 
+/** The leader revision a follower last saw, when, and etcd's raft term then. */
+interface SeenRevision {
+  modRevision: number;
+  atMs: number;
+  raftTerm: number;
+}
+
 /**
  * Fast profile: the holder rewrites the key by compare-and-swap every renewInterval; a
  * follower that sees no write for holdTimeout on its own clock takes the key by
@@ -88,8 +98,7 @@ const MAX_RENEWALS_IN_FLIGHT = 3;
 class CompareAndSwapHold implements Hold {
   private readonly fencing: FencingDeadline;
   private renewalsInFlight = 0;
-  /** Follower: the last leader revision seen, and when. */
-  private lastSeen: { modRevision: number; atMs: number } | null = null;
+  private lastSeen: SeenRevision | null = null;
   private renewTimer: NodeJS.Timeout | undefined;
   private takeoverTimer: NodeJS.Timeout | undefined;
 
@@ -132,7 +141,7 @@ class CompareAndSwapHold implements Hold {
     }
     if (this.lastSeen?.modRevision === stored.modRevision) return;
     // Seen now, so the write was sent before now: our timer can only run out late, never early.
-    this.lastSeen = { modRevision: stored.modRevision, atMs: monotonicMs() };
+    this.lastSeen = { modRevision: stored.modRevision, atMs: monotonicMs(), raftTerm: this.host.store.raftTerm };
     clearTimeout(this.takeoverTimer);
     this.takeoverTimer = setTimeout(() => void this.takeover(), this.host.config.holdTimeoutMs);
   }
@@ -180,6 +189,25 @@ class CompareAndSwapHold implements Hold {
     const seen = this.lastSeen;
     const leaseId = this.host.candidateLease();
     if (!leaseId || !seen) return;
+    // Silence counts within one etcd leadership only (docs/safety.md, "Riding out an etcd
+    // leader election"): if etcd changed leader since we saw the revision, the holder could
+    // not write meanwhile, and its window starts again from this read.
+    try {
+      const current = await this.host.store.readWithTerm(this.host.keys.leader);
+      if (this.host.isStale(leaseId) || this.host.ownsKey() || this.lastSeen !== seen) return;
+      if (current.stored?.modRevision !== seen.modRevision) {
+        this.host.saw(current.stored);
+        if (!current.stored) this.host.campaign();
+        return;
+      }
+      if (current.raftTerm > seen.raftTerm) {
+        this.restartSilence(seen, current.raftTerm);
+        return;
+      }
+    } catch (error) {
+      this.unanswered(seen, error);
+      return;
+    }
     const previous = this.host.leader();
     // The new term exceeds every earlier one: each was at most the revision of a write we have seen.
     const record = this.host.newRecord(seen.modRevision + 1);
@@ -194,7 +222,41 @@ class CompareAndSwapHold implements Hold {
       }
       await this.host.tookOver(record, value, sendTime, previous, sendTime - seen.atMs);
     } catch (error) {
-      this.host.noteError('takeover failed', error);
+      this.unanswered(seen, error);
     }
+  }
+
+  private unanswered(seen: SeenRevision, error: unknown): void {
+    this.host.noteError('takeover failed', error);
+    if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.resumeSilence(seen), this.host.config.renewIntervalMs);
+  }
+
+  /**
+   * etcd did not answer (a leader election, or our member is gone), so the holder could not
+   * write either: its silence counts again from the first answered read. This only delays a
+   * takeover; without it the takeover waited for the dead holder's lease, which the new etcd
+   * leader had just extended.
+   */
+  private async resumeSilence(seen: SeenRevision): Promise<void> {
+    if (!this.host.following() || this.lastSeen !== seen) return;
+    try {
+      const { stored, raftTerm } = await this.host.store.readWithTerm(this.host.keys.leader);
+      if (!this.host.following() || this.lastSeen !== seen) return;
+      if (stored?.modRevision === seen.modRevision) {
+        this.restartSilence(seen, raftTerm);
+        return;
+      }
+      this.host.saw(stored);
+      if (!stored) this.host.campaign();
+    } catch (error) {
+      this.unanswered(seen, error);
+    }
+  }
+
+  /** The key is still at the revision seen, as an answered read just showed: count from now. */
+  private restartSilence(seen: SeenRevision, raftTerm: number): void {
+    this.lastSeen = { modRevision: seen.modRevision, atMs: monotonicMs(), raftTerm: Math.max(raftTerm, seen.raftTerm) };
+    clearTimeout(this.takeoverTimer);
+    this.takeoverTimer = setTimeout(() => void this.takeover(), this.host.config.holdTimeoutMs);
   }
 }

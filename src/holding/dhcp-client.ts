@@ -1,7 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { installUdhcpcHook } from './udhcpc-hook';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { monotonicMs } from '../clock';
@@ -89,7 +87,6 @@ export class DhcpClient {
   private child: ChildProcess | null = null;
   private current: DhcpState = { state: 'requesting' };
   private lastLease: DhcpLease | null = null;
-  private static hookPath: string | null = null;
   /** Monotonic time of the last bound/renew, for the lease expiry check. */
   private boundAtMs = 0;
   /** Resolves when udhcpc reports deconfig: how stop() knows the DHCPRELEASE went out. */
@@ -107,17 +104,6 @@ export class DhcpClient {
 
   get running(): boolean {
     return this.child !== null;
-  }
-
-  private static hook(): string {
-    if (!DhcpClient.hookPath) {
-      const dir = mkdtempSync(join(tmpdir(), 'vipd-dhcp-'));
-      const path = join(dir, 'udhcpc-hook.sh');
-      writeFileSync(path, HOOK_SCRIPT, { mode: 0o700 });
-      chmodSync(path, 0o700);
-      DhcpClient.hookPath = path;
-    }
-    return DhcpClient.hookPath;
   }
 
   /**
@@ -163,7 +149,7 @@ export class DhcpClient {
 
   start(): void {
     if (this.child) return;
-    const args = ['-f', '-i', this.options.interfaceName, '-s', DhcpClient.hook(), '-t', '3', '-T', '1', '-A', '2', '-a200'];
+    const args = ['-f', '-i', this.options.interfaceName, '-s', installUdhcpcHook(HOOK_SCRIPT), '-t', '3', '-T', '1', '-A', '2', '-a200'];
     if (this.options.requestedIp) args.push('-r', this.options.requestedIp);
     // udhcpc must not outlive the agent: an orphan would keep renewing with the VIP's MAC
     // from a node that no longer holds it.

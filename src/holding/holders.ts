@@ -1,3 +1,4 @@
+import { hookDirectory } from './udhcpc-hook';
 import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { prefixLengthOfNetmask } from './codecs/subnet';
@@ -180,7 +181,7 @@ export class DhcpVipHolder implements VipHolder {
       // Its own ARP requests would otherwise carry the VIP as sender with the parent's MAC,
       // and neighbours would learn that MAC for the VIP.
       writeSysctl(`net/ipv4/conf/${this.options.parentInterface}/arp_announce`, '2');
-      this.deadMan.arm([['ip', 'link', 'del', VIP_MACVLAN]]);
+      this.deadMan.arm([['ip', 'link', 'del', VIP_MACVLAN], ['rm', '-rf', hookDirectory()]]);
       this.options.logger.info({ interface: VIP_MACVLAN, mac: this.options.vipMac }, 'created the VIP macvlan');
       const requestedIp = this.options.requestedIp();
       if (requestedIp !== null) adopted = await this.initReboot(requestedIp);
