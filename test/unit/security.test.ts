@@ -326,7 +326,7 @@ describe('against a real etcd on loopback', { skip: existsSync('/usr/bin/etcd') 
 
     const badRole = await run('create', '--role', 'root');
     assert.equal(badRole.code, 2);
-    assert.match(badRole.stderr, /--role: must be "read" or "admin"/);
+    assert.match(badRole.stderr, /--role: must be "read", "admin" or "join"/);
 
     assert.equal((await run('delete', id)).code, 0);
     const again = await run('delete', id);
