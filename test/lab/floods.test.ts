@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import type { Lab, LabNode } from '../../lab/lab';
@@ -69,7 +69,9 @@ describe('a flood of the API (bad tokens, event streams, idle connections) never
       }, 20_000, 200);
       t.diagnostic(`lease renewals on ${holder.name}: ${renewedBefore} before, ${renewedAfter} after`);
       assert.deepEqual(observer.currentHolders(), [holder.name]);
-      assert.equal(observer.intervals.length, intervalsBefore, 'no new holding interval: the VIP never moved or dropped');
+      // On failure, the holder's own account of it: its log without the request lines.
+      const agentLog = (): string => readFileSync(holder.logPath, 'utf8').split('\n').filter((line) => !line.includes('"request completed"')).slice(-25).join('\n');
+      assert.equal(observer.intervals.length, intervalsBefore, `no new holding interval: the VIP never moved or dropped\n${agentLog()}`);
       assertNeverTwoHolders(observer);
       const ping = await run('ip', ['netns', 'exec', lab.nodes.find((node) => node.name !== holder.name)!.namespace, 'curl', '-sS', '--max-time', '3', '--cacert', caPath, `https://${holder.ip}/ping`]);
       assert.match(ping.stdout, /"ok"/, 'the API still answers others');
