@@ -12,10 +12,10 @@ import { VipObserver } from '../lab/observer';
 import { mustRun, run, waitFor } from '../lab/shell';
 import { ClientProbes, type ArpIdentity } from './client-probes';
 import { measureIdle } from './footprint';
-import { compare, formatTables, summarizeScenario, type RunOverlap, type SystemResult } from './report';
-import { emptyRecord, recoverAll, runTrial, SCENARIO_IDS, settle, type ScenarioId, type TrialContext, type TrialRecord, type TrialTimings } from './scenarios';
+import { compare, formatTables, LEFT_OUT_OF_QUICK, summarizeScenario, type RunOverlap, type SystemResult } from './report';
+import { EMBEDDED_SCENARIOS, emptyRecord, recoverAll, runTrial, SCENARIO_IDS, settle, type ScenarioId, type TrialContext, type TrialRecord, type TrialTimings } from './scenarios';
 import { round } from './stats';
-import { KeepalivedSystem, SYSTEM_IDS, VipdSystem, type SystemId, type SystemUnderTest } from './systems';
+import { EmbeddedVipdSystem, KeepalivedSystem, SYSTEM_IDS, VipdSystem, type SystemId, type SystemUnderTest } from './systems';
 
 const REPO = resolve(__dirname, '..', '..');
 const RESULTS = join(REPO, 'bench', 'results');
@@ -34,10 +34,13 @@ interface Options {
   arpIdentity: ArpIdentity;
   keepalivedPriorities: 'distinct' | 'equal';
   keepLogs: boolean;
+  /** etcd members (and nodes) of the embedded systems. */
+  members: 3 | 5;
 }
 
 const USAGE = `usage: npm run bench -- [options]
-  --quick                  2 trials per scenario, 5 s idle window (CI)
+  --quick                  2 trials per scenario, 5 s idle window; of the embedded systems only the fast one,
+                           on a lean subset of scenarios (CI)
   --trials N               trials per scenario and system (default 20)
   --idle SECONDS           idle window for the footprint (default 60, --quick 5)
   --out PATH               also write the JSON here (always: bench/results/latest.json)
@@ -46,6 +49,7 @@ const USAGE = `usage: npm run bench -- [options]
   --matched-advert-int S   keepalived's advert_int matched to vipd's fast profile (default: derived, 0.05)
   --arp-identity separate|client   who the ARP prober asks as (default separate; see bench/README.md)
   --keepalived-priorities distinct|equal   100/150/200 with nopreempt (default), or 100 everywhere
+  --members 3|5            etcd members, one per node, of the vipd-embedded-* systems (default 3)
   --no-logs                do not copy the agents' logs to bench/results/logs/`;
 
 /**
@@ -79,6 +83,7 @@ function parseOptions(argv: string[]): Options {
       'arp-identity': { type: 'string', default: 'separate' },
       'keepalived-priorities': { type: 'string', default: 'distinct' },
       'no-logs': { type: 'boolean', default: false },
+      members: { type: 'string', default: '3' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -98,17 +103,20 @@ function parseOptions(argv: string[]): Options {
   const priorities = values['keepalived-priorities'];
   if (priorities !== 'distinct' && priorities !== 'equal') throw new Error('--keepalived-priorities must be distinct or equal');
   if (!isCentiseconds(matched)) throw new Error('--matched-advert-int must be a positive multiple of 0.01 s');
+  const members = Number(values.members);
+  if (members !== 3 && members !== 5) throw new Error('--members must be 3 or 5');
   return {
     quick,
     trials,
     idleSeconds,
     out: values.out ?? null,
-    systems: list(values.systems, SYSTEM_IDS, 'system'),
+    systems: values.systems ? list(values.systems, SYSTEM_IDS, 'system') : [...(quick ? QUICK_SYSTEMS : SYSTEM_IDS)],
     scenarios: list(values.scenarios, SCENARIO_IDS, 'scenario'),
     matchedAdvertInt: matched,
     arpIdentity: identity,
     keepalivedPriorities: priorities,
     keepLogs: values['no-logs'] !== true,
+    members,
   };
 }
 
@@ -126,6 +134,10 @@ function label(id: SystemId, options: Options): string {
       return 'vipd default';
     case 'vipd-fast':
       return 'vipd fast';
+    case 'vipd-embedded-default':
+      return `vipd emb. default ${options.members}m`;
+    case 'vipd-embedded-fast':
+      return `vipd emb. fast ${options.members}m`;
     case 'keepalived-1':
       return 'keepalived 1s';
     case 'keepalived-matched':
@@ -138,6 +150,9 @@ function makeSystem(id: SystemId, lab: Lab, options: Options): SystemUnderTest {
     case 'vipd-default':
     case 'vipd-fast':
       return new VipdSystem(id, lab);
+    case 'vipd-embedded-default':
+    case 'vipd-embedded-fast':
+      return new EmbeddedVipdSystem(id, lab, options.members);
     case 'keepalived-1':
       return new KeepalivedSystem(id, lab, 1, options.keepalivedPriorities);
     case 'keepalived-matched':
@@ -152,7 +167,27 @@ const TIMINGS: TrialTimings = {
   stableMs: 1000,
   recoverTimeoutMs: 30_000,
   settleTimeoutMs: 60_000,
+  memberFreezeMs: 20_000,
+  observeMs: 5000,
 };
+
+const EMBEDDED: ReadonlySet<SystemId> = new Set(['vipd-embedded-default', 'vipd-embedded-fast']);
+
+/**
+ * --quick: an embedded system takes a minute to set up (init, joins) and its scenarios are
+ * slow (a node restarting its etcd member, a 20 s freeze), so CI runs only the fast one, and
+ * on a lean subset: the holder dying with the etcd leadership (which moves the leader first)
+ * and a non-holder leader dying.
+ */
+const QUICK_EMBEDDED_SCENARIOS: ReadonlySet<ScenarioId> = new Set(['holder-dies-etcd-leader', 'leader-nonholder-dies']);
+const QUICK_SYSTEMS: readonly SystemId[] = SYSTEM_IDS.filter((id) => id !== 'vipd-embedded-default');
+
+/** Why a scenario is not run on a system, or null. */
+function notApplicable(id: SystemId, scenario: ScenarioId, options: Options): string | null {
+  if (EMBEDDED_SCENARIOS.has(scenario) && !EMBEDDED.has(id)) return 'needs its own etcd members (vipd-embedded-*)';
+  if (options.quick && EMBEDDED.has(id) && !QUICK_EMBEDDED_SCENARIOS.has(scenario)) return LEFT_OUT_OF_QUICK;
+  return null;
+}
 
 function logTails(system: SystemUnderTest): Record<string, string> {
   return Object.fromEntries(system.lab.nodes.map((node) => [node.name, system.logTail(node, 20)]));
@@ -161,8 +196,9 @@ function logTails(system: SystemUnderTest): Record<string, string> {
 function describeTrial(record: TrialRecord): string {
   const show = (value: number | null): string => (value === null ? '–' : `${Math.round(value)} ms`);
   const moved = record.newHolder ? `${record.oldHolder}→${record.newHolder}` : `${record.oldHolder} kept it`;
-  const extra = record.extraReleases ? `, ${record.extraReleases} extra release(s)` : '';
-  const base = `outage ${show(record.outageMs)}, garp ${show(record.garpMs)}, overlap ${Math.round(record.addressOverlapMs)}/${record.arpOverlapMs} ms (${moved}${extra})`;
+  const extra = `${record.extraReleases ? `, ${record.extraReleases} extra release(s)` : ''}${record.moves > 1 ? `, ${record.moves} moves` : ''}${record.holderReleases && !record.newHolder ? `, holder dropped it ${record.holderReleases}×` : ''}`;
+  const leader = record.etcdLeader !== null ? `; etcd leader ${record.etcdLeader}${record.faultNode && record.faultNode !== record.oldHolder ? `, fault on ${record.faultNode}` : ''}, after ${record.etcdLeaderAfter ?? '?'}` : '';
+  const base = `outage ${show(record.outageMs)}, garp ${show(record.garpMs)}, overlap ${Math.round(record.addressOverlapMs)}/${record.arpOverlapMs} ms (${moved}${extra}${leader})`;
   return record.ok ? base : `FAILED: ${record.error} [${base}]`;
 }
 
@@ -195,8 +231,16 @@ function saveLogs(system: SystemUnderTest): void {
   const target = join(RESULTS, 'logs', system.id);
   try {
     mkdirSync(target, { recursive: true });
+    const keep = (name: string): boolean => name.endsWith('.log') || name.endsWith('.conf') || name.endsWith('.yaml');
     for (const name of readdirSync(system.lab.dir)) {
-      if (name.endsWith('.log') || name.endsWith('.conf') || name.endsWith('.yaml')) copyFileSync(join(system.lab.dir, name), join(target, name));
+      if (keep(name)) copyFileSync(join(system.lab.dir, name), join(target, name));
+    }
+    // The embedded systems: each node's data dir (config, the init/join agent's log, etcd's log).
+    const nodes = join(system.lab.dir, 'nodes');
+    if (existsSync(nodes)) {
+      for (const node of readdirSync(nodes)) {
+        for (const name of readdirSync(join(nodes, node)).filter(keep)) copyFileSync(join(nodes, node, name), join(target, `${node}-${name}`));
+      }
     }
   } catch (error) {
     log(`could not keep the logs of ${system.id}: ${(error as Error).message}`);
@@ -223,7 +267,7 @@ async function runSystem(id: SystemId, options: Options): Promise<SystemResult> 
   let observer: VipObserver | null = null;
   const labStartedAt = nowMs();
   try {
-    lab = await Lab.create({ nodes: 3, ...(id === 'vipd-fast' ? { config: { election: { profile: 'fast' } } } : {}) });
+    lab = await Lab.create({ nodes: EMBEDDED.has(id) ? options.members : 3, ...(id === 'vipd-fast' ? { config: { election: { profile: 'fast' } } } : {}) });
     // Linux ignores ARP updates for a neighbour for locktime (1 s) after the last one; the
     // same setting for every system, so a move right after another one is seen at once.
     await mustRun('ip', ['netns', 'exec', lab.clientNs, 'sysctl', '-q', '-w', 'net.ipv4.neigh.eth0.locktime=0']);
@@ -260,6 +304,11 @@ async function runSystem(id: SystemId, options: Options): Promise<SystemResult> 
 
     let consecutiveFailures = 0;
     scenarios: for (const scenario of options.scenarios) {
+      const skip = notApplicable(id, scenario, options);
+      if (skip) {
+        result.scenarios[scenario] = { ...summarizeScenario([]), available: false, reason: skip };
+        continue;
+      }
       if (scenario === 'planned-move') {
         const why = await system.moveUnavailable();
         if (why) {

@@ -2,16 +2,26 @@
  * What an idle agent costs: resident memory, CPU, and (for vipd) the load it puts on etcd.
  */
 import { readFileSync } from 'node:fs';
-import type { Lab } from '../lab/lab';
 import type { VipObserver } from '../lab/observer';
 import { mustRun } from '../lab/shell';
 import { round } from './stats';
 import type { SystemUnderTest } from './systems';
 
+/** What a process of an agent is, for the per-process figures. */
+export type ProcessRole = 'vipd run' | 'etcd' | 'dead-man switch' | 'keepalived' | 'other';
+
+export interface ProcessFootprint {
+  pid: number;
+  role: ProcessRole;
+  rssKiB: number;
+  cpuPercent: number;
+}
+
 export interface AgentFootprint {
   node: string;
   role: 'holder' | 'standby';
   pids: number[];
+  processes: ProcessFootprint[];
   /** VmRSS summed over the agent's processes, at the end of the window. */
   rssKiB: number;
   /** utime + stime over the window, as a share of one core. */
@@ -32,6 +42,8 @@ export interface Footprint {
   rssKiBMean: number | null;
   cpuPercentMean: number | null;
   holderCpuPercent: number | null;
+  /** Means over the nodes, per kind of process (vipd run, its embedded etcd member, ...). */
+  byProcess: Partial<Record<ProcessRole, { rssKiBMean: number; cpuPercentMean: number }>>;
   etcd: EtcdLoad | null;
   /** Times the VIP appeared on a node during the idle window: any is a spurious move. */
   movesWhileIdle: number;
@@ -75,12 +87,26 @@ interface EtcdCounters {
   messages: Map<string, number>;
 }
 
-/** Reads etcd's Prometheus metrics from inside its namespace. */
-async function scrapeEtcd(lab: Lab): Promise<EtcdCounters> {
-  const text = await mustRun('ip', ['netns', 'exec', lab.etcdNs, 'curl', '-s', '-m', '5', `${lab.etcdEndpoint}/metrics`]);
+function processRole(pid: number): ProcessRole {
+  let argv: string[] = [];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return 'other';
+  }
+  const first = argv[0] ?? '';
+  if (first === 'etcd' || first.endsWith('/etcd')) return 'etcd';
+  if (first.endsWith('keepalived')) return 'keepalived';
+  if (first === process.execPath || first.endsWith('/node')) return argv.includes('run') ? 'vipd run' : 'other';
+  if (first === 'sh' || first.endsWith('/sh') || first.endsWith('/bash') || first.endsWith('/dash')) return 'dead-man switch';
+  return 'other';
+}
+
+/** Sums etcd's Prometheus counters over every member's text. */
+function scrapeEtcd(texts: string[]): EtcdCounters {
   let handled = 0;
   const messages = new Map<string, number>();
-  for (const line of text.split('\n')) {
+  for (const line of texts.join('\n').split('\n')) {
     const match = /^(grpc_server_handled_total|grpc_server_msg_received_total)\{([^}]*)\}\s+(\S+)/.exec(line);
     if (!match) continue;
     const value = Number(match[3]);
@@ -108,35 +134,51 @@ export async function measureIdle(system: SystemUnderTest, observer: VipObserver
     const sample = sampleProcess(pid);
     if (sample) before.set(pid, sample);
   }
-  const etcdBefore = system.usesEtcd ? await scrapeEtcd(lab) : null;
+  const roles = new Map<number, ProcessRole>();
+  for (const list of pids.values()) for (const pid of list) roles.set(pid, processRole(pid));
+  const etcdBeforeTexts = system.usesEtcd ? await system.etcdMetrics() : null;
+  const etcdBefore = etcdBeforeTexts ? scrapeEtcd(etcdBeforeTexts) : null;
   const started = process.hrtime.bigint();
   await sleep(windowMs);
   const ended = process.hrtime.bigint();
   const elapsedMs = Number(ended - started) / 1e6;
   const movesWhileIdle = observer.intervals.filter((interval) => interval.from >= started && interval.from <= ended).length;
-  const etcdAfter = system.usesEtcd ? await scrapeEtcd(lab) : null;
+  const etcdAfterTexts = system.usesEtcd ? await system.etcdMetrics() : null;
+  const etcdAfter = etcdAfterTexts ? scrapeEtcd(etcdAfterTexts) : null;
 
   const agents: AgentFootprint[] = [];
   for (const node of lab.nodes) {
     const list = pids.get(node.name) ?? [];
     let rssKiB = 0;
     let ticks = 0;
+    const processes: ProcessFootprint[] = [];
     for (const pid of list) {
       const first = before.get(pid);
       const last = sampleProcess(pid);
       if (!first || !last) continue;
       rssKiB += last.rssKiB;
       ticks += last.ticks - first.ticks;
+      processes.push({ pid, role: roles.get(pid) ?? 'other', rssKiB: last.rssKiB, cpuPercent: round((((last.ticks - first.ticks) / hz) * 1000 * 100) / elapsedMs, 2) });
     }
     agents.push({
       node: node.name,
       role: node.name === holder ? 'holder' : 'standby',
       pids: list,
+      processes,
       rssKiB,
       cpuPercent: round(((ticks / hz) * 1000 * 100) / elapsedMs, 2),
     });
   }
   const mean = (values: number[]): number | null => (values.length ? values.reduce((a, b) => a + b, 0) / values.length : null);
+  const byProcess: Footprint['byProcess'] = {};
+  for (const role of new Set(agents.flatMap((agent) => agent.processes.map((each) => each.role)))) {
+    // Per node: the sum over that node's processes of the role, then the mean over nodes.
+    const perNode = agents.map((agent) => agent.processes.filter((each) => each.role === role));
+    byProcess[role] = {
+      rssKiBMean: Math.round(mean(perNode.map((list) => list.reduce((sum, each) => sum + each.rssKiB, 0)))!),
+      cpuPercentMean: round(mean(perNode.map((list) => list.reduce((sum, each) => sum + each.cpuPercent, 0)))!, 2),
+    };
+  }
   const rssMean = mean(agents.map((agent) => agent.rssKiB));
   const cpuMean = mean(agents.map((agent) => agent.cpuPercent));
 
@@ -162,6 +204,7 @@ export async function measureIdle(system: SystemUnderTest, observer: VipObserver
     rssKiBMean: rssMean === null ? null : Math.round(rssMean),
     cpuPercentMean: cpuMean === null ? null : round(cpuMean, 2),
     holderCpuPercent: agents.find((agent) => agent.role === 'holder')?.cpuPercent ?? null,
+    byProcess,
     etcd,
     movesWhileIdle,
   };

@@ -1,6 +1,6 @@
 /** The benchmark's summaries and the table printed at the end. */
-import type { Footprint } from './footprint';
-import { SCENARIO_IDS, SCENARIO_TITLES, type ScenarioId, type TrialRecord } from './scenarios';
+import type { Footprint, ProcessRole } from './footprint';
+import { EMBEDDED_SCENARIOS, SCENARIO_IDS, SCENARIO_TITLES, type ScenarioId, type TrialRecord } from './scenarios';
 import { ratio, summarize, type Summary } from './stats';
 import type { SystemId } from './systems';
 
@@ -53,16 +53,31 @@ export interface Comparison {
   keepalived: SystemId;
   scenario: ScenarioId;
   metric: Metric;
-  /** vipd ÷ keepalived for each statistic; null where either is missing or keepalived's is 0. */
+  /**
+   * vipd ÷ keepalived for each statistic, taken over the trial indices where both systems
+   * succeeded (and produced the figure); null where there are none or keepalived's is 0.
+   */
   median: number | null;
   p95: number | null;
   max: number | null;
+  /** Trial indices both systems completed, and those only one (or neither) did. */
+  paired: number;
+  unpaired: number;
 }
 
+/** Each vipd system against the keepalived whose timing it is compared with. */
 export const PAIRS: ReadonlyArray<[SystemId, SystemId]> = [
   ['vipd-fast', 'keepalived-matched'],
   ['vipd-default', 'keepalived-1'],
+  ['vipd-embedded-fast', 'keepalived-matched'],
+  ['vipd-embedded-default', 'keepalived-1'],
 ];
+
+/** Why a scenario is not run on an embedded system in --quick. */
+export const LEFT_OUT_OF_QUICK = 'left out of --quick';
+
+/** The order of the columns. */
+const COLUMNS: readonly SystemId[] = ['vipd-fast', 'vipd-embedded-fast', 'keepalived-matched', 'vipd-default', 'vipd-embedded-default', 'keepalived-1'];
 
 export function summarizeScenario(records: TrialRecord[]): ScenarioSummary {
   const ok = records.filter((record) => record.ok);
@@ -88,9 +103,25 @@ export function compare(results: SystemResult[]): Comparison[] {
       const a = vipd.scenarios[scenario];
       const b = keepalived.scenarios[scenario];
       if (!a?.available || !b?.available) continue;
+      const trialsOf = (result: SystemResult): Map<number, TrialRecord> => new Map(result.trials.filter((trial) => trial.scenario === scenario).map((trial) => [trial.trial, trial]));
+      const left = trialsOf(vipd);
+      const right = trialsOf(keepalived);
+      const indices = new Set([...left.keys(), ...right.keys()]);
       for (const { key } of METRICS) {
-        const x = a.figures[key];
-        const y = b.figures[key];
+        const xs: number[] = [];
+        const ys: number[] = [];
+        for (const index of indices) {
+          const x = left.get(index);
+          const y = right.get(index);
+          const xv = x?.ok ? x[key] : null;
+          const yv = y?.ok ? y[key] : null;
+          if (typeof xv === 'number' && typeof yv === 'number') {
+            xs.push(xv);
+            ys.push(yv);
+          }
+        }
+        const x = summarize(xs);
+        const y = summarize(ys);
         comparisons.push({
           vipd: vipdId,
           keepalived: keepalivedId,
@@ -99,6 +130,8 @@ export function compare(results: SystemResult[]): Comparison[] {
           median: ratio(x.median, y.median),
           p95: ratio(x.p95, y.p95),
           max: ratio(x.max, y.max),
+          paired: xs.length,
+          unpaired: indices.size - xs.length,
         });
       }
     }
@@ -113,14 +146,27 @@ function cell(result: SystemResult | undefined, scenario: ScenarioId, metric: Me
   if (!summary) return 'not run';
   if (!summary.available) return 'n/a';
   const figure = summary.figures[metric];
-  if (figure.n === 0) return summary.failed ? `failed ${summary.failed}` : '–';
+  const failed = summary.failed ? ` (${summary.failed} failed)` : '';
+  if (figure.n === 0) return summary.failed ? `all ${summary.failed} failed` : '–';
   const show = (value: number | null): string => (value === null ? '–' : String(Math.round(value)));
-  const failed = summary.failed ? ` !${summary.failed}` : '';
   return `${show(figure.median)}/${show(figure.p95)}/${show(figure.max)}${failed}`;
+}
+
+function ratioCell(comparison: Comparison | undefined): string {
+  if (!comparison) return '–';
+  if (comparison.paired === 0) return comparison.unpaired ? 'n/a (unpaired)' : '–';
+  const value = comparison.median === null ? '–' : comparison.median.toFixed(2);
+  return comparison.unpaired ? `${value} (${comparison.paired} paired)` : value;
 }
 
 function pad(text: string, width: number): string {
   return text.length >= width ? `${text} ` : text + ' '.repeat(width - text.length);
+}
+
+function counts(values: Array<string | null>): string {
+  const tally = new Map<string, number>();
+  for (const value of values) tally.set(value ?? '?', (tally.get(value ?? '?') ?? 0) + 1);
+  return [...tally].sort(([a], [b]) => a.localeCompare(b)).map(([name, n]) => `${name}×${n}`).join(' ');
 }
 
 export function formatTables(results: SystemResult[], comparisons: Comparison[]): string {
@@ -129,71 +175,87 @@ export function formatTables(results: SystemResult[], comparisons: Comparison[])
   const header = (title: string): void => {
     lines.push('', title);
   };
-  const widths = [26, 18, 20, 8, 18, 20, 8];
   const labelOf = (id: SystemId): string => byId.get(id)?.label ?? id;
+  const columns = COLUMNS.filter((id) => byId.has(id));
+  const pairs = PAIRS.filter(([a, b]) => byId.has(a) && byId.has(b));
+  const ran = (scenario: ScenarioId): boolean => results.some((result) => result.scenarios[scenario]?.available);
+  const scenarios = SCENARIO_IDS.filter((scenario) => results.some((result) => result.scenarios[scenario]));
+  const width = 24;
+  const against = pairs.map(([a, b]) => `${labelOf(a)} against ${labelOf(b)}`).join(', ');
   for (const { key, title } of METRICS) {
-    header(`${title} — ms, median/p95/max (!n = failed trials); ratio = vipd/keepalived of the medians`);
-    const [fast, matched] = PAIRS[0]!;
-    const [standard, one] = PAIRS[1]!;
-    lines.push(
-      [
-        pad('scenario', widths[0]!),
-        pad(labelOf(fast), widths[1]!),
-        pad(labelOf(matched), widths[2]!),
-        pad('ratio', widths[3]!),
-        pad(labelOf(standard), widths[4]!),
-        pad(labelOf(one), widths[5]!),
-        'ratio',
-      ].join(''),
-    );
-    for (const scenario of SCENARIO_IDS) {
-      const r = (vipd: SystemId): string => {
-        const found = comparisons.find((entry) => entry.vipd === vipd && entry.scenario === scenario && entry.metric === key);
-        return found?.median === null || found === undefined ? '–' : found.median.toFixed(2);
-      };
+    header(`${title} — ms, median/p95/max over completed trials, (n failed) beside them; ratio = vipd/keepalived of the medians over the trials both completed (${against})`);
+    lines.push([pad('scenario', 28), ...columns.map((id) => pad(labelOf(id), width)), ...pairs.map(([a]) => pad(`ratio ${labelOf(a).replace(/^vipd /, '')}`, width))].join(''));
+    for (const scenario of scenarios) {
+      if (!ran(scenario)) continue;
       lines.push(
         [
-          pad(SCENARIO_TITLES[scenario], widths[0]!),
-          pad(cell(byId.get(fast), scenario, key), widths[1]!),
-          pad(cell(byId.get(matched), scenario, key), widths[2]!),
-          pad(r(fast), widths[3]!),
-          pad(cell(byId.get(standard), scenario, key), widths[4]!),
-          pad(cell(byId.get(one), scenario, key), widths[5]!),
-          r(standard),
+          pad(SCENARIO_TITLES[scenario], 28),
+          ...columns.map((id) => pad(cell(byId.get(id), scenario, key), width)),
+          ...pairs.map(([a, b]) => pad(ratioCell(comparisons.find((entry) => entry.vipd === a && entry.keepalived === b && entry.scenario === scenario && entry.metric === key)), width)),
         ].join(''),
       );
     }
   }
 
-  header('Footprint per agent while idle (vipd: vipd run and its helpers; keepalived: parent + VRRP process)');
-  const order: SystemId[] = ['vipd-fast', 'keepalived-matched', 'vipd-default', 'keepalived-1'];
-  lines.push([pad('', 36), ...order.map((id) => pad(labelOf(id), 20))].join(''));
+  const embedded = results.filter((result) => result.trials.some((trial) => trial.etcdLeader !== null));
+  if (embedded.length) {
+    header('Embedded etcd: which node led etcd before the fault, moves of the VIP (changes of holder) and drops by the holder, per trial set');
+    lines.push([pad('system', 36), pad('scenario', 30), pad('trials ok/all', 14), pad('leader was holder', 18), pad('moves (sum)', 12), pad('holder drops', 13), 'leader before the fault (per node)'].join(''));
+    for (const result of embedded) {
+      for (const scenario of SCENARIO_IDS) {
+        const trials = result.trials.filter((trial) => trial.scenario === scenario);
+        if (!trials.length || trials.every((trial) => trial.etcdLeader === null)) continue;
+        const ok = trials.filter((trial) => trial.ok);
+        lines.push(
+          [
+            pad(result.label, 36),
+            pad(SCENARIO_TITLES[scenario], 30),
+            pad(`${ok.length}/${trials.length}`, 14),
+            pad(`${trials.filter((trial) => trial.etcdLeader !== null && trial.etcdLeader === trial.oldHolder).length}/${trials.length}`, 18),
+            pad(String(ok.reduce((sum, trial) => sum + trial.moves, 0)), 12),
+            pad(String(ok.reduce((sum, trial) => sum + trial.holderReleases, 0)), 13),
+            counts(trials.map((trial) => trial.etcdLeader)),
+          ].join(''),
+        );
+      }
+    }
+  }
+
+  header('Footprint per node while idle (vipd: vipd run and its children, the embedded etcd member included; keepalived: parent + VRRP process)');
+  lines.push([pad('', 36), ...columns.map((id) => pad(labelOf(id), width))].join(''));
   const row = (label: string, value: (footprint: Footprint) => string): void => {
     lines.push(
       [
         pad(label, 36),
-        ...order.map((id) => {
+        ...columns.map((id) => {
           const result = byId.get(id);
-          if (!result) return pad('not run', 20);
-          if (!result.available || !result.footprint) return pad('n/a', 20);
-          return pad(value(result.footprint), 20);
+          if (!result) return pad('not run', width);
+          if (!result.available || !result.footprint) return pad('n/a', width);
+          return pad(value(result.footprint), width);
         }),
       ].join(''),
     );
   };
   const or = (value: number | null | undefined, digits = 0): string => (value === null || value === undefined ? '–' : value.toFixed(digits));
+  const part = (f: Footprint, role: ProcessRole, field: 'rssKiBMean' | 'cpuPercentMean'): string => {
+    const entry = f.byProcess?.[role];
+    if (!entry) return '–';
+    return field === 'rssKiBMean' ? (entry.rssKiBMean / 1024).toFixed(1) : entry.cpuPercentMean.toFixed(2);
+  };
   row('RSS, mean (MiB)', (f) => or(f.rssKiBMean === null ? null : f.rssKiBMean / 1024, 1));
+  row('  of which vipd run / etcd', (f) => `${part(f, 'vipd run', 'rssKiBMean')} / ${part(f, 'etcd', 'rssKiBMean')}`);
   row('CPU, mean (% of a core)', (f) => or(f.cpuPercentMean, 2));
+  row('  of which vipd run / etcd', (f) => `${part(f, 'vipd run', 'cpuPercentMean')} / ${part(f, 'etcd', 'cpuPercentMean')}`);
   row('CPU of the holder (% of a core)', (f) => or(f.holderCpuPercent, 2));
-  row('etcd handled RPCs/s (all agents)', (f) => (f.etcd ? or(f.etcd.handledPerSecond, 1) : 'does not use etcd'));
-  row('etcd messages/s (all agents)', (f) => (f.etcd ? or(f.etcd.messagesPerSecond, 1) : 'does not use etcd'));
+  row('etcd handled RPCs/s (all members)', (f) => (f.etcd ? or(f.etcd.handledPerSecond, 1) : 'does not use etcd'));
+  row('etcd messages/s (all members)', (f) => (f.etcd ? or(f.etcd.messagesPerSecond, 1) : 'does not use etcd'));
   row('moves while idle (must be 0)', (f) => String(f.movesWhileIdle));
   row('start to VIP reachable (ms)', (f) => or(f.startToReachableMs));
   row('idle window (s)', (f) => or(f.windowMs / 1000, 0));
 
   lines.push(
     '',
-    'Notes: a killed or frozen keepalived master keeps the VIP in its kernel, which still answers ping and ARP;',
+    'Notes: a keepalived master killed whole or frozen keeps the VIP in its kernel, which still answers ping and ARP;',
     "its outage stays small there and its overlap shows two nodes answering. Planned move is timed from the command",
     "(vipd: starting `vipd move`, keepalived: SIGTERM to the master). See bench/README.md.",
   );
@@ -207,7 +269,7 @@ export function formatTables(results: SystemResult[], comparisons: Comparison[])
   for (const result of missing) lines.push('', `${result.label}: ${result.available ? `error: ${result.error}` : `not available: ${result.reason}`}`);
   for (const result of results) {
     for (const [scenario, summary] of Object.entries(result.scenarios)) {
-      if (summary && !summary.available) lines.push(`${result.label}, ${SCENARIO_TITLES[scenario as ScenarioId]}: not available: ${summary.reason}`);
+      if (summary && !summary.available && !EMBEDDED_SCENARIOS.has(scenario as ScenarioId) && summary.reason !== LEFT_OUT_OF_QUICK) lines.push(`${result.label}, ${SCENARIO_TITLES[scenario as ScenarioId]}: not available: ${summary.reason}`);
     }
   }
   return lines.join('\n');

@@ -5,21 +5,59 @@
 import type { Lab, LabNode } from '../lab/lab';
 import { freezeNode, healPartition, partitionNode, thawNode } from '../lab/faults';
 import type { VipObserver } from '../lab/observer';
-import { waitFor } from '../lab/shell';
+import { mustRun, run, waitFor } from '../lab/shell';
 import type { ClientProbes } from './client-probes';
 import { round } from './stats';
 import type { SystemUnderTest } from './systems';
 
-export type ScenarioId = 'link-down' | 'agent-kill' | 'freeze' | 'planned-move' | 'partition';
+export type ScenarioId =
+  | 'link-down'
+  | 'daemon-kill'
+  | 'node-kill'
+  | 'freeze'
+  | 'planned-move'
+  | 'partition'
+  | 'holder-dies-etcd-leader'
+  | 'holder-dies-not-leader'
+  | 'leader-nonholder-dies'
+  | 'member-frozen'
+  | 'member-frozen-holder';
 
-export const SCENARIO_IDS: readonly ScenarioId[] = ['link-down', 'agent-kill', 'freeze', 'planned-move', 'partition'];
+export const SCENARIO_IDS: readonly ScenarioId[] = [
+  'link-down',
+  'daemon-kill',
+  'node-kill',
+  'freeze',
+  'planned-move',
+  'partition',
+  'holder-dies-etcd-leader',
+  'holder-dies-not-leader',
+  'leader-nonholder-dies',
+  'member-frozen',
+  'member-frozen-holder',
+];
+
+/** Scenarios that place or break an etcd member: only for systems with their own members. */
+export const EMBEDDED_SCENARIOS: ReadonlySet<ScenarioId> = new Set([
+  'holder-dies-etcd-leader',
+  'holder-dies-not-leader',
+  'leader-nonholder-dies',
+  'member-frozen',
+  'member-frozen-holder',
+]);
 
 export const SCENARIO_TITLES: Record<ScenarioId, string> = {
   'link-down': "holder's link down",
-  'agent-kill': "holder's agent SIGKILL",
+  'daemon-kill': "holder's daemon SIGKILL",
+  'node-kill': "holder's processes SIGKILL",
   freeze: 'holder frozen (SIGSTOP)',
   'planned-move': 'planned move',
   partition: 'holder partitioned',
+  'holder-dies-etcd-leader': 'holder dies, led etcd',
+  'holder-dies-not-leader': 'holder dies, not leader',
+  'leader-nonholder-dies': 'etcd leader dies (no VIP)',
+  'member-frozen': 'other member frozen 20 s',
+  'member-frozen-holder': "holder's member frozen 20 s",
 };
 
 export interface TrialTimings {
@@ -31,6 +69,10 @@ export interface TrialTimings {
   stableMs: number;
   recoverTimeoutMs: number;
   settleTimeoutMs: number;
+  /** How long one etcd member stays SIGSTOPped. */
+  memberFreezeMs: number;
+  /** How long the window stays open after a non-holder's death, before waiting for calm. */
+  observeMs: number;
 }
 
 export interface TrialContext {
@@ -79,6 +121,15 @@ export interface TrialRecord {
   addressGapMs: number | null;
   /** Times a node other than the faulted holder lost the VIP in the window: flaps and lost dual-master races. */
   extraReleases: number;
+  /** Changes of holder in the window (the VIP appearing on a node other than the last one to hold it). */
+  moves: number;
+  /** Times the holder from before the fault lost the VIP in the window (a drop and a retake counts here, not in moves). */
+  holderReleases: number;
+  /** The node the fault hit (the holder, except for the etcd-member scenarios). */
+  faultNode: string | null;
+  /** Embedded etcd only: the node whose member led raft just before the fault, and at the window's end. */
+  etcdLeader: string | null;
+  etcdLeaderAfter: string | null;
   detail?: string;
 }
 
@@ -128,6 +179,21 @@ async function waitTakeover(ctx: TrialContext, former: LabNode): Promise<LabNode
   }
 }
 
+/**
+ * Waits until one node has held the VIP alone for stableMs and the client reaches it over
+ * TCP; if the VIP moves on meanwhile, waits again, up to recoverTimeoutMs.
+ */
+async function waitCalm(ctx: TrialContext): Promise<LabNode> {
+  const deadline = nowMs() + ctx.timings.recoverTimeoutMs;
+  for (;;) {
+    const node = await waitStableHolder(ctx, ctx.timings.stableMs, Math.max(1, deadline - nowMs()));
+    // Whichever node the client reaches first: the holder ends the wait, another one means the VIP moved on.
+    const reached = await ctx.lab.waitClientReaches(undefined, Math.max(1000, deadline - nowMs())).catch(() => null);
+    if (reached === node.name) return node;
+    if (nowMs() > deadline) throw new Error(`the VIP did not stay on one node the client reaches within ${ctx.timings.recoverTimeoutMs} ms`);
+  }
+}
+
 /** Undoes every fault the bench can make, on every node: the way back after a failed trial. */
 export async function recoverAll(ctx: TrialContext): Promise<void> {
   await healPartition(ctx.lab);
@@ -152,7 +218,12 @@ export async function settle(ctx: TrialContext): Promise<LabNode> {
   if (!healthy) ctx.log(`warning: ${ctx.system.id} agents not all connected; going on`);
   for (;;) {
     const holder = await waitStableHolder(ctx, timings.stableMs, Math.max(1, deadline - nowMs()));
-    await ctx.lab.waitClientReaches(holder.name, Math.max(1000, deadline - nowMs()));
+    // Whichever node the client reaches first: another one than the holder means the VIP moved on.
+    const reached = await ctx.lab.waitClientReaches(undefined, Math.max(1000, deadline - nowMs())).catch(() => null);
+    if (reached !== holder.name) {
+      if (nowMs() > deadline) throw new Error(`the client did not reach a settled holder within ${timings.settleTimeoutMs} ms`);
+      continue;
+    }
     await waitFor('pings to the VIP to flow', () => ctx.probes.answering(50), Math.max(1000, deadline - nowMs()), 10);
     const holders = ctx.observer.currentHolders();
     if (holders.length === 1 && holders[0] === holder.name) return holder;
@@ -185,7 +256,70 @@ export function emptyRecord(system: string, scenario: ScenarioId, trial: number)
     arpMacs: [],
     addressGapMs: null,
     extraReleases: 0,
+    moves: 0,
+    holderReleases: 0,
+    faultNode: null,
+    etcdLeader: null,
+    etcdLeaderAfter: null,
   };
+}
+
+/** The next node after `node` in the lab's order that satisfies `ok`. */
+function nextNode(lab: Lab, node: LabNode, ok: (candidate: LabNode) => boolean): LabNode {
+  for (let step = 1; step < lab.nodes.length; step += 1) {
+    const candidate = lab.nodes[(lab.nodes.indexOf(node) + step) % lab.nodes.length]!;
+    if (ok(candidate)) return candidate;
+  }
+  throw new Error(`no node after ${node.name} fits`);
+}
+
+/**
+ * Settles, then puts etcd's leadership where the scenario needs it: on the holder, or off
+ * it. A leadership transfer can itself disturb the holder, so it settles again and retries
+ * until holder and leader stand as wanted.
+ */
+async function arrangeLeader(ctx: TrialContext, onHolder: boolean): Promise<{ holder: LabNode; leader: string }> {
+  const etcd = ctx.system.etcd!;
+  for (let attempt = 1; ; attempt += 1) {
+    const holder = await settle(ctx);
+    const leader = await waitFor('an etcd leader', () => etcd.leader().then((name) => name ?? undefined), 20_000, 200);
+    const isMember = (node: LabNode): boolean => etcd.memberNodes.includes(node);
+    if (onHolder && !isMember(holder)) throw new Error(`${holder.name} holds the VIP but runs no etcd member`);
+    let wanted: LabNode | null = null;
+    if (onHolder && leader !== holder.name) wanted = holder;
+    if (!onHolder && leader === holder.name) wanted = nextNode(ctx.lab, holder, isMember);
+    if (!wanted) return { holder, leader };
+    await etcd.moveLeader(wanted);
+    const after = await waitStableHolder(ctx, ctx.timings.stableMs, ctx.timings.settleTimeoutMs);
+    const now = await etcd.leader();
+    if (after === holder && now === wanted.name) return { holder: await settle(ctx), leader: now };
+    if (attempt >= 5) throw new Error(`could not place the etcd leader ${onHolder ? 'on' : 'off'} the holder in 5 attempts (holder ${after.name}, leader ${now})`);
+    ctx.log(`moving etcd's leader to ${wanted.name} disturbed the holder or did not hold (holder ${holder.name}→${after.name}, leader ${now}); again`);
+  }
+}
+
+/**
+ * A node dies whole: its link goes down, every process of the system on it is SIGKILLed,
+ * and the VIP leaves its interface, as a node without power holds no address. Left in
+ * place, the address would linger on a link that carries nothing until its kernel lifetime
+ * ran out, and the address sampling would count that as a second holder.
+ */
+async function nodeDies(ctx: TrialContext, node: LabNode): Promise<void> {
+  await ctx.lab.setLink(node, false);
+  await ctx.system.killNode(node);
+  const out = await mustRun('ip', ['-n', node.namespace, '-j', 'addr', 'show', 'dev', 'mgmt-br']);
+  const links = JSON.parse(out) as Array<{ addr_info?: Array<{ local: string; prefixlen: number }> }>;
+  for (const entry of links.flatMap((link) => link.addr_info ?? []).filter((each) => each.local === ctx.lab.vip)) {
+    await run('ip', ['-n', node.namespace, 'addr', 'del', `${entry.local}/${entry.prefixlen}`, 'dev', 'mgmt-br']);
+  }
+}
+
+function sendSignal(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // Gone.
+  }
 }
 
 /** Runs one trial; never throws for a failure of the system under test (it is recorded). */
@@ -193,16 +327,34 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
   const { lab, system, timings } = ctx;
   const record = emptyRecord(system.id, scenario, trial);
   ctx.probes.check();
-  const holder = await settle(ctx);
+  let holder: LabNode;
+  if (scenario === 'holder-dies-etcd-leader') {
+    ({ holder } = await arrangeLeader(ctx, true));
+  } else if (scenario === 'holder-dies-not-leader' || scenario === 'leader-nonholder-dies') {
+    ({ holder } = await arrangeLeader(ctx, false));
+  } else {
+    holder = await settle(ctx);
+  }
+  if (system.etcd) record.etcdLeader = await system.etcd.leader();
   record.oldHolder = holder.name;
   const target = lab.nodes[(lab.nodes.indexOf(holder) + 1) % lab.nodes.length]!;
+  let faulted = holder;
+  if (scenario === 'leader-nonholder-dies') {
+    if (!record.etcdLeader || record.etcdLeader === holder.name) throw new Error(`the etcd leader (${record.etcdLeader}) is not a non-holder`);
+    faulted = lab.node(record.etcdLeader);
+  } else if (scenario === 'member-frozen') {
+    faulted = nextNode(lab, holder, (node) => system.etcd!.memberNodes.includes(node));
+  }
+  record.faultNode = faulted.name;
   ctx.probes.prune(nowMs() - 10_000);
 
   let linkDown = false;
   let killed = false;
+  let daemonKilled = false;
   let frozen = false;
   let partitioned = false;
   let stopped = false;
+  let frozenMember: number | null = null;
   const t0 = nowMs();
   try {
     switch (scenario) {
@@ -211,18 +363,52 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
         await lab.setLink(holder, false);
         await waitTakeover(ctx, holder);
         break;
-      case 'agent-kill':
+      case 'daemon-kill':
+        daemonKilled = true;
+        await system.killDaemon(holder);
+        await waitTakeover(ctx, holder);
+        // A killed keepalived child leaves the VIP in the kernel until its respawned
+        // successor clears it: wait for one holder, so the overlap is measured whole.
+        await waitStableHolder(ctx, timings.stableMs, timings.recoverTimeoutMs);
+        break;
+      case 'node-kill':
         killed = true;
-        await system.kill(holder);
+        await system.killNode(holder);
         await waitTakeover(ctx, holder);
         break;
+      case 'holder-dies-etcd-leader':
+      case 'holder-dies-not-leader':
+        linkDown = true;
+        killed = true;
+        await nodeDies(ctx, holder);
+        await waitTakeover(ctx, holder);
+        break;
+      case 'leader-nonholder-dies':
+        linkDown = true;
+        killed = true;
+        await nodeDies(ctx, faulted);
+        await sleep(timings.observeMs);
+        await waitCalm(ctx);
+        break;
+      case 'member-frozen':
+      case 'member-frozen-holder': {
+        const pid = system.etcd!.memberPid(faulted);
+        if (pid === null) throw new Error(`${faulted.name} runs no etcd member`);
+        frozenMember = pid;
+        sendSignal(pid, 'SIGSTOP');
+        await sleep(timings.memberFreezeMs);
+        sendSignal(pid, 'SIGCONT');
+        frozenMember = null;
+        await waitCalm(ctx);
+        break;
+      }
       case 'freeze':
         frozen = true;
         await freezeNode(lab, holder);
         await sleep(timings.freezeMs);
         await thawNode(lab, holder);
         frozen = false;
-        await waitStableHolder(ctx, timings.stableMs, timings.recoverTimeoutMs).then((node) => lab.waitClientReaches(node.name));
+        await waitCalm(ctx);
         break;
       case 'planned-move': {
         stopped = true;
@@ -240,7 +426,7 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
         await sleep(timings.partitionMs);
         await healPartition(lab, holder);
         partitioned = false;
-        await waitStableHolder(ctx, timings.stableMs, timings.recoverTimeoutMs).then((node) => lab.waitClientReaches(node.name));
+        await waitCalm(ctx);
         break;
     }
     await sleep(timings.tailMs);
@@ -250,15 +436,18 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
   }
   const t1 = nowMs();
   measure(ctx, record, holder, t0, t1);
+  if (system.etcd) record.etcdLeaderAfter = await system.etcd.leader().catch(() => null);
 
   // Undo the fault outside the window.
+  if (frozenMember !== null) sendSignal(frozenMember, 'SIGCONT');
   if (frozen) await thawNode(lab, holder);
   if (partitioned) await healPartition(lab, holder);
-  if (linkDown) await lab.setLink(holder, true);
+  if (linkDown) await lab.setLink(faulted, true);
   if (killed) {
-    await system.afterKill(holder);
-    await system.start(holder);
+    await system.afterKill(faulted);
+    await system.start(faulted);
   }
+  if (daemonKilled) await system.afterDaemonKill(holder);
   if (stopped) await system.afterMove(holder);
   return record;
 }
@@ -280,6 +469,12 @@ function measure(ctx: TrialContext, record: TrialRecord, holder: LabNode, t0: nu
   record.extraReleases = observer.intervals.filter(
     (entry) => entry.node !== holder.name && entry.goneAt !== null && entry.goneAt >= t0ns && entry.goneAt <= t1ns,
   ).length;
+  record.holderReleases = observer.intervals.filter((entry) => entry.node === holder.name && entry.goneAt !== null && entry.goneAt >= t0ns && entry.goneAt <= t1ns).length;
+  let last = holder.name;
+  for (const entry of observer.intervals.filter((each) => each.from >= t0ns && each.from <= t1ns).sort((a, b) => (a.from < b.from ? -1 : 1))) {
+    if (entry.node !== last) record.moves += 1;
+    last = entry.node;
+  }
   const holders = observer.currentHolders();
   record.finalHolder = holders.length === 1 ? holders[0]! : holders.length ? holders.join('+') : null;
   if (record.newHolder) {

@@ -2,14 +2,25 @@
  * The systems under test, behind one interface so every scenario runs the same way on
  * vipd and on keepalived.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Lab, LabNode } from '../lab/lab';
+import { descendantPids as descendants, EmbeddedCluster, tryKill } from '../lab/embedded-cluster';
 import { KeepalivedCluster, masterDownIntervalMs } from '../lab/keepalived';
 import { run, waitFor } from '../lab/shell';
 
-export type SystemId = 'vipd-default' | 'vipd-fast' | 'keepalived-1' | 'keepalived-matched';
+export type SystemId = 'vipd-default' | 'vipd-fast' | 'vipd-embedded-default' | 'vipd-embedded-fast' | 'keepalived-1' | 'keepalived-matched';
 
-export const SYSTEM_IDS: readonly SystemId[] = ['vipd-default', 'vipd-fast', 'keepalived-1', 'keepalived-matched'];
+export const SYSTEM_IDS: readonly SystemId[] = ['vipd-default', 'vipd-fast', 'vipd-embedded-default', 'vipd-embedded-fast', 'keepalived-1', 'keepalived-matched'];
+
+/** The embedded etcd's members, for the scenarios that place the raft leader. */
+export interface EtcdMembers {
+  readonly memberNodes: LabNode[];
+  /** The node whose member leads now, or null when the answering members disagree. */
+  leader(): Promise<string | null>;
+  moveLeader(target: LabNode): Promise<void>;
+  /** The pid of the node's etcd member, or null when it does not run. */
+  memberPid(node: LabNode): number | null;
+}
 
 export interface MoveOutcome {
   ok: boolean;
@@ -28,9 +39,21 @@ export interface SystemUnderTest {
   startAll(): Promise<void>;
   /** Starts one node's agent and waits until it runs. */
   start(node: LabNode): Promise<void>;
-  kill(node: LabNode): Promise<void>;
+  /** Null unless the system runs its own etcd members. */
+  readonly etcd: EtcdMembers | null;
+  /**
+   * SIGKILL of the main daemon process only (vipd run; keepalived's VRRP child), the rest
+   * left to react as in production.
+   */
+  killDaemon(node: LabNode): Promise<void>;
+  /** Brings the node back to running after killDaemon (vipd: started again; keepalived: its parent's respawn). */
+  afterDaemonKill(node: LabNode): Promise<void>;
+  /** SIGKILL of every process of the system on the node, all stopped first so none reacts. */
+  killNode(node: LabNode): Promise<void>;
   /** Undoes what a kill left on the node, before the agent is started again. */
   afterKill(node: LabNode): Promise<void>;
+  /** Prometheus texts of the etcd the agents use (one per member), or null without etcd. */
+  etcdMetrics(): Promise<string[] | null>;
   isRunning(node: LabNode): boolean;
   /** The agent's processes on the node, for RSS and CPU. */
   agentPids(node: LabNode): number[];
@@ -44,29 +67,6 @@ export interface SystemUnderTest {
   healthy(): Promise<boolean>;
   stopAll(): Promise<void>;
   logTail(node: LabNode, lines?: number): string;
-}
-
-function descendants(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      children.set(parent, [...(children.get(parent) ?? []), pid]);
-    } catch {
-      // Gone since the listing.
-    }
-  }
-  const found: number[] = [];
-  const queue = [...(children.get(root) ?? [])];
-  while (queue.length) {
-    const pid = queue.shift()!;
-    found.push(pid);
-    queue.push(...(children.get(pid) ?? []));
-  }
-  return found;
 }
 
 function tail(path: string, lines: number): string {
@@ -85,35 +85,48 @@ function countLines(path: string, marker: string): number {
   }
 }
 
-/** vipd's agents, run by the lab from the lab's node configs. */
+/** vipd's agents, run by the lab from the lab's node configs, against the lab's single external etcd. */
 export class VipdSystem implements SystemUnderTest {
   readonly usesEtcd = true;
   readonly settings: Record<string, string | number | boolean>;
+  readonly etcd: EtcdMembers | null = null;
   private moveCheck: Promise<string | null> | null = null;
+  /** What a kill left running, by node: waited for before the agent starts again. */
+  private readonly leftovers = new Map<string, number[]>();
+  protected startTimeoutMs = 20_000;
 
   constructor(
-    readonly id: 'vipd-default' | 'vipd-fast',
+    readonly id: SystemId,
     readonly lab: Lab,
   ) {
-    this.settings = { profile: id === 'vipd-fast' ? 'fast' : 'default' };
+    this.settings = { profile: id.endsWith('fast') ? 'fast' : 'default' };
+  }
+
+  protected configFor(node: LabNode): string {
+    return node.configPath;
   }
 
   async prepare(): Promise<string | null> {
     await this.lab.startEtcd();
+    return await this.checkConfig();
+  }
+
+  protected async checkConfig(): Promise<string | null> {
     const node = this.lab.nodes[0]!;
     // status loads and checks the config first: exit 2 means the config is refused.
-    const status = await this.lab.vipd(node, ['status', '--config', node.configPath, '-o', 'json']);
+    const status = await this.lab.vipd(node, ['status', '--config', this.configFor(node), '-o', 'json']);
     if (status.code === 2) return `config refused: ${(status.stderr || status.stdout).trim().split('\n')[0]}`;
     return null;
   }
 
   async startAll(): Promise<void> {
-    for (const node of this.lab.nodes) this.lab.startAgent(node);
+    for (const node of this.lab.nodes) this.lab.startAgent(node, this.configFor(node));
   }
 
   async start(node: LabNode): Promise<void> {
+    await this.afterKill(node);
     const before = countLines(node.logPath, '"msg":"lease granted"');
-    const child = this.lab.startAgent(node);
+    const child = this.lab.startAgent(node, this.configFor(node));
     let exitCode: number | null | undefined;
     child.once('exit', (code) => {
       exitCode = code;
@@ -124,24 +137,48 @@ export class VipdSystem implements SystemUnderTest {
         if (exitCode !== undefined) throw new Error(`${node.name}'s agent exited (${exitCode}): ${tail(node.logPath, 5)}`);
         return countLines(node.logPath, '"msg":"lease granted"') > before;
       },
-      20_000,
+      this.startTimeoutMs,
       20,
     );
   }
 
-  async kill(node: LabNode): Promise<void> {
+  async killDaemon(node: LabNode): Promise<void> {
+    const pid = node.agent?.pid;
+    if (pid !== undefined) this.leftovers.set(node.name, descendants(pid));
     await this.lab.stopAgent(node, 'SIGKILL');
   }
 
-  async afterKill(): Promise<void> {
-    // Nothing: the VIP's kernel lifetime removes it, and a new agent removes leftovers at start.
+  async afterDaemonKill(node: LabNode): Promise<void> {
+    await this.start(node);
+  }
+
+  async killNode(node: LabNode): Promise<void> {
+    const child = node.agent;
+    if (!child?.pid) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    const pids = [child.pid, ...descendants(child.pid)];
+    for (const pid of pids) tryKill(pid, 'SIGSTOP');
+    for (const pid of pids) tryKill(pid, 'SIGKILL');
+    this.leftovers.set(node.name, pids);
+    await exited;
+  }
+
+  async afterKill(node: LabNode): Promise<void> {
+    // The VIP's kernel lifetime removes it, and a new agent removes leftovers at start; an
+    // old etcd member still shutting down would hold the ports, so wait for it.
+    const pids = this.leftovers.get(node.name) ?? [];
+    this.leftovers.delete(node.name);
+    if (!pids.length) return;
+    await waitFor(`${node.name}'s old processes to exit`, () => pids.every((pid) => !alive(pid)), 30_000, 20).catch(() => {
+      for (const pid of pids) tryKill(pid, 'SIGKILL');
+    });
   }
 
   isRunning(node: LabNode): boolean {
     return node.agent !== null && node.agent.exitCode === null;
   }
 
-  /** The agent and the helpers it started (its dead-man switch, a DHCP client). */
+  /** The agent and the helpers it started (its dead-man switch, a DHCP client, an embedded etcd). */
   agentPids(node: LabNode): number[] {
     const pid = node.agent?.pid;
     return pid !== undefined && this.isRunning(node) ? [pid, ...descendants(pid)] : [];
@@ -159,7 +196,7 @@ export class VipdSystem implements SystemUnderTest {
   }
 
   async plannedMove(holder: LabNode, target: LabNode): Promise<MoveOutcome> {
-    const result = await this.lab.vipd(holder, ['move', '--to', target.name, '--config', holder.configPath]);
+    const result = await this.lab.vipd(holder, ['move', '--to', target.name, '--config', this.configFor(holder)]);
     return { ok: result.code === 0, detail: `exit ${result.code}: ${(result.stdout + result.stderr).trim().slice(0, 300)}` };
   }
 
@@ -170,20 +207,87 @@ export class VipdSystem implements SystemUnderTest {
   async healthy(): Promise<boolean> {
     if (!this.lab.nodes.every((node) => this.isRunning(node))) return false;
     // Each agent keeps an alive key on its lease: all present means all are connected.
+    const keys = await this.aliveKeys();
+    return keys !== null && this.lab.nodes.every((node) => keys.includes(`/vipd/lab/alive/${node.name}`));
+  }
+
+  protected async aliveKeys(): Promise<string | null> {
     const result = await run('ip', [
       'netns', 'exec', this.lab.etcdNs, 'etcdctl', '--endpoints', this.lab.etcdEndpoint, '--dial-timeout=1s', '--command-timeout=2s',
       'get', '--prefix', '--keys-only', '/vipd/lab/alive/',
     ]);
-    if (result.code !== 0) return false;
-    return this.lab.nodes.every((node) => result.stdout.includes(`/vipd/lab/alive/${node.name}`));
+    return result.code === 0 ? result.stdout : null;
+  }
+
+  async etcdMetrics(): Promise<string[] | null> {
+    const result = await run('ip', ['netns', 'exec', this.lab.etcdNs, 'curl', '-s', '-m', '5', `${this.lab.etcdEndpoint}/metrics`]);
+    if (result.code !== 0) throw new Error(`etcd metrics: curl exit ${result.code}`);
+    return [result.stdout];
   }
 
   async stopAll(): Promise<void> {
-    await Promise.all(this.lab.nodes.map((node) => this.lab.stopAgent(node, 'SIGKILL')));
+    await Promise.all(this.lab.nodes.map((node) => this.killNode(node)));
   }
 
   logTail(node: LabNode, lines = 15): string {
     return tail(node.logPath, lines);
+  }
+}
+
+/**
+ * vipd in its recommended topology: `vipd init` on node-1, `vipd join` on the others, an
+ * embedded etcd member beside every agent (a child of `vipd run`). No external etcd.
+ */
+export class EmbeddedVipdSystem extends VipdSystem {
+  readonly cluster: EmbeddedCluster;
+  override readonly etcd: EtcdMembers;
+  protected override startTimeoutMs = 60_000;
+
+  constructor(id: 'vipd-embedded-default' | 'vipd-embedded-fast', lab: Lab, members: 3 | 5) {
+    super(id, lab);
+    this.cluster = new EmbeddedCluster(lab, members);
+    this.settings['etcdMembers'] = members;
+    this.settings['etcdElectionTimeout'] = '1s (default)';
+    const cluster = this.cluster;
+    this.etcd = {
+      memberNodes: cluster.memberNodes,
+      leader: () => cluster.leader(),
+      moveLeader: (target) => cluster.moveLeader(target),
+      memberPid: (node) => cluster.memberPid(node.agent && node.agent.exitCode === null ? node.agent.pid : undefined),
+    };
+  }
+
+  protected override configFor(node: LabNode): string {
+    return this.cluster.configPath(node);
+  }
+
+  override async prepare(): Promise<string | null> {
+    const profile = this.settings['profile'] === 'fast' ? { election: { profile: 'fast' } } : {};
+    await this.cluster.create(profile);
+    return await this.checkConfig();
+  }
+
+  override async healthy(): Promise<boolean> {
+    if (!(await super.healthy())) return false;
+    return await this.cluster.allHealthy();
+  }
+
+  protected override async aliveKeys(): Promise<string | null> {
+    const endpoints = this.cluster.memberNodes.map((node) => this.cluster.clientUrl(node));
+    return await this.cluster.etcdctl(endpoints, 'get', '--prefix', '--keys-only', '/vipd/lab/alive/').catch(() => null);
+  }
+
+  override async etcdMetrics(): Promise<string[] | null> {
+    return await this.cluster.metrics();
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }
 
@@ -194,7 +298,7 @@ export class KeepalivedSystem implements SystemUnderTest {
   readonly cluster: KeepalivedCluster;
 
   constructor(
-    readonly id: 'keepalived-1' | 'keepalived-matched',
+    readonly id: SystemId,
     readonly lab: Lab,
     advertIntSeconds: number,
     priorities: 'distinct' | 'equal',
@@ -226,8 +330,24 @@ export class KeepalivedSystem implements SystemUnderTest {
     await this.cluster.start(node);
   }
 
-  async kill(node: LabNode): Promise<void> {
+  readonly etcd: EtcdMembers | null = null;
+  private readonly killedVrrp = new Map<string, number | null>();
+
+  async killDaemon(node: LabNode): Promise<void> {
+    this.killedVrrp.set(node.name, this.cluster.killVrrp(node));
+  }
+
+  async afterDaemonKill(node: LabNode): Promise<void> {
+    await this.cluster.waitRespawned(node, this.killedVrrp.get(node.name) ?? null);
+    this.killedVrrp.delete(node.name);
+  }
+
+  async killNode(node: LabNode): Promise<void> {
     await this.cluster.stop(node, 'SIGKILL');
+  }
+
+  async etcdMetrics(): Promise<null> {
+    return null;
   }
 
   async afterKill(): Promise<void> {

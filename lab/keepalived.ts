@@ -147,8 +147,7 @@ export class KeepalivedCluster {
       '--log-console',
       '--no-syslog',
       '--vrrp',
-      // A killed VRRP child must stay dead, as in the SIGKILL trials.
-      '--dont-respawn',
+      // No --dont-respawn: the parent restarts a dead VRRP child, as in production.
       '--use-file', this.configPath(node),
       '--pid', this.pidPath(node),
       '--vrrp_pid', this.vrrpPidPath(node),
@@ -186,7 +185,9 @@ export class KeepalivedCluster {
     const entry = this.running.get(node.name);
     const vrrp = this.readPid(this.vrrpPidPath(node));
     if (signal === 'SIGKILL') {
-      // Child first, so the parent cannot hand it a SIGTERM on its way out.
+      // Parent stopped first, so it can neither respawn the child nor hand it a SIGTERM
+      // on its way out: both die as in a crash.
+      entry?.child.kill('SIGSTOP');
       if (vrrp !== null) tryKill(vrrp, 'SIGKILL');
       entry?.child.kill('SIGKILL');
     } else {
@@ -204,6 +205,27 @@ export class KeepalivedCluster {
         tryKill(vrrp, 'SIGKILL');
       });
     }
+  }
+
+  /** SIGKILL of the VRRP child only; the parent respawns it. Returns the killed pid. */
+  killVrrp(node: LabNode): number | null {
+    const vrrp = this.readPid(this.vrrpPidPath(node));
+    if (vrrp !== null) tryKill(vrrp, 'SIGKILL');
+    return vrrp;
+  }
+
+  /** Waits until the parent runs a VRRP child other than `former`. */
+  async waitRespawned(node: LabNode, former: number | null, timeoutMs = 10_000): Promise<void> {
+    await waitFor(
+      `keepalived on ${node.name} to respawn its VRRP process`,
+      () => {
+        if (!this.running.has(node.name)) throw new Error(`keepalived on ${node.name} exited; see ${this.logPath(node)}`);
+        const vrrp = this.readPid(this.vrrpPidPath(node));
+        return vrrp !== null && vrrp !== former && alive(vrrp);
+      },
+      timeoutMs,
+      20,
+    );
   }
 
   /** Kills every keepalived in the lab's node namespaces, including any not started here. */

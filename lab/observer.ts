@@ -27,6 +27,8 @@ export interface Overlap {
 export class VipObserver {
   private readonly probes: ChildProcess[] = [];
   readonly intervals: HoldingInterval[] = [];
+  private stopping = false;
+  private readonly deaths: string[] = [];
 
   private constructor() {}
 
@@ -41,7 +43,16 @@ export class VipObserver {
               stdio: ['ignore', 'pipe', 'inherit'],
             });
             observer.probes.push(child);
-            child.once('error', reject);
+            child.on('error', (error) => {
+              observer.died(`the probe on ${node.name} failed: ${error.message}`);
+              reject(error);
+            });
+            // A probe that dies leaves its node unwatched: the never-two-holders check would go blind there.
+            child.once('exit', (code, signal) => {
+              if (observer.stopping) return;
+              observer.died(`the probe on ${node.name} exited (code ${code}, signal ${signal}): that node is no longer watched`);
+              reject(new Error(observer.deaths.at(-1)));
+            });
             createInterface({ input: child.stdout! }).on('line', (line) => {
               const [kind, a, b] = line.split(' ');
               if (kind === 'R') resolve();
@@ -56,21 +67,45 @@ export class VipObserver {
             });
           }),
       ),
-    );
+    ).catch((error: unknown) => {
+      observer.stop();
+      throw error;
+    });
     return observer;
+  }
+
+  private died(why: string): void {
+    if (!this.stopping) this.deaths.push(why);
+  }
+
+  /** Why the observer cannot vouch for every node any more (a probe died before stop()), or null. */
+  get failure(): string | null {
+    return this.deaths.length > 0 ? this.deaths.join('; ') : null;
+  }
+
+  /** Throws if a probe died: nothing the observer says covers every node then. */
+  assertSighted(): void {
+    const failure = this.failure;
+    if (failure !== null) throw new Error(`the VIP observer went blind: ${failure}`);
   }
 
   /** Nodes seen holding the VIP right now. */
   currentHolders(): string[] {
+    this.assertSighted();
     return this.intervals.filter((entry) => entry.to === null).map((entry) => entry.node);
   }
 
   /** When the named node was last seen losing the VIP (monotonic ns), if it has. */
   lastRelease(node: string): bigint | null {
+    this.assertSighted();
     const done = this.intervals.filter((entry) => entry.node === node && entry.goneAt !== null);
     return done.at(-1)?.goneAt ?? null;
   }
 
+  /**
+   * Overlaps in the sampled intervals. Does not throw when a probe died (teardown code calls
+   * it): final checks call assertSighted() as well (assertNeverTwoHolders, the chaos runner).
+   */
   overlaps(): Overlap[] {
     const now = process.hrtime.bigint();
     const found: Overlap[] = [];
@@ -89,7 +124,9 @@ export class VipObserver {
     return found;
   }
 
+  /** Kills the probes; a probe that dies from here on is expected. */
   stop(): void {
+    this.stopping = true;
     for (const probe of this.probes) probe.kill('SIGKILL');
   }
 }

@@ -15,6 +15,8 @@ import { AgentMetrics } from './metrics/metrics';
 import { ClusterCa } from './security/ca';
 import { ServingCertificates } from './security/certificates';
 import { TokenStore } from './security/tokens';
+import { EtcdLeadership } from './election/etcd-leadership';
+import { steerDeadlineMs } from './store/etcd-endpoints';
 import { EtcdStore } from './store/etcd-store';
 import { EtcdHookHistory } from './store/hook-history';
 import { ClusterKeys, securityKeys } from './store/keys';
@@ -40,16 +42,21 @@ export class Daemon {
   private etcd: EmbeddedEtcd | null = null;
   private api: RunningApi | null = null;
   private stopping = false;
+  private etcdLeadership: EtcdLeadership | null = null;
+  private etcdMembersTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
   ) {
     this.keys = new ClusterKeys(config.cluster);
+    const windowMs = config.election.mode === 'hold' ? config.election.holdTimeoutMs : config.election.leaseTtlSeconds * 1000;
     this.store = new EtcdStore({
       endpoints: config.etcd.endpoints,
       tls: config.etcd.tls,
       callTimeoutMs: config.election.leaseTtlSeconds * 1000,
+      steerAfterMs: steerDeadlineMs(windowMs, config.election.fencingMarginMs, config.election.mode),
+      onSteer: (from, to, reason) => logger.warn({ from, to, reason }, 'etcd calls moved to another member'),
     });
     let hooks: HookRunner | null = null;
     this.agent = new Agent(config, logger, this.store, { holdGate: () => hooks?.cooldownReason() ?? null });
@@ -98,6 +105,30 @@ export class Daemon {
       });
     });
     agent.on('leased', (ip) => void this.api?.certificates.setVip(ip));
+    agent.on('transition', () => this.etcdLeadership?.nudge());
+  }
+
+  /**
+   * Embedded etcd: the store learns the other members, so its calls can move to them, and
+   * the holder keeps etcd's leadership on another node (src/election/etcd-leadership.ts).
+   */
+  private startEtcdLeadership(ownEndpoint: string): void {
+    const discover = (): void =>
+      void this.store.discoverMembers().then(
+        (endpoints) => this.logger.debug({ endpoints }, 'etcd members this agent may use'),
+        (error: Error) => this.logger.warn({ err: error.message }, 'could not list the etcd members'),
+      );
+    discover();
+    this.etcdMembersTimer = setInterval(discover, 30_000);
+    this.etcdLeadership = new EtcdLeadership({
+      store: this.store,
+      ownEndpoint,
+      holding: () => this.agent.holding,
+      intervalMs: 1000,
+      callTimeoutMs: 500,
+      logger: this.logger,
+    });
+    this.etcdLeadership.start();
   }
 
   /**
@@ -110,6 +141,7 @@ export class Daemon {
     if (this.config.etcd.embedded) this.etcd = await EmbeddedEtcd.start(this.config, this.logger);
     if (this.stopping) return;
     const self = await this.agent.prepare();
+    if (this.config.etcd.embedded) this.startEtcdLeadership(this.config.etcd.embedded.clientURL);
     // Issuing the certificate and building the server block the event loop for a while:
     // do it before joining the election, not while holding the VIP on a fresh deadline.
     if (this.config.api.enabled) await this.startApi(self);
@@ -157,6 +189,8 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    clearInterval(this.etcdMembersTimer);
+    this.etcdLeadership?.stop();
     await this.agent.stop();
     if (this.api) {
       // Open event streams would hold close() forever: give them a moment, not more.

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { InputError } from './config/schema-check';
 import { EXIT_BAD_INPUT, EXIT_UNAVAILABLE } from './output/exit-codes';
 import { registerCa } from './cli/ca';
+import { registerCompletion } from './cli/completion';
 import { registerDhcp } from './cli/dhcp';
 import { registerDoctor } from './doctor/command';
 import { registerInit } from './cli/init';
@@ -20,7 +21,7 @@ const { version } = require('../../package.json') as { version: string };
 /** Every subcommand registers itself from its own module under src/cli/; `run` is handed the composition root. */
 const commands: Array<(program: Command) => void> = [
   (program) => registerRun(program, (config, logger) => new Daemon(config, logger)),
-  registerStatus, registerMove, registerDhcp, registerToken, registerCa, registerDoctor, registerInit, registerJoin, registerNode];
+  registerStatus, registerMove, registerDhcp, registerToken, registerCa, registerDoctor, registerInit, registerJoin, registerNode, registerCompletion];
 
 export function buildProgram(): Command {
   const program = new Command('vipd')

@@ -54,12 +54,18 @@ export class AgentSupervisor {
     });
   }
 
-  /** Sends a signal and waits for the exit (bounded: a hung shutdown is a failure). */
-  async stop(node: LabNode, signal: 'SIGKILL' | 'SIGTERM', timeoutMs = 15_000): Promise<number | null> {
+  /** Sends a signal and waits for the exit (bounded: a hung shutdown is a failure); undefined if it was not running. */
+  async stop(node: LabNode, signal: 'SIGKILL' | 'SIGTERM', timeoutMs = 15_000): Promise<number | null | undefined> {
+    const exit = await this.stopWithStatus(node, signal, timeoutMs);
+    return exit === null ? undefined : exit.code;
+  }
+
+  /** As stop(), with how it ended: an exit code, or the signal that killed it. Null if it was not running. */
+  async stopWithStatus(node: LabNode, signal: 'SIGKILL' | 'SIGTERM', timeoutMs = 15_000): Promise<{ code: number | null; signal: NodeJS.Signals | null } | null> {
     const state = this.states.get(node.name);
     if (!state || !this.alive(node)) return null;
     state.stopping = true;
-    const exited = new Promise<number | null>((resolve) => state.child.once('exit', (code) => resolve(code)));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => state.child.once('exit', (code, by) => resolve({ code, signal: by })));
     state.child.kill(signal);
     // A frozen process only acts on SIGTERM once running again.
     if (signal === 'SIGTERM' && state.frozen) {

@@ -30,6 +30,7 @@ export class ArpWatch {
   private readonly byRound = new Map<number, Set<string>>();
   readonly twoMacRounds: TwoMacRound[] = [];
   private exited: string | null = null;
+  private stopping = false;
 
   private constructor(private readonly child: ChildProcess) {}
 
@@ -48,7 +49,13 @@ export class ArpWatch {
     const watch = new ArpWatch(child);
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
-    child.once('exit', (code, signal) => (watch.exited = `exited (${code ?? signal}): ${stderr.trim()}`));
+    // Only a death before stop() counts: the client's view is unwatched from then on.
+    child.once('exit', (code, signal) => {
+      if (!watch.stopping) watch.exited = `exited (${code ?? signal}): ${stderr.trim()}`;
+    });
+    child.on('error', (error) => {
+      if (!watch.stopping) watch.exited ??= `failed: ${error.message}`;
+    });
     await new Promise<void>((resolve, reject) => {
       child.once('error', reject);
       child.once('exit', () => reject(new Error(`the ARP prober ${watch.exited}`)));
@@ -89,6 +96,7 @@ export class ArpWatch {
   }
 
   stop(): void {
+    this.stopping = true;
     this.child.kill('SIGKILL');
   }
 }

@@ -40,6 +40,20 @@ export interface Fault {
   heal(): Promise<void>;
 }
 
+/**
+ * Thrown by apply() when the fault could not do what it names (its target is not running):
+ * the runner records it as skipped, with the reason, and never counts it as injected.
+ */
+export class FaultSkipped extends Error {}
+
+function requireAgent(env: FaultEnv, node: LabNode): void {
+  if (!env.agents.alive(node)) throw new FaultSkipped(`${node.name}'s agent is not running`);
+}
+
+function requireEtcd(env: FaultEnv, member: string): void {
+  if (!env.etcd.isRunning(member)) throw new FaultSkipped(`etcd member ${member} is not running`);
+}
+
 export interface FaultKind {
   name: string;
   weight: number;
@@ -90,7 +104,10 @@ const agentKill: FaultKind = {
       unhealthyNodes: [node.name],
       etcdUnhealthy: false,
       holdMs,
-      apply: async () => void (await env.agents.stop(node, 'SIGKILL')),
+      apply: async () => {
+        requireAgent(env, node);
+        if ((await env.agents.stop(node, 'SIGKILL')) === undefined) throw new FaultSkipped(`${node.name}'s agent had exited already`);
+      },
       heal: async () => startAgentChecked(env, node),
     };
   },
@@ -112,8 +129,11 @@ const agentTerm: FaultKind = {
       etcdUnhealthy: false,
       holdMs,
       apply: async () => {
-        const code = await env.agents.stop(node, 'SIGTERM');
-        if (code !== 0 && code !== null) throw new Error(`${node.name}'s agent exited ${code} on SIGTERM, not 0`);
+        requireAgent(env, node);
+        const exit = await env.agents.stopWithStatus(node, 'SIGTERM');
+        if (exit === null) throw new FaultSkipped(`${node.name}'s agent had exited already`);
+        // A clean stop: exit code 0, not death by a signal (that would be the SIGTERM unhandled, or a kill).
+        if (exit.code !== 0 || exit.signal !== null) throw new Error(`${node.name}'s agent did not exit 0 on SIGTERM (code ${exit.code}, signal ${exit.signal})`);
       },
       heal: async () => startAgentChecked(env, node),
     };
@@ -136,7 +156,9 @@ const agentFreeze: FaultKind = {
       incapacitates: [node.name],
       etcdUnhealthy: false,
       holdMs,
-      apply: async () => void env.agents.signal(node, 'SIGSTOP'),
+      apply: async () => {
+        if (!env.agents.signal(node, 'SIGSTOP')) throw new FaultSkipped(`${node.name}'s agent is not running`);
+      },
       heal: async () => void env.agents.signal(node, 'SIGCONT'),
     };
   },
@@ -156,7 +178,9 @@ const agentSigcont: FaultKind = {
       unhealthyNodes: [],
       etcdUnhealthy: false,
       holdMs: 0,
-      apply: async () => void env.agents.signal(node, 'SIGCONT'),
+      apply: async () => {
+        if (!env.agents.signal(node, 'SIGCONT')) throw new FaultSkipped(`${node.name}'s agent is not running`);
+      },
       heal: async () => undefined,
     };
   },
@@ -182,6 +206,7 @@ const cpuStarve: FaultKind = {
       etcdUnhealthy: false,
       holdMs,
       apply: async () => {
+        requireAgent(env, node);
         running = true;
         loop = (async () => {
           while (running) {
@@ -219,7 +244,7 @@ const nodeFreeze: FaultKind = {
       etcdUnhealthy: false,
       holdMs,
       apply: async () => {
-        env.agents.signal(node, 'SIGSTOP');
+        if (!env.agents.signal(node, 'SIGSTOP')) throw new FaultSkipped(`${node.name}'s agent is not running`);
         await freezeNode(env.lab, node);
       },
       heal: async () => {
@@ -368,6 +393,7 @@ const restartAll: FaultKind = {
       etcdUnhealthy: false,
       holdMs,
       apply: async () => {
+        if (!env.lab.nodes.some((node) => env.agents.alive(node))) throw new FaultSkipped('no agent is running');
         await Promise.all(env.lab.nodes.map((node) => env.agents.stop(node, signal)));
       },
       heal: async () => {
@@ -395,6 +421,7 @@ function etcdKill(name: string, weight: number, summary: string, leaderOnly: boo
         holdMs,
         apply: async () => {
           if (leaderOnly) member = await env.etcd.leader();
+          requireEtcd(env, member);
           await env.etcd.kill(member);
         },
         heal: async () => env.etcd.restart(member),
@@ -417,7 +444,9 @@ const etcdFreeze: FaultKind = {
       unhealthyNodes: [],
       etcdUnhealthy: true,
       holdMs,
-      apply: async () => void env.etcd.signal(member, 'SIGSTOP'),
+      apply: async () => {
+        if (!env.etcd.signal(member, 'SIGSTOP')) throw new FaultSkipped(`etcd member ${member} is not running`);
+      },
       heal: async () => void env.etcd.signal(member, 'SIGCONT'),
     };
   },
@@ -436,7 +465,9 @@ const etcdSigcont: FaultKind = {
       unhealthyNodes: [],
       etcdUnhealthy: false,
       holdMs: 0,
-      apply: async () => void env.etcd.signal(member, 'SIGCONT'),
+      apply: async () => {
+        if (!env.etcd.signal(member, 'SIGCONT')) throw new FaultSkipped(`etcd member ${member} is not running`);
+      },
       heal: async () => undefined,
     };
   },
@@ -456,7 +487,10 @@ const etcdDiskFull: FaultKind = {
       unhealthyNodes: [],
       etcdUnhealthy: true,
       holdMs,
-      apply: async () => env.etcd.fillDataDir(member),
+      apply: async () => {
+        requireEtcd(env, member);
+        await env.etcd.fillDataDir(member);
+      },
       heal: async () => {
         await env.etcd.freeDataDir(member);
         if (!env.etcd.isRunning(member) || !(await waitAnswers(env.etcd, member, 5000))) await env.etcd.restart(member);

@@ -15,7 +15,7 @@ import { AgentSupervisor } from './agents';
 import { ArpWatch } from './arp-watch';
 import { createToken, fetchClusterCa, uploadCertificate } from './cluster-setup';
 import { createEtcdTopology, type EtcdTopology, type EtcdTopologyKind } from './etcd-topology';
-import { FAULT_KINDS, faultKind, type Fault, type FaultEnv, type FaultKind } from './fault-catalog';
+import { FAULT_KINDS, FaultSkipped, faultKind, type Fault, type FaultEnv, type FaultKind } from './fault-catalog';
 import { Prng } from './prng';
 import { compareState, compareTokens, leaderNode, snapshotFrom, type StateSnapshot, type TokenListing } from './state';
 
@@ -56,8 +56,10 @@ const MAX_PROBE_WAIT_MS = 3000;
 /** Covers etcd's lease expiry check (500 ms), the followers' 1 s poll, and a loaded 2-core machine. */
 const SCHEDULING_ALLOWANCE_MS = 2000;
 const CLUSTER = 'lab';
+/** How long after an overlap's last sample the tick may still see it (the observer's lines travel through pipes). */
+const TICK_SLACK_MS = 1000;
 
-export type ViolationKind = 'two-holders' | 'two-macs' | 'availability' | 'state' | 'tokens' | 'settle' | 'agent-exit' | 'fault' | 'prober';
+export type ViolationKind = 'two-holders' | 'two-macs' | 'availability' | 'state' | 'tokens' | 'settle' | 'agent-exit' | 'fault' | 'prober' | 'observer';
 
 export interface Violation {
   kind: ViolationKind;
@@ -77,6 +79,8 @@ export interface FaultRecord {
   survived: boolean;
   incapacitates: string[];
   isolates: string[];
+  /** Why the fault did nothing (its target was not running); such a fault is not counted as injected. */
+  skipped: string | null;
 }
 
 export interface Outage {
@@ -149,6 +153,9 @@ export class ChaosRun {
   private seenTwoMacRounds = 0;
   private seenExits = 0;
   private proberReported = false;
+  private observerReported = false;
+  /** Two-holder overlaps the tick recorded, each to be matched to one overlap in the observer's intervals. */
+  private readonly tickOverlaps: Array<{ nodes: string[]; atMs: number; excused: boolean }> = [];
   private lastTwoHolderReportMs = -Infinity;
   private baseline: StateSnapshot | null = null;
   private tokenBaseline: TokenListing[] = [];
@@ -275,19 +282,32 @@ export class ChaosRun {
           survived: false,
           incapacitates: entry.fault.incapacitates ?? [],
           isolates: entry.fault.isolates ?? [],
+          skipped: null,
         };
         records.set(entry.fault, record);
         this.records.push(record);
         this.active.add(entry.fault);
         this.options.log(`#${this.step}${second ? (entry.fault === first ? 'a' : 'b') : ''} ${entry.fault.kind}: ${entry.fault.description}`);
-        await this.guard(`injecting ${entry.fault.kind}`, () => entry.fault.apply());
+        const skipped = await this.inject(entry.fault);
+        if (skipped !== null) {
+          record.skipped = skipped;
+          this.active.delete(entry.fault);
+          this.options.log(`   skipped, not counted as injected: ${skipped}`);
+        }
       } else {
+        // A skipped fault changed nothing: there is nothing to heal.
+        if (records.get(entry.fault)!.skipped !== null) continue;
         await this.guard(`healing ${entry.fault.kind}`, () => entry.fault.heal());
         this.active.delete(entry.fault);
         records.get(entry.fault)!.healedAtMs = nowMs();
       }
     }
     const healedAt = nowMs();
+    // The step started on a settled cluster, so its first fault's target was running: a step
+    // that injected nothing tested nothing, and says the fault or the supervisor is broken.
+    if ([...records.values()].every((record) => record.skipped !== null)) {
+      this.violate('fault', `step ${this.step} injected nothing: ${[...records.values()].map((record) => `${record.kind}: ${record.skipped}`).join('; ')}`);
+    }
     const before = this.violations.length;
     try {
       const settled = await this.settle(`the cluster to settle after step ${this.step}`, 60_000);
@@ -306,6 +326,18 @@ export class ChaosRun {
       record.survived = this.violations.length === before;
     }
     this.options.log(`   settled in ${settleMs} ms${this.violations.length > before ? ` — ${this.violations.length - before} violation(s)` : ''}`);
+  }
+
+  /** Applies a fault; returns why it did nothing (FaultSkipped), or null once it is in place. */
+  private async inject(fault: Fault): Promise<string | null> {
+    try {
+      await fault.apply();
+      return null;
+    } catch (error) {
+      if (error instanceof FaultSkipped) return error.message;
+      this.violate('fault', `injecting ${fault.kind}: ${(error as Error).message}`);
+      return null;
+    }
   }
 
   /** A fault that cannot be injected or healed is a failure of the run (e.g. SIGTERM not exiting 0). */
@@ -349,6 +381,14 @@ export class ChaosRun {
 
   private tick(): void {
     const now = nowMs();
+    if (this.observer?.failure) {
+      // Blind on a node: nothing below can be trusted any more.
+      if (!this.observerReported) {
+        this.observerReported = true;
+        this.violate('observer', `the VIP observer went blind: ${this.observer.failure}`);
+      }
+      return;
+    }
     const holders = this.observer?.currentHolders() ?? [];
     if (holders.length > 1 && now - this.lastTwoHolderReportMs > 1000) {
       this.lastTwoHolderReportMs = now;
@@ -397,8 +437,9 @@ export class ChaosRun {
     const now = nowMs();
     const during = (record: FaultRecord) => record.appliedAtMs <= atMs && atMs <= (record.healedAtMs ?? now) + LEASE_TTL_MS + 500;
     for (const node of nodes) {
-      const incapacitated = this.records.find((record) => record.incapacitates.includes(node) && during(record));
-      const isolated = this.records.find((record) => record.isolates.includes(node) && during(record));
+      // A skipped fault did nothing, so it excuses nothing.
+      const incapacitated = this.records.find((record) => record.skipped === null && record.incapacitates.includes(node) && during(record));
+      const isolated = this.records.find((record) => record.skipped === null && record.isolates.includes(node) && during(record));
       if (incapacitated && isolated) {
         return `${node} was ${incapacitated.kind === isolated.kind ? incapacitated.kind : `${incapacitated.kind} and ${isolated.kind}`}: incapacitated and cut off at layer 2, outside the fast profile's assumptions (docs/safety.md)`;
       }
@@ -409,6 +450,7 @@ export class ChaosRun {
   /** Records an overlap as a failure, or apart when it is outside the profile's assumptions. */
   private overlap(kind: 'two-holders' | 'two-macs', nodes: string[], atMs: number, message: string): void {
     const reason = this.outsideAssumptions(nodes, atMs);
+    if (kind === 'two-holders') this.tickOverlaps.push({ nodes: [...nodes].sort(), atMs, excused: reason !== null });
     if (reason === null) {
       this.violate(kind, message);
       return;
@@ -499,24 +541,40 @@ export class ChaosRun {
     return (JSON.parse(result.stdout) as { tokens: TokenListing[] }).tokens;
   }
 
+  /**
+   * Judges every overlap in the observer's intervals on its own fault window. One the tick
+   * already recorded the same way (same two nodes, the tick inside the overlap) is not
+   * recorded twice; each tick record vouches for one overlap only, so an excused overlap
+   * cannot hide a real one.
+   */
   private finalChecks(): void {
     if (!this.observer) return;
-    const reported = [...this.violations, ...this.outside].filter((entry) => entry.kind === 'two-holders').length;
-    const overlaps = this.observer.overlaps();
-    // The tick samples every 25 ms; the observer's intervals catch shorter overlaps too.
-    if (overlaps.length > reported) {
-      for (const overlap of overlaps) {
-        const ms = Number(overlap.at) / 1e6;
-        const fault = [...this.records].reverse().find((record) => record.appliedAtMs <= ms);
-        const entry: Violation = {
-          kind: 'two-holders',
-          step: fault?.step ?? 0,
-          message: `${overlap.first} and ${overlap.second} held the VIP at once for ${overlap.durationMs.toFixed(1)} ms (after ${fault ? `#${fault.step} ${fault.kind}` : 'set-up'})`,
-        };
-        const reason = this.outsideAssumptions([overlap.first, overlap.second], ms);
-        if (reason === null) this.violations.push(entry);
-        else this.outside.push({ ...entry, message: `${entry.message}; ${reason}` });
+    if (this.observer.failure && !this.observerReported) {
+      this.observerReported = true;
+      this.violate('observer', `the VIP observer went blind: ${this.observer.failure}`);
+    }
+    const unmatched = [...this.tickOverlaps];
+    for (const overlap of this.observer.overlaps()) {
+      const ms = Number(overlap.at) / 1e6;
+      const nodes = [overlap.first, overlap.second].sort();
+      const reason = this.outsideAssumptions(nodes, ms);
+      // The tick sees both intervals open, so it falls inside the overlap, or just after its
+      // last sample while the "gone" line is still on its way.
+      const seen = unmatched.findIndex(
+        (tick) => tick.nodes.join() === nodes.join() && tick.atMs >= ms && tick.atMs <= ms + overlap.durationMs + TICK_SLACK_MS && (!tick.excused || reason !== null),
+      );
+      if (seen >= 0) {
+        unmatched.splice(seen, 1);
+        continue;
       }
+      const fault = [...this.records].reverse().find((record) => record.skipped === null && record.appliedAtMs <= ms);
+      const entry: Violation = {
+        kind: 'two-holders',
+        step: fault?.step ?? 0,
+        message: `${overlap.first} and ${overlap.second} held the VIP at once for ${overlap.durationMs.toFixed(1)} ms (after ${fault ? `#${fault.step} ${fault.kind}` : 'set-up'})`,
+      };
+      if (reason === null) this.violations.push(entry);
+      else this.outside.push({ ...entry, message: `${entry.message}; ${reason}` });
     }
   }
 
@@ -534,7 +592,7 @@ export class ChaosRun {
     for (const interval of intervals) {
       if (coveredUntil >= this.monitorStartMs && interval.from > coveredUntil && this.monitorStartMs > 0) {
         const startMs = coveredUntil;
-        const fault = [...this.records].reverse().find((record) => record.appliedAtMs <= startMs) ?? null;
+        const fault = [...this.records].reverse().find((record) => record.skipped === null && record.appliedAtMs <= startMs) ?? null;
         outages.push({ startMs, ms: interval.from - startMs, fault });
       }
       coveredUntil = Math.max(coveredUntil, interval.to);
@@ -579,13 +637,16 @@ function seconds(ms: number): string {
 /** The human summary printed at the end of a run. */
 export function formatReport(report: ChaosReport): string {
   const { options } = report;
-  const injected = report.faults.length;
-  const survived = report.faults.filter((fault) => fault.survived).length;
-  const steps = new Set(report.faults.map((fault) => fault.step)).size;
+  const applied = report.faults.filter((fault) => fault.skipped === null);
+  const skipped = report.faults.filter((fault) => fault.skipped !== null);
+  const injected = applied.length;
+  const survived = applied.filter((fault) => fault.survived).length;
+  const steps = new Set(applied.map((fault) => fault.step)).size;
   const lines = [
     '',
     `vipd chaos: seed ${options.seed}, ${options.nodes} nodes, etcd ${options.etcd}, profile ${options.profile}, ${options.faults} steps`,
     `faults injected:   ${injected} in ${steps} steps (${injected - steps} injected while another was active)`,
+    `faults skipped:    ${skipped.length} (did nothing: the target was not running; not counted above)`,
     `faults survived:   ${survived} of ${injected}`,
     `overlaps:          ${report.overlaps} (two nodes holding the VIP at once; must be 0)`,
     `two-MAC ARP rounds: ${report.twoMacRounds} (must be 0)`,
@@ -602,7 +663,7 @@ export function formatReport(report: ChaosReport): string {
     lines.push('longest outage:    none');
   }
   const byKind = new Map<string, { count: number; longest: number }>();
-  for (const fault of report.faults) byKind.set(fault.kind, { count: (byKind.get(fault.kind)?.count ?? 0) + 1, longest: byKind.get(fault.kind)?.longest ?? 0 });
+  for (const fault of applied) byKind.set(fault.kind, { count: (byKind.get(fault.kind)?.count ?? 0) + 1, longest: byKind.get(fault.kind)?.longest ?? 0 });
   for (const outage of report.outages) {
     if (!outage.fault) continue;
     const entry = byKind.get(outage.fault.kind)!;

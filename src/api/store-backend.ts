@@ -1,17 +1,17 @@
 import type { Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
-import { parseLeader } from '../store/records';
-import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
-import { listMoves } from '../store/history';
-import { type MoveEvent } from '../store/records';
-import type { ClusterKeys } from '../store/keys';
-import { Membership } from '../store/membership';
 import { requestMove } from '../election/move-request';
 import type { ClusterCa } from '../security/ca';
 import type { ServingCertificates } from '../security/certificates';
-import type { ApiBackend, ApiManagementAddress, NodeStatus } from './backend';
+import { lastSeenOf } from '../status/management-address';
 import { readManagementAddress } from '../status/read';
+import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
+import { listMoves } from '../store/history';
+import type { ClusterKeys } from '../store/keys';
+import { Membership } from '../store/membership';
+import { parseLeader, type MoveEvent } from '../store/records';
+import type { ApiBackend, ApiManagementAddress, NodeStatus } from './backend';
 
 /** The API's view of the cluster, read from etcd so every node answers alike. */
 export class StoreApiBackend implements ApiBackend {
@@ -77,11 +77,12 @@ export class StoreApiBackend implements ApiBackend {
 
   async nodes(): Promise<NodeStatus[]> {
     const { store, keys } = this.options;
-    const [records, live, leader, seen] = await Promise.all([
+    const [records, live, leader, seen, moves] = await Promise.all([
       this.membership.listNodes(),
       this.membership.liveNodeNames(),
       store.get(keys.leader),
       store.getPrefix(keys.lastSeenPrefix),
+      listMoves(store, keys),
     ]);
     const holder = parseLeader(leader)?.node;
     const lastSeen = new Map(seen.map((entry) => [entry.key.slice(keys.lastSeenPrefix.length), entry.value]));
@@ -91,8 +92,7 @@ export class StoreApiBackend implements ApiBackend {
         name: record.name,
         ip: record.ip,
         healthy: live.has(record.name),
-        // A node that left before anyone watched was last seen when it registered.
-        lastSeen: live.has(record.name) ? now : (lastSeen.get(record.name) ?? record.registeredAt),
+        lastSeen: live.has(record.name) ? now : lastSeenOf(record, lastSeen.get(record.name), moves),
         holdsVip: record.name === holder,
       }))
       .sort((a, b) => a.name.localeCompare(b.name));

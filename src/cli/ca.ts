@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { CONFIG_OPTION_HELP } from '../config/config-path';
 import { X509Certificate } from 'node:crypto';
 import { InputError } from '../config/schema-check';
 import { securityKeys } from '../store/keys';
@@ -9,8 +10,8 @@ export function registerCa(program: Command): void {
   program
     .command('ca')
     .description("print the cluster CA certificate (PEM) and its SHA-256 fingerprint")
-    .requiredOption('-c, --config <file>', 'the YAML config file')
-    .action(async (options: { config: string }) => {
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
+    .action(async (options: { config?: string }) => {
       await withCluster(options.config, async ({ store, keys }) => {
         const stored = await store.get(securityKeys(keys).ca);
         if (!stored) throw new InputError('--config', 'this cluster has no CA yet: it is created when the first agent starts');

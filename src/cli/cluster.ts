@@ -1,4 +1,5 @@
 import { loadConfig, type Config } from '../config/config';
+import { requireConfigPath } from '../config/config-path';
 import { InputError } from '../config/schema-check';
 import { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
@@ -14,11 +15,11 @@ export interface ClusterContext {
 }
 
 /**
- * Loads the config, opens etcd, runs the action and closes etcd. Bad input is thrown (exit 2);
+ * Loads the config (the flag, $VIPD_CONFIG or /etc/vipd/config.yaml), opens etcd, runs the action and closes etcd. Bad input is thrown (exit 2);
  * anything else is reported as etcd being unreachable (exit 1).
  */
-export async function withCluster(configPath: string, action: (cluster: ClusterContext) => Promise<void>): Promise<void> {
-  const config = loadConfig(configPath);
+export async function withCluster(configPath: string | undefined, action: (cluster: ClusterContext) => Promise<void>): Promise<void> {
+  const config = loadConfig(requireConfigPath(configPath));
   const store = new EtcdStore({ endpoints: config.etcd.endpoints, tls: config.etcd.tls, callTimeoutMs: 3000 });
   try {
     await action({ config, store, keys: new ClusterKeys(config.cluster) });

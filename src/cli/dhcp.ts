@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { CONFIG_OPTION_HELP } from '../config/config-path';
 import { InputError } from '../config/schema-check';
 import { renderOutput } from '../output/output';
 import { withCluster } from './cluster';
@@ -25,9 +26,9 @@ export function registerDhcp(program: Command): void {
   dhcp
     .command('reservation')
     .description('print the MAC and requested IP, with reservation lines for dnsmasq, ISC dhcpd and Kea')
-    .requiredOption('-c, --config <file>', 'the YAML config file')
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
     .option('-o, --output <format>', 'json, yaml or jsonpath=TEMPLATE')
-    .action(async (options: { config: string; output?: string }) => {
+    .action(async (options: { config?: string; output?: string }) => {
       await withCluster(options.config, async ({ config, store, keys }) => {
         if (config.vip.mode !== 'dhcp') throw new InputError('vip.mode', 'is static: a reservation is only needed in DHCP mode');
         const view = await readManagementAddress(store, keys, config);

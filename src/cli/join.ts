@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { InputError } from '../config/schema-check';
 import { joinCluster, type JoinResult } from '../cluster/join';
-import { describeStartedAgent, DEFAULT_CONFIG_PATH } from '../cluster/service';
+import { describeStartedAgent } from '../cluster/service';
+import { DEFAULT_CONFIG_PATH } from '../config/config-path';
 import { DEFAULT_DATA_DIR, reportUnavailable } from './init';
 
 interface JoinFlags {

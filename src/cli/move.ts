@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
+import { CONFIG_OPTION_HELP } from '../config/config-path';
 import { InputError } from '../config/schema-check';
 import { checkMoveTarget, MoveRefusedError, requestMove } from '../election/move-request';
 import type { ManagementAddress } from '../status/management-address';
 import { addApiClientOptions, ApiClient, ApiError, type ApiClientFlags } from './api-client';
 import { withCluster } from './cluster';
-import { requireOneSource } from './status';
+import { chooseSource } from './status';
 
 /** `vipd move --to NODE`: a planned move; the chosen node takes the VIP at once. */
 export function registerMove(program: Command): void {
@@ -12,20 +13,20 @@ export function registerMove(program: Command): void {
     .command('move')
     .description('move the VIP to another node on purpose')
     .requiredOption('--to <node>', 'the node that should hold the VIP')
-    .option('-c, --config <file>', 'the YAML config file (talks to etcd directly)')
+    .option('-c, --config <file>', `${CONFIG_OPTION_HELP}; talks to etcd directly`)
     .option('--timeout <ms>', 'how long to wait for the target to take the VIP', '10000');
   addApiClientOptions(command, false).action(async (options: Partial<ApiClientFlags> & { to: string; config?: string; timeout: string }) => {
     checkMoveTarget(options.to);
-    requireOneSource(options);
+    const configPath = chooseSource(options);
     const timeoutMs = Number(options.timeout);
     if (!Number.isInteger(timeoutMs) || timeoutMs < 100) throw new InputError('--timeout', 'must be a whole number of milliseconds, at least 100');
     const started = Date.now();
-    if (options.server) {
+    if (configPath === null) {
       await moveThroughApi(ApiClient.fromFlags(options as ApiClientFlags), options.to, timeoutMs);
       process.stdout.write(`moved the VIP to ${options.to} in ${Date.now() - started} ms\n`);
       return;
     }
-    await withCluster(options.config!, async ({ store, keys }) => {
+    await withCluster(configPath, async ({ store, keys }) => {
       try {
         const result = await requestMove(store, keys, options.to, { timeoutMs });
         if (result.from?.term === result.to.term) {

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { CONFIG_OPTION_HELP } from '../config/config-path';
 import { removeNode } from '../cluster/node-remove';
 import { withCluster } from './cluster';
 
@@ -10,8 +11,8 @@ export function registerNode(program: Command): void {
     .description('remove a node: its registration and, with the embedded store, its etcd member')
     .argument('<name>', 'the node name, as `vipd status` and the dashboard show it')
     .option('--force', 'remove it even though its agent is running')
-    .requiredOption('-c, --config <file>', 'the YAML config file of a node of the cluster')
-    .action(async (name: string, options: { force?: boolean; config: string }) => {
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
+    .action(async (name: string, options: { force?: boolean; config?: string }) => {
       await withCluster(options.config, async ({ store, keys }) => {
         const removed = await removeNode(store, keys, name, { force: options.force ?? false });
         const parts = [removed.record ? 'its registration' : null, removed.etcdMember ? `etcd member ${removed.etcdMember}` : null].filter(Boolean);

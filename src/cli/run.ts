@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { loadConfig, type Config } from '../config/config';
+import { CONFIG_OPTION_HELP, requireConfigPath } from '../config/config-path';
 import { EXIT_OK } from '../output/exit-codes';
 
 /** Builds the daemon (src/daemon.ts): handed in by main.ts, the only module that imports it. */
@@ -11,9 +12,9 @@ export function registerRun(program: Command, createDaemon: CreateDaemon): void 
   program
     .command('run')
     .description('run the node agent')
-    .requiredOption('-c, --config <file>', 'the YAML config file')
-    .action(async (options: { config: string }) => {
-      const config = loadConfig(options.config);
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
+    .action(async (options: { config?: string }) => {
+      const config = loadConfig(requireConfigPath(options.config));
       const logger = pino({ level: config.logLevel, base: { node: config.node.name, cluster: config.cluster } });
       const daemon = createDaemon(config, logger);
       let stopping = false;

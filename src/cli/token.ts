@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { CONFIG_OPTION_HELP } from '../config/config-path';
 import { InputError } from '../config/schema-check';
 import { EtcdKeyValue } from '../store/kv';
 import { securityKeys } from '../store/keys';
@@ -8,7 +9,7 @@ import { withCluster } from './cluster';
 import { EXIT_BAD_INPUT } from '../output/exit-codes';
 
 /** Runs one action against the cluster's token store. */
-async function withTokenStore(configPath: string, action: (tokens: TokenStore) => Promise<void>): Promise<void> {
+async function withTokenStore(configPath: string | undefined, action: (tokens: TokenStore) => Promise<void>): Promise<void> {
   await withCluster(configPath, async ({ store, keys }) => await action(new TokenStore(new EtcdKeyValue(store), securityKeys(keys))));
 }
 
@@ -30,8 +31,8 @@ export function registerToken(program: Command): void {
     .option('--ttl <duration>', 'lifetime: 30m, 24h, 7d, or "never" (read and admin tokens only)', '24h')
     .option('--uses <count>', 'join tokens: how many nodes may join with it, 1 to 1000, or "unlimited" until it expires', 'unlimited')
     .option('--description <text>', 'what the token is for, shown by `token list`')
-    .requiredOption('-c, --config <file>', 'the YAML config file')
-    .action(async (options: { role: string; ttl: string; uses: string; description?: string; config: string }, command: Command) => {
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
+    .action(async (options: { role: string; ttl: string; uses: string; description?: string; config?: string }, command: Command) => {
       const role = parseRole(options.role);
       const ttlMs = parseTokenTtl(options.ttl);
       if (role === 'join' && ttlMs === null) {
@@ -56,8 +57,8 @@ export function registerToken(program: Command): void {
     .command('list')
     .description('list tokens: id, role, expiry, description (never the secret)')
     .option('-o, --output <format>', 'json, yaml or jsonpath=TEMPLATE (kubectl syntax)')
-    .requiredOption('-c, --config <file>', 'the YAML config file')
-    .action(async (options: { output?: string; config: string }) => {
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
+    .action(async (options: { output?: string; config?: string }) => {
       await withTokenStore(options.config, async (tokens) => {
         const records = await tokens.list();
         const table = (): string => {
@@ -85,8 +86,8 @@ export function registerToken(program: Command): void {
     .command('delete')
     .description('delete a token; requests with it fail from then on')
     .argument('<id>', 'the token id, as `token list` shows it (the part after vipd_)')
-    .requiredOption('-c, --config <file>', 'the YAML config file')
-    .action(async (id: string, options: { config: string }) => {
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
+    .action(async (id: string, options: { config?: string }) => {
       await withTokenStore(options.config, async (tokens) => {
         if (await tokens.delete(id)) {
           process.stdout.write(`deleted token ${id}\n`);

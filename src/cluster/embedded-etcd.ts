@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, EmbeddedEtcdConfig } from '../config/config';
 import { EtcdStore } from '../store/etcd-store';
+import { heartbeatFor } from '../config/etcd-timing';
 import { pkiPaths } from './pki';
 
 const RESTART_MIN_MS = 1000;
@@ -33,8 +34,11 @@ export function etcdArguments(config: Config, embedded: EmbeddedEtcdConfig): str
     '--peer-trusted-ca-file', pki.ca,
     '--peer-cert-file', pki.peerCert,
     '--peer-key-file', pki.peerKey,
-    '--heartbeat-interval', String(Math.max(10, Math.round(electionMs / 10))),
+    '--heartbeat-interval', String(heartbeatFor(electionMs)),
     '--election-timeout', String(electionMs),
+    // A member that was cut off or frozen campaigns only if a quorum agrees the leader is
+    // gone: without it, a thawed member's higher term deposes a healthy leader.
+    '--pre-vote=true',
     // The fast profile rewrites the leader key 25 times a second.
     '--auto-compaction-mode', 'periodic',
     '--auto-compaction-retention', '1h',

@@ -10,7 +10,7 @@ import { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
 import { parseLeader } from '../store/records';
 import { parseMac } from '../holding/codecs/mac';
-import { isLinkLocalV6, sameSubnet } from '../holding/codecs/subnet';
+import { isLinkLocalV6, prefixLengthOfNetmask, sameSubnet } from '../holding/codecs/subnet';
 import { probeForOtherHolders } from '../holding/conflict-probe';
 import type { Netlink } from '../holding/netlink';
 import { agentAlive, logTail, type StartedAgent } from './service';
@@ -191,11 +191,7 @@ export async function obtainDhcpLease(
     if (!match) {
       throw new InputError('--vip-mode', `no DHCP server answered for the VIP's MAC ${mac} on ${parentInterface} within 10 s; DHCP mode needs one on the segment`);
     }
-    const prefixLength = (match[2] ?? '')
-      .split('.')
-      .map((octet) => Number(octet).toString(2).replace(/0/g, '').length)
-      .reduce((sum, bits) => sum + bits, 0);
-    return { ip: match[1]!, prefixLength: prefixLength || 32, leaseSeconds: Number(match[3] || '0') };
+    return { ip: match[1]!, prefixLength: prefixLengthOfNetmask(match[2]), leaseSeconds: Number(match[3] || '0') };
   } finally {
     await netlink.deleteLink(index).catch(() => undefined);
     rmSync(directory, { recursive: true, force: true });

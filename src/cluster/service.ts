@@ -1,3 +1,4 @@
+import { DEFAULT_CONFIG_PATH } from '../config/config-path';
 import { spawn, execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -7,7 +8,7 @@ export const UNIT_NAME = 'vipd.service';
 const PACKAGED_UNITS = ['/usr/lib/systemd/system/vipd.service', '/lib/systemd/system/vipd.service'];
 const LOCAL_UNIT = '/etc/systemd/system/vipd.service';
 const DROP_IN = '/etc/systemd/system/vipd.service.d/vipd-init.conf';
-export const DEFAULT_CONFIG_PATH = '/etc/vipd/config.yaml';
+
 
 const exitedPids = new Set<number>();
 
@@ -53,6 +54,9 @@ TimeoutStopSec=20
 OOMScoreAdjust=-500
 UMask=0077
 ReadWritePaths=${dataDir}
+# DHCP mode's udhcpc hook script lives here; systemd removes it when the unit stops.
+RuntimeDirectory=vipd
+RuntimeDirectoryMode=0700
 NoNewPrivileges=yes
 
 [Install]

@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { readFileSync, statSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseDocument, YAMLError } from 'yaml';
+import { deriveEtcdTiming, timingProblem } from './etcd-timing';
 import { InputError, Schema } from './schema-check';
 
 const Duration = (description: string) =>
@@ -126,7 +127,7 @@ export const ConfigSchema = new Schema(
             { minItems: 1, description: 'a list of at least one etcd client URL' },
           ),
           /** etcd's --election-timeout; it sets the shortest lease etcd grants. */
-          electionTimeout: Type.Optional(Duration('etcd --election-timeout, default 1s')),
+          electionTimeout: Type.Optional(Duration('etcd --election-timeout; default 1s, or derived from the election profile for the embedded etcd')),
           tls: Type.Optional(
             Type.Object(
               {
@@ -366,6 +367,7 @@ export function resolveConfig(document: unknown): Config {
     holdTimeoutMs,
     fencingMarginMs,
   };
+  const etcdElectionTimeoutMs = file.etcd.embedded ? embeddedElectionTimeoutMs(file.etcd.electionTimeout, electionTimeoutMs, election) : electionTimeoutMs;
   const probeWindowMs = parseDuration(file.takeover?.probeWindow ?? '30ms', 'takeover.probeWindow');
   const maxProbeWaitMs = parseDuration(file.takeover?.maxProbeWait ?? '3s', 'takeover.maxProbeWait');
   if (probeWindowMs > 1000) throw new InputError('takeover.probeWindow', 'must be at most 1s');
@@ -398,7 +400,7 @@ export function resolveConfig(document: unknown): Config {
     vip,
     etcd: {
       endpoints: file.etcd.endpoints,
-      electionTimeoutMs,
+      electionTimeoutMs: etcdElectionTimeoutMs,
       ...(file.etcd.tls ? { tls: file.etcd.tls } : {}),
       ...(file.etcd.embedded ? { embedded: resolveEmbedded(file.etcd.embedded, file.etcd.tls) } : {}),
     },
@@ -409,6 +411,14 @@ export function resolveConfig(document: unknown): Config {
     hooks,
     logLevel: file.log?.level ?? 'info',
   };
+}
+
+/** The embedded members' timing follows the election profile unless set; a setting that would flap is refused. */
+function embeddedElectionTimeoutMs(text: string | undefined, parsedMs: number, election: ElectionConfig): number {
+  if (text === undefined) return deriveEtcdTiming(election).electionTimeoutMs;
+  const problem = timingProblem(parsedMs, election);
+  if (problem) throw new InputError('etcd.electionTimeout', problem);
+  return parsedMs;
 }
 
 type HookFile = NonNullable<ConfigFile['hooks']>[number];
@@ -527,13 +537,23 @@ function parseYamlStrictly(text: string, path: string): unknown {
   if (problem) {
     const where = problem instanceof YAMLError && problem.linePos ? ` at line ${problem.linePos[0].line}` : '';
     const message = (problem.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
-    throw new InputError('', `${path} is not valid YAML${where}: ${message}`);
+    throw new InputError('', `${path} is not valid YAML${where}: ${parserWords(message)}`);
   }
   try {
     return document.toJS({ maxAliasCount: 100 });
   } catch (error) {
-    throw new InputError('', `${path} is not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+    throw new InputError('', `${path} is not valid YAML: ${parserWords((error as Error).message.split('\n')[0] ?? '')}`);
   }
+}
+
+/**
+ * The parser quotes the token it choked on, raw: escape sequences from the file must not
+ * reach the operator's terminal, and a long token must not fill it.
+ */
+function parserWords(message: string, limit = 200): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = message.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > limit ? `${escaped.slice(0, limit)}…` : escaped;
 }
 
 /** Reads, parses and checks a config file. */

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../config/config';
+import { CONFIG_OPTION_HELP, requireConfigPath } from '../config/config-path';
 import { runDoctor } from './run';
 import { doctorExitCode, formatDoctorTable } from './report';
 import { renderOutput } from '../output/output';
@@ -22,11 +23,11 @@ export function registerDoctor(program: Command): void {
   program
     .command('doctor')
     .description("check vipd's requirements from this node: etcd, clocks, subnet, layer 2, the VIP, DHCP, the API certificate, firewalls")
-    .requiredOption('-c, --config <file>', 'the YAML config file')
+    .option('-c, --config <file>', CONFIG_OPTION_HELP)
     .option('-o, --output <format>', 'json or yaml (default: a table)')
     .addHelpText('after', EXIT_CODES)
-    .action(async (options: { config: string; output?: string }) => {
-      const config = loadConfig(options.config);
+    .action(async (options: { config?: string; output?: string }) => {
+      const config = loadConfig(requireConfigPath(options.config));
       // A bad -o is bad input: say so before spending seconds on the checks.
       renderOutput(options.output, {}, () => '');
       const { report, etcdReachable } = await runDoctor(config);

@@ -38,6 +38,13 @@ export interface ElectionOptions {
 /** Fast profile: how many compare-and-swap renewals may be under way at once. */
 const MAX_HOLD_RENEWALS_IN_FLIGHT = 3;
 
+/** Fast profile follower: the leader revision last seen, when, and etcd's raft term then. */
+interface SeenRevision {
+  modRevision: number;
+  atMs: number;
+  raftTerm: number;
+}
+
 /** How this node came to hold the key, which decides whether it must probe before adding the VIP. */
 type Acquisition = 'campaign' | 'handoff' | 'takeover';
 
@@ -85,7 +92,7 @@ export class Election {
   /** Fast profile: deadline from compare-and-swap renewals. */
   private readonly holdFencing: FencingDeadline;
   /** Fast profile follower: the last leader revision seen, and when. */
-  private lastSeen: { modRevision: number; atMs: number } | null = null;
+  private lastSeen: SeenRevision | null = null;
   private readonly timers: NodeJS.Timeout[] = [];
   private fenceTimer: NodeJS.Timeout | undefined;
   private takeoverTimer: NodeJS.Timeout | undefined;
@@ -331,7 +338,7 @@ export class Election {
     }
     if (this.lastSeen?.modRevision === stored.modRevision) return;
     // Seen now, so the write was sent before now: our timer can only run out late, never early.
-    this.lastSeen = { modRevision: stored.modRevision, atMs: monotonicMs() };
+    this.lastSeen = { modRevision: stored.modRevision, atMs: monotonicMs(), raftTerm: this.options.store.raftTerm };
     clearTimeout(this.takeoverTimer);
     this.takeoverTimer = setTimeout(() => void this.takeover(), this.options.config.holdTimeoutMs);
   }
@@ -341,6 +348,26 @@ export class Election {
     const leaseId = this.leaseId;
     if (this.stopped || !this.eligible || this.ownsKey || !leaseId || !seen) return;
     if (!this.leaseFencing.isValid(monotonicMs())) return;
+    // Silence counts within one etcd leadership only (docs/safety.md, "Riding out an etcd
+    // leader election"): if etcd changed leader since we saw the revision, the holder could
+    // not write meanwhile, and its window starts again from this read.
+    try {
+      const current = await this.options.store.readWithTerm(this.options.keys.leader);
+      if (this.isStale(leaseId) || this.ownsKey || this.lastSeen !== seen) return;
+      if (current.stored?.modRevision !== seen.modRevision) {
+        this.updateLeader(current.stored);
+        if (!current.stored) void this.campaign();
+        return;
+      }
+      if (current.raftTerm > seen.raftTerm) {
+        this.restartSilence(seen, current.raftTerm);
+        return;
+      }
+    } catch (error) {
+      this.noteError('takeover failed', error);
+      if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.resumeSilence(seen), this.options.config.renewIntervalMs);
+      return;
+    }
     const previous = this.currentLeader;
     // The new term exceeds every earlier one: each was at most the revision of a write we have seen.
     const record = { ...this.options.self, since: new Date().toISOString(), term: seen.modRevision + 1 };
@@ -358,7 +385,39 @@ export class Election {
       await this.recordMove(previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`);
     } catch (error) {
       this.noteError('takeover failed', error);
+      if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.resumeSilence(seen), this.options.config.renewIntervalMs);
     }
+  }
+
+  /**
+   * etcd did not answer the takeover (a leader election, or our member is gone), so the
+   * holder could not write either: its silence counts again from the first read that gets
+   * an answer (docs/safety.md, "Riding out an etcd leader election"). This only delays a
+   * takeover, never hastens one. Without it, the failed takeover was not retried and waited
+   * for the dead holder's lease, which the new etcd leader had just extended.
+   */
+  private async resumeSilence(seen: SeenRevision): Promise<void> {
+    if (this.stopped || this.ownsKey || this.lastSeen !== seen) return;
+    try {
+      const { stored, raftTerm } = await this.options.store.readWithTerm(this.options.keys.leader);
+      if (this.stopped || this.ownsKey || this.lastSeen !== seen) return;
+      if (stored?.modRevision === seen.modRevision) {
+        this.restartSilence(seen, raftTerm);
+        return;
+      }
+      this.updateLeader(stored);
+      if (!stored) void this.campaign();
+    } catch (error) {
+      this.noteError('takeover failed', error);
+      if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.resumeSilence(seen), this.options.config.renewIntervalMs);
+    }
+  }
+
+  /** The key is still at the revision seen, as an answered read just showed: count from now. */
+  private restartSilence(seen: SeenRevision, raftTerm: number): void {
+    this.lastSeen = { modRevision: seen.modRevision, atMs: monotonicMs(), raftTerm: Math.max(raftTerm, seen.raftTerm) };
+    clearTimeout(this.takeoverTimer);
+    this.takeoverTimer = setTimeout(() => void this.takeover(), this.options.config.holdTimeoutMs);
   }
 
   // ---- taking a vacant key ----

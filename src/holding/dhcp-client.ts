@@ -1,10 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { installUdhcpcHook } from './udhcpc-hook';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { monotonicMs } from '../clock';
+import { prefixLengthOfNetmask } from './codecs/subnet';
 
 /** A lease as udhcpc reported it. Times are wall-clock ISO strings, for status. */
 export interface DhcpLease {
@@ -45,13 +44,6 @@ msg=$(printf '%s' "$message" | tr -c 'A-Za-z0-9._-' '_' | cut -c1-80)
 printf '@@vipd event=%s ip=%s mask=%s lease=%s serverid=%s message=%s\\n' "$1" "$ip" "$mask" "$lease" "$serverid" "$msg"
 exit 0
 `;
-
-function maskToPrefix(mask: string): number {
-  return mask
-    .split('.')
-    .map((octet) => Number(octet).toString(2).replace(/0/g, '').length)
-    .reduce((sum, bits) => sum + bits, 0);
-}
 
 function leaseFrom(ip: string, prefixLength: number, leaseSeconds: number, serverId: string | null): DhcpLease {
   const now = Date.now();
@@ -95,7 +87,6 @@ export class DhcpClient {
   private child: ChildProcess | null = null;
   private current: DhcpState = { state: 'requesting' };
   private lastLease: DhcpLease | null = null;
-  private static hookPath: string | null = null;
   /** Monotonic time of the last bound/renew, for the lease expiry check. */
   private boundAtMs = 0;
   /** Resolves when udhcpc reports deconfig: how stop() knows the DHCPRELEASE went out. */
@@ -113,17 +104,6 @@ export class DhcpClient {
 
   get running(): boolean {
     return this.child !== null;
-  }
-
-  private static hook(): string {
-    if (!DhcpClient.hookPath) {
-      const dir = mkdtempSync(join(tmpdir(), 'vipd-dhcp-'));
-      const path = join(dir, 'udhcpc-hook.sh');
-      writeFileSync(path, HOOK_SCRIPT, { mode: 0o700 });
-      chmodSync(path, 0o700);
-      DhcpClient.hookPath = path;
-    }
-    return DhcpClient.hookPath;
   }
 
   /**
@@ -169,7 +149,7 @@ export class DhcpClient {
 
   start(): void {
     if (this.child) return;
-    const args = ['-f', '-i', this.options.interfaceName, '-s', DhcpClient.hook(), '-t', '3', '-T', '1', '-A', '2', '-a200'];
+    const args = ['-f', '-i', this.options.interfaceName, '-s', installUdhcpcHook(HOOK_SCRIPT), '-t', '3', '-T', '1', '-A', '2', '-a200'];
     if (this.options.requestedIp) args.push('-r', this.options.requestedIp);
     // udhcpc must not outlive the agent: an orphan would keep renewing with the VIP's MAC
     // from a node that no longer holds it.
@@ -204,7 +184,7 @@ export class DhcpClient {
     if (event === 'bound' || event === 'renew' || event === 'nak') this.endAdoption();
     if ((event === 'bound' || event === 'renew') && fields['ip']) {
       const leaseSeconds = Number(fields['lease'] || '0');
-      const lease = leaseFrom(fields['ip'], fields['mask'] ? maskToPrefix(fields['mask']) : 32, leaseSeconds, fields['serverid'] || null);
+      const lease = leaseFrom(fields['ip'], prefixLengthOfNetmask(fields['mask']), leaseSeconds, fields['serverid'] || null);
       this.lastLease = lease;
       this.boundAtMs = monotonicMs();
       this.options.logger.info({ event, ip: lease.ip, leaseSeconds }, 'DHCP lease');

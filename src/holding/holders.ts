@@ -1,6 +1,7 @@
+import { hookDirectory } from './udhcpc-hook';
 import { writeFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { ipToBytes } from './codecs/ip';
+import { prefixLengthOfNetmask } from './codecs/subnet';
 import { parseMac } from './codecs/mac';
 import { DeadManSwitch } from './dead-man-switch';
 import { DhcpClient, type AdoptedLease, type DhcpState } from './dhcp-client';
@@ -180,7 +181,7 @@ export class DhcpVipHolder implements VipHolder {
       // Its own ARP requests would otherwise carry the VIP as sender with the parent's MAC,
       // and neighbours would learn that MAC for the VIP.
       writeSysctl(`net/ipv4/conf/${this.options.parentInterface}/arp_announce`, '2');
-      this.deadMan.arm([['ip', 'link', 'del', VIP_MACVLAN]]);
+      this.deadMan.arm([['ip', 'link', 'del', VIP_MACVLAN], ['rm', '-rf', hookDirectory()]]);
       this.options.logger.info({ interface: VIP_MACVLAN, mac: this.options.vipMac }, 'created the VIP macvlan');
       const requestedIp = this.options.requestedIp();
       if (requestedIp !== null) adopted = await this.initReboot(requestedIp);
@@ -237,8 +238,7 @@ export class DhcpVipHolder implements VipHolder {
       return null;
     }
     logger.info({ requestedIp, ...result, tookMs }, 'INIT-REBOOT: the DHCP server confirmed the requested IP');
-    const prefixLength = result.subnetMask === null ? 32 : ipToBytes(result.subnetMask).readUInt32BE(0).toString(2).replace(/0/g, '').length;
-    return { ip: result.ip, prefixLength, leaseSeconds: result.leaseSeconds, serverId: result.serverId };
+    return { ip: result.ip, prefixLength: prefixLengthOfNetmask(result.subnetMask), leaseSeconds: result.leaseSeconds, serverId: result.serverId };
   }
 
   async release(stopping: boolean): Promise<boolean> {

@@ -3,7 +3,10 @@
  *
  * Text outside `{...}` is copied; each `{expression}` prints its matches joined
  * by one space; `{range expr}...{end}` repeats its body once per match. Missing
- * keys print nothing, as kubectl does by default.
+ * keys print nothing, as kubectl does by default. Results print as client-go's
+ * jsonpath does: maps and arrays as Go's json.Marshal (compact, keys sorted),
+ * scalars as Go's fmt %v. Wildcards and `..` visit a map in insertion order:
+ * Go visits it in random order, so no order is kubectl's.
  */
 
 export class JsonPathError extends Error {
@@ -424,11 +427,58 @@ function compare(a: unknown, b: unknown, op: CompareOp): boolean {
   return false;
 }
 
+// kubectl reads the object as unstructured JSON: integers that fit int64 are int64, the rest float64.
+const isInt64 = (n: number): boolean => Number.isInteger(n) && Math.abs(n) < 2 ** 63;
+
+// Go's fmt %v of a float64: shortest digits, exponent form when the exponent is < -4 or >= 6.
+function goFloatText(n: number): string {
+  if (!Number.isFinite(n)) return Number.isNaN(n) ? 'NaN' : n > 0 ? '+Inf' : '-Inf';
+  const [mantissa = '0', exp = '0'] = n.toExponential().split('e');
+  const e = Number(exp);
+  if (e >= -4 && e < 6) return String(n);
+  return `${mantissa}e${e < 0 ? '-' : '+'}${String(Math.abs(e)).padStart(2, '0')}`;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const GO_ESCAPES: Readonly<Record<string, string>> = {
+  '"': '\\"', '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\b': '\\b', '\f': '\\f',
+};
+
+// Go's encoding/json string: HTML-safe (<, >, & as \u00XX), U+2028/U+2029 escaped, invalid UTF-16 as U+FFFD.
+function goJsonString(s: string): string {
+  const text = s.replace(LONE_SURROGATE, '\uFFFD');
+  return `"${text.replace(/["\\\u0000-\u001f<>&\u2028\u2029]/g, (c) => GO_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
+}
+
+// Go sorts map keys by their UTF-8 bytes, which is code point order (not UTF-16 order).
+function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+/** Go's json.Marshal of the decoded object: compact, map keys sorted at every depth. */
+function goJson(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  if (typeof v === 'string') return goJsonString(v);
+  if (typeof v === 'boolean') return String(v);
+  if (typeof v === 'bigint') return v.toString();
+  // Go's float encoding follows ES6 number-to-string; integers print as int64.
+  if (typeof v === 'number') return isInt64(v) ? String(v) : (JSON.stringify(v) ?? 'null');
+  if (Array.isArray(v)) return `[${v.map(goJson).join(',')}]`;
+  if (isRecord(v)) {
+    // Keys JSON.stringify would drop never reach kubectl.
+    const keys = Object.keys(v).filter((k) => v[k] !== undefined && typeof v[k] !== 'function').sort(compareKeys);
+    return `{${keys.map((k) => `${goJsonString(k)}:${goJson(v[k])}`).join(',')}}`;
+  }
+  return 'null';
+}
+
+/** One result as kubectl prints it: maps and arrays as JSON, everything else with fmt's %v. */
 function formatValue(v: unknown): string {
   if (typeof v === 'string') return v;
   if (v === null) return 'null';
-  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
-  if (typeof v === 'object') return JSON.stringify(v) ?? '';
+  if (typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (typeof v === 'number') return isInt64(v) ? String(v) : goFloatText(v);
+  if (typeof v === 'object') return goJson(v);
   return '';
 }
 

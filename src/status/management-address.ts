@@ -130,3 +130,19 @@ function age(iso: string, now: Date): string {
   if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
   return `${Math.round(seconds / 3600)}h`;
 }
+
+/**
+ * When a node was last known alive, for one that is not alive now: the latest of its
+ * registration, the moment its liveness key vanished (recorded by whichever API watched it)
+ * and the last time it took the VIP (it was alive then). A departure can go unrecorded when
+ * no watch was open at that moment; the history still tells the truth about a recent holder.
+ */
+export function lastSeenOf(node: { name: string; registeredAt?: string }, departedAt: string | undefined, moves: ReadonlyArray<{ to: string | null; time: string }>): string | null {
+  let latest: string | null = node.registeredAt ?? null;
+  const consider = (time: string | undefined): void => {
+    if (time && !Number.isNaN(Date.parse(time)) && (latest === null || Date.parse(time) > Date.parse(latest))) latest = time;
+  };
+  consider(departedAt);
+  for (const move of moves) if (move.to === node.name) consider(move.time);
+  return latest;
+}

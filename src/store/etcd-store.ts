@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConstantBackoff, noop } from 'cockatiel';
 import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
+import { EndpointSteering, type SteerListener } from './etcd-endpoints';
 
 /** One key as the election and the registry see it. */
 export interface StoredValue {
@@ -39,6 +40,12 @@ export interface EtcdConnection {
   tls?: { ca: string; cert?: string; key?: string } | undefined;
   /** Every unary call fails after this long: a hung call must never stall fencing. */
   callTimeoutMs: number;
+  /**
+   * The election's own calls (lease, campaign, renewals) fail after this long, and the
+   * store then moves to the next endpoint: well inside the holder's fencing window.
+   */
+  steerAfterMs?: number;
+  onSteer?: SteerListener;
 }
 
 function toStored(kv: IKeyValue): StoredValue {
@@ -81,34 +88,77 @@ export function storedFromWatch(kv: IKeyValue): StoredValue {
  * retry and circuit-breaker policies are switched off.
  */
 export class EtcdStore {
-  readonly client: Etcd3;
+  private readonly steering: EndpointSteering;
   private keepAliveStream: Awaited<ReturnType<Etcd3['leaseClient']['leaseKeepAlive']>> | null = null;
+  private keepAliveEndpoint = '';
   private readonly pendingRenewals: Array<(ttlSeconds: number | Error) => void> = [];
+  private raftTermSeen = 0;
 
-  constructor(connection: EtcdConnection) {
-    const options: IOptions = {
-      hosts: connection.endpoints,
-      dialTimeout: connection.callTimeoutMs,
-      faultHandling: {
-        host: () => noop,
-        global: noop,
-        watchBackoff: new ConstantBackoff(250).next(),
+  constructor(private readonly connection: EtcdConnection) {
+    const credentials = connection.tls
+      ? {
+          rootCertificate: readFileSync(connection.tls.ca),
+          ...(connection.tls.key ? { privateKey: readFileSync(connection.tls.key) } : {}),
+          ...(connection.tls.cert ? { certChain: readFileSync(connection.tls.cert) } : {}),
+        }
+      : undefined;
+    this.steering = new EndpointSteering({
+      endpoints: connection.endpoints,
+      probeIntervalMs: 1000,
+      leaderlessMs: 3000,
+      statusDeadlineMs: Math.max(20, Math.floor((connection.steerAfterMs ?? connection.callTimeoutMs) / 2)),
+      ...(connection.onSteer ? { onSteer: connection.onSteer } : {}),
+      connect: (endpoint, policy) => {
+        const options: IOptions = {
+          hosts: [endpoint],
+          dialTimeout: connection.callTimeoutMs,
+          faultHandling: {
+            host: () => policy,
+            global: noop,
+            watchBackoff: new ConstantBackoff(250).next(),
+          },
+          defaultCallOptions: (context) =>
+            context.isStream ? {} : { deadline: Date.now() + connection.callTimeoutMs },
+          ...(credentials ? { credentials } : {}),
+        };
+        return new Etcd3(options);
       },
-      defaultCallOptions: (context) =>
-        context.isStream ? {} : { deadline: Date.now() + connection.callTimeoutMs },
-    };
-    if (connection.tls) {
-      options.credentials = {
-        rootCertificate: readFileSync(connection.tls.ca),
-        ...(connection.tls.key ? { privateKey: readFileSync(connection.tls.key) } : {}),
-        ...(connection.tls.cert ? { certChain: readFileSync(connection.tls.cert) } : {}),
-      };
-    }
-    this.client = new Etcd3(options);
+    });
+  }
+
+  /** The client for the endpoint calls go to now: this node's own member unless it failed. */
+  get client(): Etcd3 {
+    return this.steering.active;
+  }
+
+  get endpoint(): string {
+    return this.steering.endpoint;
+  }
+
+  get endpoints(): readonly string[] {
+    return this.steering.all;
+  }
+
+  /** A client for one endpoint: maintenance calls that must reach a given member. */
+  clientFor(endpoint: string): Etcd3 {
+    return this.steering.clientFor(endpoint);
+  }
+
+  /** Learns the other voting members' client URLs, so calls can move to them. */
+  async discoverMembers(): Promise<string[]> {
+    const members = await this.listMembers();
+    const urls = members.filter((member) => !member.isLearner).flatMap((member) => member.clientURLs);
+    this.steering.setEndpoints(urls);
+    return [...this.steering.all];
+  }
+
+  /** Call options for the election's calls: a short deadline, after which the store steers. */
+  private hot(): { deadline: number } | undefined {
+    return this.connection.steerAfterMs ? { deadline: Date.now() + this.connection.steerAfterMs } : undefined;
   }
 
   async grantLease(ttlSeconds: number): Promise<{ id: string; ttlSeconds: number }> {
-    const response = await this.client.leaseClient.leaseGrant({ TTL: ttlSeconds });
+    const response = await this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }, this.hot());
     return { id: String(response.ID), ttlSeconds: Number(response.TTL) };
   }
 
@@ -118,10 +168,14 @@ export class EtcdStore {
    */
   async renewLease(leaseId: string, timeoutMs: number): Promise<number> {
     const stream = await this.openKeepAliveStream();
+    const endpoint = this.keepAliveEndpoint;
+    const limitMs = Math.min(timeoutMs, this.connection.steerAfterMs ?? timeoutMs);
     return await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.dropKeepAliveStream(new Error(`lease renewal timed out after ${timeoutMs}ms`));
-      }, timeoutMs);
+        const error = new Error(`lease renewal timed out after ${limitMs}ms`);
+        this.dropKeepAliveStream(error);
+        this.steering.report(endpoint, error);
+      }, limitMs);
       this.pendingRenewals.push((result) => {
         clearTimeout(timer);
         if (result instanceof Error) reject(result);
@@ -132,13 +186,20 @@ export class EtcdStore {
   }
 
   private async openKeepAliveStream(): Promise<NonNullable<EtcdStore['keepAliveStream']>> {
+    // A stream opened on a member the store has since left goes too.
+    if (this.keepAliveStream && this.keepAliveEndpoint !== this.endpoint) this.dropKeepAliveStream(new Error('moved to another etcd member'));
     if (this.keepAliveStream) return this.keepAliveStream;
+    const endpoint = this.endpoint;
     const stream = await this.client.leaseClient.leaseKeepAlive();
-    stream.on('data', (response: { TTL: string }) => {
+    this.keepAliveEndpoint = endpoint;
+    stream.on('data', (response: { TTL: string; header?: { raft_term?: string } }) => {
+      this.noteTerm(response.header);
       this.pendingRenewals.shift()?.(Number(response.TTL));
     });
     stream.on('error', (error: Error) => {
-      if (this.keepAliveStream === stream) this.dropKeepAliveStream(error);
+      if (this.keepAliveStream !== stream) return;
+      this.dropKeepAliveStream(error);
+      this.steering.report(endpoint, error);
     });
     stream.on('end', () => {
       if (this.keepAliveStream === stream) this.dropKeepAliveStream(new Error('keepalive stream ended'));
@@ -176,7 +237,7 @@ export class EtcdStore {
       ],
       success: [{ request_put: { key, value: Buffer.from(value), lease: leaseId } }],
       failure: [{ request_range: { key } }, { request_range: { key: handoff } }],
-    });
+    }, this.hot());
     if (response.succeeded) {
       const revision = Number(response.header.revision);
       return {
@@ -203,7 +264,7 @@ export class EtcdStore {
         { request_put: { key, value: Buffer.from(value), lease: leaseId } },
         { request_delete_range: { key: handoffKey } },
       ],
-    });
+    }, this.hot());
     return response.succeeded ? Number(response.header.revision) : null;
   }
 
@@ -217,7 +278,7 @@ export class EtcdStore {
       compare: [{ key: keyBytes, target: 'Mod', result: 'Equal', mod_revision: expectedModRevision }],
       success: [{ request_put: { key: keyBytes, value: Buffer.from(value), lease: leaseId } }],
       failure: [{ request_range: { key: keyBytes } }],
-    });
+    }, this.hot());
     if (response.succeeded) return { swapped: true, revision: Number(response.header.revision), current: null };
     const current = response.responses[0]?.response_range.kvs[0];
     return { swapped: false, revision: Number(response.header.revision), current: current ? toStored(current) : null };
@@ -234,7 +295,7 @@ export class EtcdStore {
       compare: [{ key: keyBytes, target: 'Value', result: 'Equal', value: valueBytes }],
       success: [{ request_put: { key: keyBytes, value: valueBytes, lease: leaseId } }],
       failure: [{ request_range: { key: keyBytes } }],
-    });
+    }, this.hot());
     if (response.succeeded) return { swapped: true, revision: Number(response.header.revision), current: null };
     const current = response.responses[0]?.response_range.kvs[0];
     return { swapped: false, revision: Number(response.header.revision), current: current ? toStored(current) : null };
@@ -263,6 +324,24 @@ export class EtcdStore {
   /** Deletes every key from `from` (inclusive) up to `to` (exclusive). */
   async deleteRange(from: string, to: string): Promise<void> {
     await this.client.kv.deleteRange({ key: Buffer.from(from), range_end: Buffer.from(to) });
+  }
+
+  /** The highest etcd raft term any answer has carried: it grows with every change of etcd leader. */
+  get raftTerm(): number {
+    return this.raftTermSeen;
+  }
+
+  private noteTerm(header: { raft_term?: string } | undefined): number {
+    const term = Number(header?.raft_term ?? 0);
+    if (term > this.raftTermSeen) this.raftTermSeen = term;
+    return term;
+  }
+
+  /** A linearizable read of one key, with the raft term of the member that answered. */
+  async readWithTerm(key: string): Promise<{ stored: StoredValue | null; raftTerm: number }> {
+    const response = await this.client.kv.range({ key: Buffer.from(key) }, this.hot());
+    const first = response.kvs[0];
+    return { stored: first ? toStored(first) : null, raftTerm: this.noteTerm(response.header) };
   }
 
   async get(key: string): Promise<StoredValue | null> {
@@ -351,6 +430,6 @@ export class EtcdStore {
 
   close(): void {
     this.dropKeepAliveStream(new Error('closed'));
-    this.client.close();
+    this.steering.close();
   }
 }

@@ -63,7 +63,8 @@ describe('DHCP mode with a reservation on dnsmasq', { timeout: 300_000 }, () => 
       const annotations = await lab.vipd(node, ['status', '--config', node.configPath, '-o', 'jsonpath={.metadata.annotations}']);
       assert.equal(
         annotations.stdout,
-        JSON.stringify({ 'kube-vip.io/vipHost': holder.name, 'kube-vip.io/hwaddr': HWADDR, 'kube-vip.io/requestedIP': RESERVED }),
+        // Keys sorted, as kubectl prints a map.
+        JSON.stringify({ 'kube-vip.io/hwaddr': HWADDR, 'kube-vip.io/requestedIP': RESERVED, 'kube-vip.io/vipHost': holder.name }),
       );
       const status = await statusJson(lab, node);
       assert.equal(status.status.address, RESERVED);

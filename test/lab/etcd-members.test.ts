@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { mustRun, waitFor } from '../../lab/shell';
-import { assertNeverTwoHolders, explained, singleHolder, takeoverFrom } from './helpers';
+import { assertNeverTwoHolders, explained, singleHolder, takeoverFrom, stopObserver } from './helpers';
 
 interface EndpointStatus {
   Endpoint: string;
@@ -50,8 +50,11 @@ describe('fast profile on a three-member etcd: a frozen member', { timeout: 300_
 
   after(async () => {
     for (const index of [...frozen]) thaw(index);
-    observer?.stop();
-    await lab?.destroy();
+    try {
+      stopObserver(observer);
+    } finally {
+      await lab?.destroy();
+    }
   });
 
   test("another node's member, not etcd's leader: no move while the holder renews 100 times", () =>

@@ -32,8 +32,11 @@ export function useLab(options: UseLabOptions, ready: (fixture: LabFixture) => v
     ready(fixture);
   });
   after(async () => {
-    fixture.observer?.stop();
-    await fixture.lab?.destroy();
+    try {
+      stopObserver(fixture.observer);
+    } finally {
+      await fixture.lab?.destroy();
+    }
   });
 }
 
@@ -66,11 +69,19 @@ export async function takeoverFrom(lab: Lab, observer: VipObserver, former: LabN
   return lab.node(next);
 }
 
+/** Stops the observer and fails if one of its probes had died before: the run was not watched. */
+export function stopObserver(observer: VipObserver | undefined | null): void {
+  observer?.stop();
+  observer?.assertSighted();
+}
+
 export function assertNeverTwoHolders(observer: VipObserver): void {
+  observer.assertSighted();
   assert.deepEqual(observer.overlaps(), [], 'two nodes held the VIP at the same moment');
 }
 
-function countInLog(node: LabNode, message: string): number {
+/** How many lines of the node's agent log carry this message. */
+export function countInLog(node: LabNode, message: string): number {
   try {
     return readFileSync(node.logPath, 'utf8').split('\n').filter((line) => line.includes(`"msg":"${message}"`)).length;
   } catch {

@@ -9,7 +9,7 @@ import { VipObserver } from '../../lab/observer';
 import { run, waitFor } from '../../lab/shell';
 import { ClusterCa } from '../../src/security/ca';
 import { MemoryKeyValue } from '../../src/store/kv';
-import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait } from './helpers';
+import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait, stopObserver } from './helpers';
 
 const RECEIVER_PORT = 8443;
 const WEBHOOK_SECRET = 'Bearer lab-webhook-secret';
@@ -115,8 +115,11 @@ if [ "$VIPD_NODE" = node-1 ]; then echo "node-1 may not hold the VIP" >&2; exit 
 
   after(async () => {
     receiver?.kill('SIGKILL');
-    observer?.stop();
-    await lab?.destroy();
+    try {
+      stopObserver(observer);
+    } finally {
+      await lab?.destroy();
+    }
   });
 
   function hookEnvs(): HookEnv[] {

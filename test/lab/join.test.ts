@@ -12,7 +12,7 @@ import { runWithResolver, startLabDns, type LabDns } from '../../lab/dns';
 import { inNamespace, Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { mustRun, run, waitFor, type CommandResult } from '../../lab/shell';
-import { assertNeverTwoHolders, takeoverFrom } from './helpers';
+import { assertNeverTwoHolders, takeoverFrom, stopObserver } from './helpers';
 
 const CLI = join(__dirname, '..', '..', 'src', 'main.js');
 const FQDN = 'vip.lab.example';
@@ -143,8 +143,11 @@ describe('vipd init on the first node, vipd join on the others (embedded etcd)',
   });
 
   after(async () => {
-    observer?.stop();
-    await lab?.destroy();
+    try {
+      stopObserver(observer);
+    } finally {
+      await lab?.destroy();
+    }
   });
 
   test('init refuses a VIP that already answers on the segment, and writes nothing', async () => {
@@ -355,8 +358,11 @@ describe('vipd init in DHCP mode leases the VIP for its own MAC and prints the r
   });
 
   after(async () => {
-    observer?.stop();
-    await lab?.destroy();
+    try {
+      stopObserver(observer);
+    } finally {
+      await lab?.destroy();
+    }
   });
 
   test('init leases an address on a temporary macvlan, the agent serves it, and node-2 joins through it', async () => {
@@ -401,8 +407,11 @@ describe('vipd init --etcd uses an external etcd, and nodes join it as agents', 
   });
 
   after(async () => {
-    observer?.stop();
-    await lab?.destroy();
+    try {
+      stopObserver(observer);
+    } finally {
+      await lab?.destroy();
+    }
   });
 
   test('init on node-1 and join on node-2 run no etcd of their own; both agents use the external one', async () => {

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { mustRun, waitFor } from '../../lab/shell';
-import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait, takeoverFrom , useLab } from './helpers';
+import { assertNeverTwoHolders, countInLog, explained, singleHolder, startAgentAndWait, takeoverFrom, useLab } from './helpers';
 
 interface StoredMove {
   from: string | null;
@@ -23,6 +23,13 @@ async function moveHistory(lab: Lab): Promise<StoredMove[]> {
 
 async function move(lab: Lab, via: LabNode, to: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return await lab.vipd(via, ['move', '--to', to, '--config', via.configPath]);
+}
+
+/** The lines an agent logs when it finds it may no longer hold the VIP (src/election/election.ts). */
+const STEP_DOWN = ['fencing deadline passed without an acknowledged renewal', 'another node took the leader key', 'the leader key is no longer ours', 'lost the lease'];
+
+function stepDownLines(node: LabNode): number {
+  return STEP_DOWN.reduce((sum, message) => sum + countInLog(node, message), 0);
 }
 
 /** SIGSTOP/SIGCONT of a node's agent: a holder that is alive but not scheduled. */
@@ -73,16 +80,21 @@ for (const profile of ['default', 'fast'] as const) {
       explained(lab, async () => {
         const holder = await singleHolder(lab, observer);
         await signalAgent(holder, 'SIGSTOP');
+        let before = 0;
         try {
-          await takeoverFrom(lab, observer, holder);
+          const next = await takeoverFrom(lab, observer, holder);
+          assert.notEqual(next.name, holder.name);
         } finally {
+          // Frozen, it cannot log: whatever it logs from here on, it logs after the thaw.
+          before = stepDownLines(holder);
           await signalAgent(holder, 'SIGCONT');
         }
-        // Thawed, the old holder finds its deadline long past and the key taken: it stays away.
-        await waitFor(`${holder.name} to log that it lost the VIP`, async () => {
-          const holders = observer.currentHolders();
-          return holders.length === 1 && holders[0] !== holder.name;
-        }, 10_000);
+        // Thawed, the old holder finds its deadline long past or the key taken, and says so.
+        await waitFor(`${holder.name} to log, after the thaw, that it lost the VIP`, () => stepDownLines(holder) > before, 20_000, 50);
+        // And it stays away.
+        const holders = observer.currentHolders();
+        assert.equal(holders.length, 1);
+        assert.notEqual(holders[0], holder.name);
         assertNeverTwoHolders(observer);
       }));
 

@@ -13,7 +13,7 @@ import { createToken, curlVip, fetchClusterCa, uploadCertificate, type UploadedC
 import { inNamespace, Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { run, waitFor } from '../../lab/shell';
-import { assertNeverTwoHolders, explained, singleHolder } from './helpers';
+import { assertNeverTwoHolders, explained, singleHolder, stopObserver } from './helpers';
 
 const CLI = join(__dirname, '..', '..', 'src', 'main.js');
 const EMBEDDED_ETCD = join(__dirname, '..', '..', 'src', 'cluster', 'embedded-etcd.js');
@@ -113,8 +113,11 @@ describe('security checks on a 3-node lab', { timeout: 600_000 }, () => {
   });
 
   after(async () => {
-    observer?.stop();
-    await lab?.destroy();
+    try {
+      stopObserver(observer);
+    } finally {
+      await lab?.destroy();
+    }
   });
 
   test('the API refuses no token and another cluster\'s admin token (401), and a read token on a mutation (403), changing nothing', () =>

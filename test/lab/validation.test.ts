@@ -6,7 +6,7 @@ import { stringify as toYaml } from 'yaml';
 import { Lab, type LabNode } from '../../lab/lab';
 import { mustRun, waitFor } from '../../lab/shell';
 import { VipObserver } from '../../lab/observer';
-import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait } from './helpers';
+import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait, stopObserver } from './helpers';
 
 describe('checks before anything changes', { timeout: 300_000 }, () => {
   let lab: Lab;
@@ -22,8 +22,11 @@ describe('checks before anything changes', { timeout: 300_000 }, () => {
   });
 
   after(async () => {
-    observer?.stop();
-    await lab?.destroy();
+    try {
+      stopObserver(observer);
+    } finally {
+      await lab?.destroy();
+    }
   });
 
   /** Everything vipd has stored, with revisions: any write would show. */

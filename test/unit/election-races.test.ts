@@ -28,6 +28,11 @@ interface PendingCampaign {
 class ScriptedStore {
   private nextLease = 0;
   readonly liveLeases = new Set<string>();
+  /** Every lease a renewal was sent for, in order. */
+  readonly renewals: string[] = [];
+  /** Campaigns sent and not yet answered, and the most there ever were at once. */
+  inFlight = 0;
+  maxInFlight = 0;
   readonly campaigns: PendingCampaign[] = [];
   readonly watchers = new Map<string, EventEmitter & { cancel(): Promise<void> }>();
 
@@ -37,10 +42,22 @@ class ScriptedStore {
     return { id, ttlSeconds };
   }
   async renewLease(leaseId: string): Promise<number> {
+    this.renewals.push(leaseId);
     return this.liveLeases.has(leaseId) ? 2 : 0;
   }
   async campaign(_leader: string, _handoff: string, value: string, leaseId: string): Promise<CampaignResult> {
-    return await new Promise((answer) => this.campaigns.push({ leaseId, value, answer }));
+    this.inFlight += 1;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    return await new Promise((resolve) =>
+      this.campaigns.push({
+        leaseId,
+        value,
+        answer: (result) => {
+          this.inFlight -= 1;
+          resolve(result);
+        },
+      }),
+    );
   }
   async watchKey(key: string): Promise<EventEmitter & { cancel(): Promise<void> }> {
     const watcher = Object.assign(new EventEmitter(), { cancel: async () => undefined });
@@ -71,31 +88,38 @@ const otherHolder: StoredValue = {
   lease: '99',
 };
 const lost: CampaignResult = { won: false, leader: otherHolder, handoff: null };
+const lostToNode3: CampaignResult = { won: false, leader: { ...otherHolder, value: otherHolder.value.replace(/node-2/g, 'node-3'), lease: '98' }, handoff: null };
 
-/** Runs `body` against an eligible, started election on a scripted store, then stops it. */
-async function withElection(body: (store: ScriptedStore, election: Election) => Promise<void>): Promise<void> {
+/**
+ * Runs `body` against an eligible, started election on a scripted store, then stops it.
+ * `heldOn` lists every change after which the election said it held the VIP.
+ */
+async function withElection(body: (store: ScriptedStore, election: Election, heldOn: string[]) => Promise<void>): Promise<void> {
   const store = new ScriptedStore();
-  const election = new Election({
+  const heldOn: string[] = [];
+  const election: Election = new Election({
     store: store as unknown as EtcdStore,
     keys,
     self: { node: 'node-1', ip: '192.0.2.11', mac: '02:00:00:00:00:01' },
     config: DEFAULT_PROFILE,
     followerPollMs: 60_000,
     logger: pino({ level: 'silent' }),
-    onChange: () => undefined,
+    onChange: (reason) => {
+      if (election.holdingUntil() !== null) heldOn.push(reason);
+    },
     releaseVip: async () => undefined,
   });
   await election.setEligible(true, 'test');
   void election.start();
   try {
-    await body(store, election);
+    await body(store, election, heldOn);
   } finally {
     await election.stop(false);
   }
 }
 
 test('a campaign won under a lease that expired while the answer was on its way does not make this node a holder', () =>
-  withElection(async (store, election) => {
+  withElection(async (store, election, heldOn) => {
     // First campaign: another node holds the VIP.
     await waitFor('the first campaign', () => store.campaigns.length === 1, 5_000, 5);
     store.campaigns[0]?.answer(lost);
@@ -103,40 +127,49 @@ test('a campaign won under a lease that expired while the answer was on its way 
     const watcher = await waitFor('the leader watch', () => store.watchers.get(keys.leader), 5_000, 5);
     watcher.emit('delete');
     await waitFor('the second campaign', () => store.campaigns.length === 2, 5_000, 5);
-    // Meanwhile lease 1 expires, and the election takes lease 2.
+    // Meanwhile lease 1 expires, and the election takes lease 2. The round that took it asks
+    // for a campaign under it: sent at once (two in flight), or held back until the slow one
+    // is answered, in which case the next round renews lease 2. Either way that round is over.
     store.liveLeases.delete('1');
-    await waitFor('a second lease', () => store.liveLeases.has('2'), 5_000, 5);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitFor('the round that took lease 2 to end', () => store.renewals.includes('2') || store.campaigns.some((c) => c.leaseId === '2'), 5_000, 5);
     // The slow answer: won, under lease 1, whose key etcd has since deleted with the lease.
     const slow = store.campaigns[1];
     assert.equal(slow?.leaseId, '1');
     slow?.answer({ won: true, leader: { key: keys.leader, value: slow.value, createRevision: 455, modRevision: 455, lease: '1' }, handoff: null });
-    // Whatever it campaigns next finds the other node.
+    // Whatever it campaigns next finds node-3 holding; wait until the election says so.
     const answered = new Set<PendingCampaign>(store.campaigns.slice(0, 2));
-    const deadline = Date.now() + 500;
-    while (Date.now() < deadline) {
-      for (const pending of store.campaigns) {
-        if (answered.has(pending)) continue;
-        answered.add(pending);
-        pending.answer(lost);
-      }
-      assert.equal(election.holdingUntil(), null, 'holding the VIP on a term whose key is gone');
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-    assert.equal(election.leader()?.node, 'node-2');
+    await waitFor(
+      'the election to follow node-3',
+      () => {
+        for (const pending of store.campaigns) {
+          if (answered.has(pending)) continue;
+          answered.add(pending);
+          pending.answer(lostToNode3);
+        }
+        return election.leader()?.node === 'node-3' || heldOn.length > 0;
+      },
+      5_000,
+      5,
+    );
+    assert.deepEqual(heldOn, [], 'held the VIP on a term whose key is gone');
+    assert.equal(election.holdingUntil(), null);
+    assert.equal(election.leader()?.node, 'node-3');
+    assert.equal(store.maxInFlight, 1, 'two campaigns were in flight at once');
   }));
 
 test('campaigns go one at a time; a trigger during one runs another once it is answered', () =>
-  withElection(async (store) => {
+  withElection(async (store, election) => {
     await waitFor('the first campaign', () => store.campaigns.length === 1, 5_000, 5);
     const watcher = await waitFor('the leader watch', () => store.watchers.get(keys.leader), 5_000, 5);
     watcher.emit('delete');
     watcher.emit('delete');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.equal(store.campaigns.length, 1, 'a second campaign was sent while the first was in flight');
     store.campaigns[0]?.answer(lost);
-    await waitFor('the campaign the triggers asked for', () => store.campaigns.length === 2, 5_000, 5);
-    store.campaigns[1]?.answer(lost);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The two triggers during the first campaign ask for one more, sent only after the answer.
+    await waitFor('the campaign the triggers asked for', () => store.campaigns.length >= 2, 5_000, 5);
+    assert.equal(store.maxInFlight, 1, 'a second campaign was sent while the first was in flight');
+    store.campaigns[1]?.answer(lostToNode3);
+    // Once that answer is taken in (the election follows node-3), no third campaign follows.
+    await waitFor('the election to follow node-3', () => election.leader()?.node === 'node-3', 5_000, 5);
     assert.equal(store.campaigns.length, 2);
+    assert.equal(store.maxInFlight, 1);
   }));

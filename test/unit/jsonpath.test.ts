@@ -6,10 +6,14 @@ const OBJ = JSON.parse(
   '{"kind":"ManagementAddress","metadata":{"name":"management-address","annotations":{"kube-vip.io/vipHost":"node-1","kube-vip.io/hwaddr":"8c:dc:d4:b5:f0:fd","kube-vip.io/requestedIP":"192.0.2.10"}},"spec":{"address":"192.0.2.10","mode":"static"},"status":{"holder":"node-1","term":42,"nodes":[{"name":"node-1","ip":"192.0.2.11","healthy":true},{"name":"node-2","ip":"192.0.2.12","healthy":false}]}}',
 ) as unknown;
 
+// Keys sorted, as Go's json.Marshal prints a map.
 const ANNOTATIONS_JSON =
-  '{"kube-vip.io/vipHost":"node-1","kube-vip.io/hwaddr":"8c:dc:d4:b5:f0:fd","kube-vip.io/requestedIP":"192.0.2.10"}';
+  '{"kube-vip.io/hwaddr":"8c:dc:d4:b5:f0:fd","kube-vip.io/requestedIP":"192.0.2.10","kube-vip.io/vipHost":"node-1"}';
 const NODES_JSON =
-  '[{"name":"node-1","ip":"192.0.2.11","healthy":true},{"name":"node-2","ip":"192.0.2.12","healthy":false}]';
+  '[{"healthy":true,"ip":"192.0.2.11","name":"node-1"},{"healthy":false,"ip":"192.0.2.12","name":"node-2"}]';
+const OBJ_JSON =
+  '{"kind":"ManagementAddress","metadata":{"annotations":' + ANNOTATIONS_JSON + ',"name":"management-address"},' +
+  '"spec":{"address":"192.0.2.10","mode":"static"},"status":{"holder":"node-1","nodes":' + NODES_JSON + ',"term":42}}';
 
 const LETTERS = { l: ['a', 'b', 'c', 'd', 'e'] };
 const NUMBERS = { items: [{ n: 1 }, { n: 5 }, { n: 10 }, { n: 2.5 }, { m: 7 }] };
@@ -57,9 +61,9 @@ describe('renderJsonPath: fields', () => {
   test('$ and @ are the current object', () => {
     assert.equal(r('{$.spec.mode}'), 'static');
     assert.equal(r('{@.spec.mode}'), 'static');
-    assert.equal(r('{@}'), JSON.stringify(OBJ));
-    assert.equal(r('{$}'), JSON.stringify(OBJ));
-    assert.equal(r('{}'), JSON.stringify(OBJ));
+    assert.equal(r('{@}'), OBJ_JSON);
+    assert.equal(r('{$}'), OBJ_JSON);
+    assert.equal(r('{}'), OBJ_JSON);
   });
 
   test('bracket names, single or double quoted, may contain dots', () => {
@@ -87,7 +91,7 @@ describe('renderJsonPath: output formatting', () => {
   test('objects and arrays print as compact JSON', () => {
     assert.equal(r('{.metadata.annotations}'), ANNOTATIONS_JSON);
     assert.equal(r('{.status.nodes}'), NODES_JSON);
-    assert.equal(r('{.status.nodes[0]}'), '{"name":"node-1","ip":"192.0.2.11","healthy":true}');
+    assert.equal(r('{.status.nodes[0]}'), '{"healthy":true,"ip":"192.0.2.11","name":"node-1"}');
     assert.equal(r('{.spec}'), '{"address":"192.0.2.10","mode":"static"}');
   });
 
@@ -393,5 +397,170 @@ describe('renderJsonPath: malformed templates throw JsonPathError', () => {
   test('malformed templates throw whatever the data', () => {
     assert.throws(() => renderJsonPath('{range .a[*]}', undefined), JsonPathError);
     assert.throws(() => renderJsonPath('{.a[}', {}), JsonPathError);
+  });
+});
+
+/*
+ * What `kubectl get -o jsonpath=...` (client-go util/jsonpath behind cli-runtime's JSONPathPrinter)
+ * prints for the same object, byte for byte. The objects have the shape and key order of
+ * `vipd status -o json` (describeManagementAddress) and `vipd doctor -o json`; kubectl would see
+ * them as decoded JSON, whose maps carry no order.
+ */
+describe('renderJsonPath: byte for byte what kubectl prints', () => {
+  const STATIC = {
+    apiVersion: 'vipd.io/v1',
+    kind: 'ManagementAddress',
+    metadata: {
+      name: 'management-address',
+      cluster: 'lab',
+      annotations: {
+        'kube-vip.io/vipHost': 'node-2',
+        'kube-vip.io/hwaddr': '52:54:00:12:34:02',
+        'kube-vip.io/requestedIP': '192.0.2.10',
+      },
+    },
+    spec: { address: '192.0.2.10', mode: 'static', interface: 'eth0' },
+    status: {
+      held: true,
+      address: '192.0.2.10',
+      holder: 'node-2',
+      holderIP: '192.0.2.12',
+      hwaddr: '52:54:00:12:34:02',
+      since: '2026-12-07T09:00:00.000Z',
+      term: 7,
+      message: 'held by node-2',
+    },
+  };
+  const REASON = 'webhook https://lb.example/hook?vip=192.0.2.10&node=node-1: HTTP 502 <html>';
+  const DHCP = {
+    apiVersion: 'vipd.io/v1',
+    kind: 'ManagementAddress',
+    metadata: { name: 'management-address', cluster: 'lab', annotations: { 'kube-vip.io/hwaddr': '02:00:5e:10:00:01' } },
+    spec: { address: null, mode: 'dhcp', interface: 'eth0', hwaddr: '02:00:5e:10:00:01' },
+    status: {
+      held: false,
+      address: null,
+      holder: null,
+      holderIP: null,
+      hwaddr: '02:00:5e:10:00:01',
+      since: null,
+      term: null,
+      message: `no node holds the VIP; node-1 gave the VIP up: ${REASON}`,
+      lastHookFailure: {
+        node: 'node-1',
+        hook: 'acquire',
+        term: 3,
+        reason: REASON,
+        time: '2026-12-07T09:00:00.000Z',
+        cooldownUntil: '2026-12-07T09:05:00.000Z',
+      },
+      dhcp: {
+        holder: 'node-1',
+        state: 'released',
+        reason: 'gave the VIP up',
+        leasedIP: null,
+        leaseSeconds: 3600,
+        boundAt: null,
+        renewAt: null,
+        rebindAt: null,
+        expiresAt: null,
+        updatedAt: '2026-12-07T09:00:00.000Z',
+      },
+    },
+  };
+  const DOCTOR = {
+    kind: 'DoctorReport',
+    verdict: 'warn',
+    summary: { ok: 2, warn: 1, fail: 0, skip: 0 },
+    checks: [
+      { name: 'etcd', verdict: 'ok', detail: '3 members' },
+      { name: 'firewall', verdict: 'warn', detail: 'nftables drops ARP', hint: 'allow ARP' },
+      { name: 'segment', verdict: 'ok', detail: 'one L2 segment' },
+    ],
+  };
+
+  test('{.metadata.annotations}: a map prints as json.Marshal does, keys sorted, compact', () => {
+    assert.equal(
+      r('{.metadata.annotations}', STATIC),
+      '{"kube-vip.io/hwaddr":"52:54:00:12:34:02","kube-vip.io/requestedIP":"192.0.2.10","kube-vip.io/vipHost":"node-2"}',
+    );
+  });
+
+  test('{.metadata.annotations.kube-vip\\.io/vipHost}: a string prints raw; "\\." escapes the dot in a field name', () => {
+    assert.equal(r('{.metadata.annotations.kube-vip\\.io/vipHost}', STATIC), 'node-2');
+  });
+
+  test("{.metadata.annotations['kube-vip\\.io/hwaddr']}: a quoted key is parsed as the field .kube-vip\\.io/hwaddr", () => {
+    assert.equal(r("{.metadata.annotations['kube-vip\\.io/hwaddr']}", STATIC), '52:54:00:12:34:02');
+    assert.equal(r("{.metadata.annotations['kube-vip.io/hwaddr']}", STATIC), '52:54:00:12:34:02');
+  });
+
+  test('{.spec}: keys sorted by bytes, not in the order vipd built them', () => {
+    assert.equal(r('{.spec}', STATIC), '{"address":"192.0.2.10","interface":"eth0","mode":"static"}');
+    // null stays null inside JSON; "hwaddr" sorts after "address", before "interface".
+    assert.equal(r('{.spec}', DHCP), '{"address":null,"hwaddr":"02:00:5e:10:00:01","interface":"eth0","mode":"dhcp"}');
+  });
+
+  test('{.status}: sorted at every depth; integers bare; "held" < "holder" < "holderIP" byte-wise', () => {
+    assert.equal(
+      r('{.status}', STATIC),
+      '{"address":"192.0.2.10","held":true,"holder":"node-2","holderIP":"192.0.2.12","hwaddr":"52:54:00:12:34:02",' +
+        '"message":"held by node-2","since":"2026-12-07T09:00:00.000Z","term":7}',
+    );
+  });
+
+  test('{.status} with nested maps: json.Marshal escapes <, > and & inside JSON, while a bare string prints raw', () => {
+    const reason = String.raw`webhook https://lb.example/hook?vip=192.0.2.10\u0026node=node-1: HTTP 502 \u003chtml\u003e`;
+    assert.equal(
+      r('{.status}', DHCP),
+      '{"address":null,' +
+        // "leaseSeconds" < "leasedIP" ('S' < 'd'), "reason" < "rebindAt" < "renewAt".
+        '"dhcp":{"boundAt":null,"expiresAt":null,"holder":"node-1","leaseSeconds":3600,"leasedIP":null,' +
+        '"reason":"gave the VIP up","rebindAt":null,"renewAt":null,"state":"released","updatedAt":"2026-12-07T09:00:00.000Z"},' +
+        '"held":false,"holder":null,"holderIP":null,"hwaddr":"02:00:5e:10:00:01",' +
+        `"lastHookFailure":{"cooldownUntil":"2026-12-07T09:05:00.000Z","hook":"acquire","node":"node-1","reason":"${reason}",` +
+        '"term":3,"time":"2026-12-07T09:00:00.000Z"},' +
+        `"message":"no node holds the VIP; node-1 gave the VIP up: ${reason}","since":null,"term":null}`,
+    );
+    assert.equal(r('{.status.lastHookFailure.reason}', DHCP), REASON);
+    // A null leaf prints as "null" (evalToText of a nil interface).
+    assert.equal(r('{.status.holder}', DHCP), 'null');
+  });
+
+  test('several results in one {} are joined by one space, each printed by its own rule', () => {
+    assert.equal(r('{.status.holder} {.status.term}', STATIC), 'node-2 7');
+    assert.equal(r('{.status.held}{.status.term}', STATIC), 'true7');
+    assert.equal(
+      r('{.checks[1:]}', DOCTOR),
+      '{"detail":"nftables drops ARP","hint":"allow ARP","name":"firewall","verdict":"warn"} ' +
+        '{"detail":"one L2 segment","name":"segment","verdict":"ok"}',
+    );
+    assert.equal(r('{.summary}', DOCTOR), '{"fail":0,"ok":2,"skip":0,"warn":1}');
+  });
+
+  test('{range .checks[*]}{.name}{"\\n"}{end}: the body runs once per match; "\\n" is a Go-quoted literal', () => {
+    assert.equal(r('{range .checks[*]}{.name}{"\\n"}{end}', DOCTOR), 'etcd\nfirewall\nsegment\n');
+    assert.equal(r('{range .checks[*]}{.name}{"\\t"}{.verdict}{"\\n"}{end}', DOCTOR), 'etcd\tok\nfirewall\twarn\nsegment\tok\n');
+    assert.equal(r('{range .checks[?(@.verdict!="ok")]}{.name}: {.hint}{"\\n"}{end}', DOCTOR), 'firewall: allow ARP\n');
+  });
+
+  test('Go string escaping inside JSON: control characters, U+2028/U+2029, quotes; "/" stays', () => {
+    const value = { s: 'a"b\\c/d\n\t\r\b\f\u0001\u007f\u2028\u2029é😀' };
+    assert.equal(r('{@}', value), String.raw`{"s":"a\"b\\c/d\n\t\r\b\f\u0001` + '\u007f' + String.raw`\u2028\u2029` + 'é😀"}');
+  });
+
+  test('keys sort by UTF-8 bytes (code points), not UTF-16 units', () => {
+    // U+FF5E is below U+1F600 as a code point, above it as a UTF-16 unit (0xD83D).
+    assert.equal(r('{@}', { '😀': 1, '～': 2, Z: 3, a: 4 }), '{"Z":3,"a":4,"～":2,"😀":1}');
+  });
+
+  test('numbers: integers as int64, other values as Go prints a float64', () => {
+    assert.equal(r('{.a}', { a: 3600 }), '3600');
+    assert.equal(r('{.a}', { a: 1e15 }), '1000000000000000');
+    // fmt %v switches to an exponent at 1e+06 for a float64, json.Marshal only at 1e21.
+    assert.equal(r('{.a}', { a: 1234567.5 }), '1.2345675e+06');
+    assert.equal(r('{.a}', { a: 0.25 }), '0.25');
+    assert.equal(r('{.a}', { a: 0.00001 }), '1e-05');
+    assert.equal(r('{.a}', { a: [1234567.5, 0.00001, 1e-7] }), '[1234567.5,0.00001,1e-7]');
   });
 });

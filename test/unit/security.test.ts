@@ -13,6 +13,7 @@ import { ClusterCa } from '../../src/security/ca';
 import { ServingCertificates, validateCertificateUpload } from '../../src/security/certificates';
 import { EtcdKeyValue, MemoryKeyValue, type KeyValue } from '../../src/store/kv';
 import { securityKeys } from '../../src/store/keys';
+import { waitFor } from '../../lab/shell';
 import { parseTokenTtl, TokenStore } from '../../src/security/tokens';
 import { CLAIM_STALE_MS, claimNameAndIp, releaseClaims } from '../../src/cluster/join-claims';
 
@@ -145,12 +146,10 @@ describe('serving certificates', () => {
       const corp = await ClusterCa.loadOrCreate(new MemoryKeyValue(), 'ca', { cluster: 'corp' });
       const issued = await corp.issueServingCertificate({ nodeName: 'mgmt', nodeIp: '192.0.2.10', vip: '192.0.2.10', fqdn: 'mgmt.example.test' });
       const summary = await one.upload({ certificate: issued.chain, privateKey: issued.privateKey });
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      assert.equal(two.status().source, 'uploaded');
+      await waitFor('node-2 to serve the upload', () => two.status().source === 'uploaded', 5000, 5);
       assert.equal(two.status().fingerprint, summary.fingerprint);
       await kv.delete(keys.uploadedCertificate);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      assert.equal(two.status().source, 'generated');
+      await waitFor('node-2 to fall back to the generated certificate', () => two.status().source === 'generated', 5000, 5);
     } finally {
       one.stop();
       two.stop();

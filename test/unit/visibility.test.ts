@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { describeManagementAddress, formatManagementAddressTable } from '../../src/status/management-address';
+import { describeManagementAddress, formatManagementAddressTable, lastSeenOf } from '../../src/status/management-address';
 import { renderOutput } from '../../src/output/output';
 import { parse as parseYaml } from 'yaml';
 
@@ -33,7 +33,8 @@ test('-o json, yaml and jsonpath', () => {
   assert.equal(renderOutput('jsonpath={.metadata.annotations.kube-vip\\.io/vipHost}', held, table), 'node-1');
   assert.equal(
     renderOutput('jsonpath={.metadata.annotations}', held, table),
-    '{"kube-vip.io/vipHost":"node-1","kube-vip.io/hwaddr":"8c:dc:d4:b5:f0:fd","kube-vip.io/requestedIP":"192.0.2.10"}',
+    // Keys sorted, as kubectl prints a map.
+    '{"kube-vip.io/hwaddr":"8c:dc:d4:b5:f0:fd","kube-vip.io/requestedIP":"192.0.2.10","kube-vip.io/vipHost":"node-1"}',
   );
   assert.equal(renderOutput(undefined, held, table), 'TABLE');
   assert.throws(() => renderOutput('xml', held, table), /-o: unknown output format "xml"/);
@@ -48,4 +49,21 @@ test('the table reads at a glance, and says so when nobody holds the VIP', () =>
   const vacant = describeManagementAddress({ cluster: 'demo', address: '192.0.2.10', mode: 'static', interface: 'mgmt-br', leader: null });
   assert.match(formatManagementAddressTable(vacant), /^HOLDER\s+none: no node holds the VIP$/m);
   assert.deepEqual(vacant.metadata.annotations, { 'kube-vip.io/requestedIP': '192.0.2.10' });
+});
+
+test('last seen: a node that is not alive was last seen at the latest of its registration, its departure and its last win of the VIP', () => {
+  const node = { name: 'node-2', registeredAt: '2026-12-07T10:00:00.000Z' };
+  const moves = [
+    { to: 'node-2', time: '2026-12-07T10:05:00.000Z' },
+    { to: 'node-1', time: '2026-12-07T10:06:00.000Z' },
+    { to: 'node-2', time: '2026-12-07T10:07:00.000Z' },
+  ];
+  // No departure recorded (no watch was open when its liveness key vanished): it held the VIP at 10:07.
+  assert.equal(lastSeenOf(node, undefined, moves), '2026-12-07T10:07:00.000Z');
+  // A recorded departure after that wins.
+  assert.equal(lastSeenOf(node, '2026-12-07T10:08:30.000Z', moves), '2026-12-07T10:08:30.000Z');
+  // Never a holder, no departure: when it registered, never "never".
+  assert.equal(lastSeenOf({ name: 'node-3', registeredAt: '2026-12-07T09:00:00.000Z' }, undefined, moves), '2026-12-07T09:00:00.000Z');
+  // A damaged value is ignored, not shown.
+  assert.equal(lastSeenOf(node, 'yesterday', []), '2026-12-07T10:00:00.000Z');
 });

@@ -415,6 +415,6 @@ export async function fuzzApi(options: FuzzRunOptions): Promise<FuzzSummary> {
     await closeFuzzWorld(fuzz);
   }
   summary.ms = Date.now() - started;
-  if (clientRefused > 0) summary.findings.push({ target: 'api', seed: options.seed, index: -1, kind: 'client-refused', input: '', detail: `${clientRefused} case(s) were refused by the HTTP client before reaching the server (invalid header characters)` });
+  if (clientRefused > 0) summary.notes.push({ target: 'api', seed: options.seed, index: -1, kind: 'client-refused', input: '', detail: `${clientRefused} case(s) were refused by the HTTP client before reaching the server (invalid header characters)` });
   return summary;
 }

@@ -11,7 +11,10 @@ export interface FuzzFailure {
   problem: string;
 }
 
-/** A weakness that is not a crash (e.g. an absurd value accepted); reported, tracked apart. */
+/**
+ * A weakness that is not a crash (e.g. an absurd value accepted, raw control characters in a
+ * message). Every one fails the fuzz tests unless a named `todo` test pins its kind.
+ */
 export interface FuzzFinding {
   target: FuzzTarget;
   seed: number;
@@ -30,6 +33,11 @@ export interface FuzzSummary {
   rejected: number;
   failures: FuzzFailure[];
   findings: FuzzFinding[];
+  /**
+   * Observations that say nothing about correctness: a slow case (speed is the benchmark's
+   * business; a hang is a failure) or inputs the HTTP client would not send. Printed, never failing.
+   */
+  notes: FuzzFinding[];
   ms: number;
 }
 
@@ -43,7 +51,7 @@ export interface FuzzRunOptions {
 }
 
 export function emptySummary(target: FuzzTarget, seed: number): FuzzSummary {
-  return { target, seed, cases: 0, accepted: 0, rejected: 0, failures: [], findings: [], ms: 0 };
+  return { target, seed, cases: 0, accepted: 0, rejected: 0, failures: [], findings: [], notes: [], ms: 0 };
 }
 
 /** One line per failure, each with the command that replays it. */

@@ -249,7 +249,7 @@ process.stdout.write(JSON.stringify(out));`;
  */
 function loadInChild(path: string): LoadOutcome {
   const started = Date.now();
-  const result = spawnSync(process.execPath, ['-e', CHILD_SCRIPT, CONFIG_MODULE, path], { encoding: 'utf8', timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
+  const result = spawnSync(process.execPath, ['-e', CHILD_SCRIPT, CONFIG_MODULE, path], { encoding: 'utf8', timeout: HANG_MS, maxBuffer: 64 * 1024 * 1024 });
   const tookMs = Date.now() - started;
   if (result.error || result.status !== 0 || result.signal) {
     const why = result.error ? result.error.message : `exit ${result.status} signal ${result.signal}: ${result.stderr.split('\n').find((line) => /FATAL|Error/.test(line)) ?? result.stderr.slice(0, 200)}`;
@@ -291,9 +291,12 @@ function checkError(error: NonNullable<LoadOutcome['error']>, where: { path: str
   return {};
 }
 
-/** Slower than this is a finding; slower than HANG_MS a failure. */
+/**
+ * Slower than SLOW_MS is a note (the machine may be busy); past HANG_MS, the deadline a
+ * heavy case's own process also gets, a failure: the loader hung.
+ */
 const SLOW_MS = 2000;
-const HANG_MS = 15_000;
+const HANG_MS = 60_000;
 
 /** Runs `cases` config cases from `seed`; resolveConfig and loadConfig alternate. */
 export async function fuzzConfig(options: FuzzRunOptions): Promise<FuzzSummary> {
@@ -335,7 +338,7 @@ export async function fuzzConfig(options: FuzzRunOptions): Promise<FuzzSummary> 
       const record = (problem: string) => summary.failures.push({ target: 'config', seed: options.seed, index, input, problem });
       const note = (kind: string, detail: string) => summary.findings.push({ target: 'config', seed: options.seed, index, input, kind, detail });
       if (outcome.tookMs > HANG_MS) record(`took ${outcome.tookMs} ms`);
-      else if (outcome.tookMs > SLOW_MS) note('slow-input', `took ${outcome.tookMs} ms${heavy ? ' (in a process of its own, start-up included)' : ''}`);
+      else if (outcome.tookMs > SLOW_MS) summary.notes.push({ target: 'config', seed: options.seed, index, input, kind: 'slow-input', detail: `took ${outcome.tookMs} ms${heavy ? ' (in a process of its own, start-up included)' : ''}` });
       if (outcome.died) {
         summary.rejected += 1;
         record(`the process died: ${outcome.died}`);

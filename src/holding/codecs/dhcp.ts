@@ -2,32 +2,29 @@ import net from 'node:net';
 import { bytesToIp, ipToBytes } from './ip';
 
 /**
- * DHCPv4 (RFC 2131) messages and their Ethernet/IPv4/UDP framing. Pure: bytes in, bytes out.
+ * The DHCPv4 (RFC 2131) bytes vipd handles itself: it sends one message, the INIT-REBOOT
+ * DHCPREQUEST that udhcpc does not make (src/holding/dhcp-init-reboot.ts), and reads the
+ * DHCPACK or DHCPNAK that answers it. Pure: bytes in, bytes out.
  *
- * Scope, on purpose: Ethernet hardware addresses only (htype 1, hlen 6); the 'sname' and
- * 'file' fields are written as zeros and read only when option overload (52) says they
- * carry options; repeated options are concatenated (RFC 3396 §5) and long values split
- * (RFC 3396 §7).
+ * Reading accepts what a server may legally send: Ethernet hardware addresses only (htype 1,
+ * hlen 6), options in 'file' and 'sname' when option overload (52) says so, repeated
+ * options concatenated (RFC 3396 §5).
  */
 
 export type DhcpMessageType = 'discover' | 'offer' | 'request' | 'decline' | 'ack' | 'nak' | 'release' | 'inform';
 
+/** The fields vipd reads from a message. */
 export interface DhcpMessage {
   op: 'request' | 'reply';
   xid: number;
-  secs: number;
-  broadcast: boolean;
-  clientIp: string; // ciaddr
   yourIp: string; // yiaddr
-  serverIp: string; // siaddr
-  relayIp: string; // giaddr
   clientMac: Buffer; // first 6 bytes of chaddr
   messageType: DhcpMessageType; // option 53, kept out of `options`
   /** Option code -> value. Never holds pad (0), end (255), overload (52) or message type (53). */
   options: Map<number, Buffer>;
 }
 
-/** Option codes vipd uses (RFC 2132 section numbers alongside). */
+/** Option codes vipd writes or reads (RFC 2132 section numbers alongside). */
 export const DHCP_OPTION = {
   subnetMask: 1, // §3.3
   router: 3, // §3.5
@@ -43,31 +40,13 @@ export const DHCP_OPTION = {
   clientId: 61, // §9.14
 } as const;
 
-/** Typed view of the options above; a field is absent when the option is absent or malformed. */
+/** The options vipd reads from a reply; a field is absent when the option is absent or malformed. */
 export interface DhcpOptionValues {
   subnetMask?: string;
-  routers?: string[];
-  requestedIp?: string;
   /** Seconds; 0xffffffff means infinite (RFC 2131 §3.3). */
   leaseSeconds?: number;
   serverId?: string;
-  parameterRequestList?: number[];
   message?: string;
-  renewalSeconds?: number;
-  rebindingSeconds?: number;
-  clientId?: Buffer;
-}
-
-export interface DhcpFrame {
-  sourceMac: Buffer;
-  destinationMac: Buffer;
-  sourceIp: string;
-  destinationIp: string;
-  sourcePort: number;
-  destinationPort: number;
-  message: DhcpMessage;
-  /** IPv4 identification field; 0 unless given. */
-  identification?: number;
 }
 
 export interface DecodedDhcpFrame {
@@ -96,7 +75,6 @@ const OPTIONS_OFFSET = FIXED_LENGTH + MAGIC_COOKIE.length;
 const BOOTP_MINIMUM = 300; // RFC 951's 64-byte vendor area; RFC 2131 §2 requires servers to accept it
 const OPTION_PAD = 0;
 const OPTION_END = 255;
-const MAX_OPTION_LENGTH = 255;
 
 const MESSAGE_TYPES: readonly DhcpMessageType[] = [
   'discover', // 1
@@ -108,6 +86,7 @@ const MESSAGE_TYPES: readonly DhcpMessageType[] = [
   'release', // 7
   'inform', // 8
 ];
+const TYPE_REQUEST = 3;
 
 const ETHERNET_HEADER_LENGTH = 14;
 const IPV4_HEADER_LENGTH = 20;
@@ -118,11 +97,11 @@ const IPV4_MORE_FRAGMENTS = 0x2000;
 const IPV4_FRAGMENT_OFFSET_MASK = 0x1fff;
 
 const BROADCAST_MAC = Buffer.from('ffffffffffff', 'hex');
-const ZERO_IP = '0.0.0.0';
-const BROADCAST_IP = '255.255.255.255';
+const ZERO_IP = Buffer.alloc(4);
+const BROADCAST_IP = Buffer.from([255, 255, 255, 255]);
 
 /** Options an INIT-REBOOT client asks for: mask, router, lease, server id, T1, T2. */
-export const INIT_REBOOT_PARAMETERS: readonly number[] = [
+const INIT_REBOOT_PARAMETERS: readonly number[] = [
   DHCP_OPTION.subnetMask,
   DHCP_OPTION.router,
   DHCP_OPTION.leaseTime,
@@ -131,146 +110,23 @@ export const INIT_REBOOT_PARAMETERS: readonly number[] = [
   DHCP_OPTION.rebindingTime,
 ];
 
-function checkMac(name: string, mac: Buffer): void {
-  if (!Buffer.isBuffer(mac) || mac.length !== 6) throw new Error(`${name} must be 6 bytes`);
-}
-
-function ipv4Bytes(name: string, ip: string): Buffer {
-  if (!net.isIPv4(ip)) throw new Error(`${name} must be an IPv4 address, got ${JSON.stringify(ip)}`);
-  return ipToBytes(ip);
-}
-
-function checkUint(name: string, value: number, max: number): void {
-  if (!Number.isInteger(value) || value < 0 || value > max) throw new Error(`${name} must be an integer 0..${max}, got ${value}`);
-}
-
-function uint32Bytes(name: string, value: number): Buffer {
-  checkUint(name, value, 0xffffffff);
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(value);
-  return b;
-}
-
-/** RFC 2132 §9.14: client identifier type 1 (Ethernet, RFC 1700) followed by the MAC. */
-export function clientIdForMac(mac: Buffer): Buffer {
-  checkMac('mac', mac);
-  return Buffer.concat([Buffer.from([HTYPE_ETHERNET]), mac]);
-}
-
-/** Builds option values in a fixed order from the typed view. */
-export function encodeDhcpOptions(values: DhcpOptionValues): Map<number, Buffer> {
-  const options = new Map<number, Buffer>();
-  if (values.requestedIp !== undefined) options.set(DHCP_OPTION.requestedIp, ipv4Bytes('requestedIp', values.requestedIp));
-  if (values.serverId !== undefined) options.set(DHCP_OPTION.serverId, ipv4Bytes('serverId', values.serverId));
-  if (values.leaseSeconds !== undefined) options.set(DHCP_OPTION.leaseTime, uint32Bytes('leaseSeconds', values.leaseSeconds));
-  if (values.renewalSeconds !== undefined) options.set(DHCP_OPTION.renewalTime, uint32Bytes('renewalSeconds', values.renewalSeconds));
-  if (values.rebindingSeconds !== undefined) {
-    options.set(DHCP_OPTION.rebindingTime, uint32Bytes('rebindingSeconds', values.rebindingSeconds));
-  }
-  if (values.subnetMask !== undefined) options.set(DHCP_OPTION.subnetMask, ipv4Bytes('subnetMask', values.subnetMask));
-  if (values.routers !== undefined) {
-    // §3.5: minimum length 4, a list of addresses in order of preference.
-    if (values.routers.length === 0) throw new Error('routers must not be empty');
-    options.set(DHCP_OPTION.router, Buffer.concat(values.routers.map((r) => ipv4Bytes('router', r))));
-  }
-  if (values.clientId !== undefined) {
-    // §9.14: minimum length 2 (type plus at least one byte).
-    if (values.clientId.length < 2) throw new Error('clientId must be at least 2 bytes');
-    options.set(DHCP_OPTION.clientId, Buffer.from(values.clientId));
-  }
-  if (values.parameterRequestList !== undefined) {
-    if (values.parameterRequestList.length === 0) throw new Error('parameterRequestList must not be empty');
-    values.parameterRequestList.forEach((code) => checkUint('parameter code', code, 254));
-    options.set(DHCP_OPTION.parameterRequestList, Buffer.from(values.parameterRequestList));
-  }
-  if (values.message !== undefined) {
-    // §9.9: NVT ASCII, minimum length 1.
-    if (values.message.length === 0 || !/^[\x00-\x7f]*$/.test(values.message)) {
-      throw new Error('message must be non-empty ASCII');
-    }
-    options.set(DHCP_OPTION.message, Buffer.from(values.message, 'ascii'));
-  }
-  return options;
-}
-
-/** Reads the typed view; options with the wrong length for their RFC 2132 format are left out. */
+/** Reads the options vipd uses; values with the wrong length for their RFC 2132 format are left out. */
 export function decodeDhcpOptions(options: Map<number, Buffer>): DhcpOptionValues {
   const out: DhcpOptionValues = {};
   const ip = (code: number): string | undefined => {
     const v = options.get(code);
     return v !== undefined && v.length === 4 ? bytesToIp(v) : undefined;
   };
-  const uint32 = (code: number): number | undefined => {
-    const v = options.get(code);
-    return v !== undefined && v.length === 4 ? v.readUInt32BE(0) : undefined;
-  };
-  const set = <K extends keyof DhcpOptionValues>(key: K, value: DhcpOptionValues[K] | undefined): void => {
-    if (value !== undefined) out[key] = value;
-  };
-  set('subnetMask', ip(DHCP_OPTION.subnetMask));
-  set('requestedIp', ip(DHCP_OPTION.requestedIp));
-  set('serverId', ip(DHCP_OPTION.serverId));
-  set('leaseSeconds', uint32(DHCP_OPTION.leaseTime));
-  set('renewalSeconds', uint32(DHCP_OPTION.renewalTime));
-  set('rebindingSeconds', uint32(DHCP_OPTION.rebindingTime));
-  const routers = options.get(DHCP_OPTION.router);
-  if (routers !== undefined && routers.length >= 4 && routers.length % 4 === 0) {
-    out.routers = [];
-    for (let i = 0; i < routers.length; i += 4) out.routers.push(bytesToIp(routers.subarray(i, i + 4)));
-  }
-  const prl = options.get(DHCP_OPTION.parameterRequestList);
-  if (prl !== undefined && prl.length >= 1) out.parameterRequestList = Array.from(prl);
+  const subnetMask = ip(DHCP_OPTION.subnetMask);
+  if (subnetMask !== undefined) out.subnetMask = subnetMask;
+  const serverId = ip(DHCP_OPTION.serverId);
+  if (serverId !== undefined) out.serverId = serverId;
+  const lease = options.get(DHCP_OPTION.leaseTime);
+  if (lease !== undefined && lease.length === 4) out.leaseSeconds = lease.readUInt32BE(0);
   const message = options.get(DHCP_OPTION.message);
   // Some servers NUL-terminate the text; drop trailing NULs.
   if (message !== undefined && message.length >= 1) out.message = message.toString('latin1').replace(/\0+$/, '');
-  const clientId = options.get(DHCP_OPTION.clientId);
-  if (clientId !== undefined && clientId.length >= 2) out.clientId = Buffer.from(clientId);
   return out;
-}
-
-/**
- * RFC 2131 §2 fixed part, magic cookie, option 53 first, then `options` in map order,
- * end option, zero padding up to the 300-byte BOOTP minimum.
- */
-export function encodeDhcpMessage(m: DhcpMessage): Buffer {
-  checkUint('xid', m.xid, 0xffffffff);
-  checkUint('secs', m.secs, 0xffff);
-  checkMac('clientMac', m.clientMac);
-  const typeIndex = MESSAGE_TYPES.indexOf(m.messageType);
-  if (typeIndex < 0) throw new Error(`unknown DHCP message type ${JSON.stringify(m.messageType)}`);
-
-  const fixed = Buffer.alloc(OPTIONS_OFFSET);
-  fixed[0] = m.op === 'request' ? OP_BOOTREQUEST : OP_BOOTREPLY;
-  fixed[1] = HTYPE_ETHERNET;
-  fixed[2] = HLEN_ETHERNET;
-  fixed[3] = 0; // hops: set by relays only
-  fixed.writeUInt32BE(m.xid, 4);
-  fixed.writeUInt16BE(m.secs, 8);
-  fixed.writeUInt16BE(m.broadcast ? FLAG_BROADCAST : 0, 10); // other flag bits MUST be zero
-  ipv4Bytes('clientIp', m.clientIp).copy(fixed, 12);
-  ipv4Bytes('yourIp', m.yourIp).copy(fixed, 16);
-  ipv4Bytes('serverIp', m.serverIp).copy(fixed, 20);
-  ipv4Bytes('relayIp', m.relayIp).copy(fixed, 24);
-  m.clientMac.copy(fixed, CHADDR_OFFSET); // rest of chaddr, sname and file stay zero
-  MAGIC_COOKIE.copy(fixed, FIXED_LENGTH);
-
-  const parts: Buffer[] = [fixed, Buffer.from([DHCP_OPTION.messageType, 1, typeIndex + 1])];
-  for (const [code, value] of m.options) {
-    checkUint('option code', code, 255);
-    if (code === OPTION_PAD || code === OPTION_END || code === DHCP_OPTION.messageType || code === DHCP_OPTION.overload) {
-      throw new Error(`option ${code} cannot be set through options`);
-    }
-    // RFC 3396 §7: a value longer than 255 bytes goes out as consecutive instances.
-    let offset = 0;
-    do {
-      const chunk = value.subarray(offset, offset + MAX_OPTION_LENGTH);
-      parts.push(Buffer.from([code, chunk.length]), chunk);
-      offset += chunk.length;
-    } while (offset < value.length);
-  }
-  parts.push(Buffer.from([OPTION_END]));
-  const body = Buffer.concat(parts);
-  return body.length >= BOOTP_MINIMUM ? body : Buffer.concat([body, Buffer.alloc(BOOTP_MINIMUM - body.length)]);
 }
 
 /**
@@ -343,12 +199,7 @@ export function decodeDhcpMessage(b: Buffer): DhcpMessage | null {
   return {
     op: op === OP_BOOTREQUEST ? 'request' : 'reply',
     xid: b.readUInt32BE(4),
-    secs: b.readUInt16BE(8),
-    broadcast: (b.readUInt16BE(10) & FLAG_BROADCAST) !== 0,
-    clientIp: bytesToIp(b.subarray(12, 16)),
     yourIp: bytesToIp(b.subarray(16, 20)),
-    serverIp: bytesToIp(b.subarray(20, 24)),
-    relayIp: bytesToIp(b.subarray(24, 28)),
     clientMac: Buffer.from(b.subarray(CHADDR_OFFSET, CHADDR_OFFSET + HLEN_ETHERNET)),
     messageType: MESSAGE_TYPES[typeValue[0] - 1],
     options,
@@ -375,46 +226,6 @@ function udpPseudoHeader(source: Uint8Array, destination: Uint8Array, udpLength:
   pseudo[9] = IP_PROTOCOL_UDP;
   pseudo.writeUInt16BE(udpLength, 10);
   return pseudo;
-}
-
-/** Ethernet + IPv4 (RFC 791: TTL 64, DF clear, header checksum) + UDP (RFC 768 checksum) + DHCP. */
-export function encodeDhcpFrame(f: DhcpFrame): Buffer {
-  checkMac('destinationMac', f.destinationMac);
-  checkMac('sourceMac', f.sourceMac);
-  const source = ipv4Bytes('sourceIp', f.sourceIp);
-  const destination = ipv4Bytes('destinationIp', f.destinationIp);
-  checkUint('sourcePort', f.sourcePort, 0xffff);
-  checkUint('destinationPort', f.destinationPort, 0xffff);
-  const identification = f.identification ?? 0;
-  checkUint('identification', identification, 0xffff);
-  const payload = encodeDhcpMessage(f.message);
-
-  const udp = Buffer.alloc(UDP_HEADER_LENGTH);
-  const udpLength = UDP_HEADER_LENGTH + payload.length;
-  udp.writeUInt16BE(f.sourcePort, 0);
-  udp.writeUInt16BE(f.destinationPort, 2);
-  udp.writeUInt16BE(udpLength, 4);
-  const udpChecksum = ~onesComplementSum(udpPseudoHeader(source, destination, udpLength), udp, payload) & 0xffff;
-  // RFC 768: a computed zero is sent as all ones; zero on the wire means "no checksum".
-  udp.writeUInt16BE(udpChecksum === 0 ? 0xffff : udpChecksum, 6);
-
-  const ip = Buffer.alloc(IPV4_HEADER_LENGTH);
-  ip[0] = 0x45; // version 4, IHL 5 words
-  ip[1] = 0; // type of service
-  ip.writeUInt16BE(IPV4_HEADER_LENGTH + udpLength, 2);
-  ip.writeUInt16BE(identification, 4);
-  ip.writeUInt16BE(0, 6); // flags (DF, MF clear) and fragment offset 0
-  ip[8] = IPV4_TTL;
-  ip[9] = IP_PROTOCOL_UDP;
-  source.copy(ip, 12);
-  destination.copy(ip, 16);
-  ip.writeUInt16BE(~onesComplementSum(ip) & 0xffff, 10); // RFC 791 §3.1 header checksum
-
-  const ethernet = Buffer.alloc(ETHERNET_HEADER_LENGTH);
-  f.destinationMac.copy(ethernet, 0);
-  f.sourceMac.copy(ethernet, 6);
-  ethernet.writeUInt16BE(ETHERTYPE_IPV4, 12);
-  return Buffer.concat([ethernet, ip, udp, payload]);
 }
 
 export interface DecodeDhcpFrameOptions {
@@ -469,82 +280,67 @@ export interface InitRebootParameters {
   mac: Buffer;
   requestedIp: string;
   xid: number;
-  /** Defaults to clientIdForMac(mac). */
-  clientId?: Buffer;
 }
 
 /**
- * RFC 2131 §4.3.2 INIT-REBOOT DHCPREQUEST (fields per §4.4.1 table 5): ciaddr 0,
- * 'requested IP address' filled in, NO 'server identifier', broadcast flag set because
- * the client has no address configured yet.
+ * The RFC 2131 §4.3.2 INIT-REBOOT DHCPREQUEST (fields per §4.4.1 table 5): ciaddr 0,
+ * 'requested IP address' filled in, NO 'server identifier', broadcast flag set because the
+ * client has no address yet; client identifier type 1 + MAC (RFC 2132 §9.14). Options in
+ * the order 53, 50, 61, 55, end, zero-padded to the 300-byte BOOTP minimum.
  */
-export function initRebootMessage(p: InitRebootParameters): DhcpMessage {
-  checkMac('mac', p.mac);
-  return {
-    op: 'request',
-    xid: p.xid,
-    secs: 0,
-    broadcast: true,
-    clientIp: ZERO_IP,
-    yourIp: ZERO_IP,
-    serverIp: ZERO_IP,
-    relayIp: ZERO_IP,
-    clientMac: p.mac,
-    messageType: 'request',
-    options: encodeDhcpOptions({
-      requestedIp: p.requestedIp,
-      clientId: p.clientId ?? clientIdForMac(p.mac),
-      parameterRequestList: [...INIT_REBOOT_PARAMETERS],
-    }),
-  };
+function initRebootPayload(p: InitRebootParameters): Buffer {
+  const fixed = Buffer.alloc(OPTIONS_OFFSET); // ciaddr, yiaddr, siaddr, giaddr, sname, file: zero
+  fixed[0] = OP_BOOTREQUEST;
+  fixed[1] = HTYPE_ETHERNET;
+  fixed[2] = HLEN_ETHERNET;
+  fixed.writeUInt32BE(p.xid, 4);
+  fixed.writeUInt16BE(FLAG_BROADCAST, 10);
+  p.mac.copy(fixed, CHADDR_OFFSET);
+  MAGIC_COOKIE.copy(fixed, FIXED_LENGTH);
+  const option = (code: number, value: Uint8Array): Buffer => Buffer.concat([Buffer.from([code, value.length]), value]);
+  const body = Buffer.concat([
+    fixed,
+    option(DHCP_OPTION.messageType, Buffer.from([TYPE_REQUEST])),
+    option(DHCP_OPTION.requestedIp, ipToBytes(p.requestedIp)),
+    option(DHCP_OPTION.clientId, Buffer.concat([Buffer.from([HTYPE_ETHERNET]), p.mac])),
+    option(DHCP_OPTION.parameterRequestList, Buffer.from(INIT_REBOOT_PARAMETERS)),
+    Buffer.from([OPTION_END]),
+  ]);
+  return Buffer.concat([body, Buffer.alloc(Math.max(0, BOOTP_MINIMUM - body.length))]);
 }
 
-/** The INIT-REBOOT request as a frame: 0.0.0.0:68 -> 255.255.255.255:67, Ethernet broadcast. */
+/**
+ * The INIT-REBOOT request as a frame: Ethernet broadcast from `mac`, IPv4 (RFC 791: TTL 64,
+ * DF clear, header checksum) 0.0.0.0 -> 255.255.255.255, UDP (RFC 768 checksum) 68 -> 67.
+ * Throws on a MAC that is not 6 bytes, a requested IP that is not IPv4, or an xid outside 32 bits.
+ */
 export function initRebootRequest(p: InitRebootParameters): Buffer {
-  return encodeDhcpFrame({
-    sourceMac: p.mac,
-    destinationMac: BROADCAST_MAC,
-    sourceIp: ZERO_IP,
-    destinationIp: BROADCAST_IP,
-    sourcePort: DHCP_CLIENT_PORT,
-    destinationPort: DHCP_SERVER_PORT,
-    message: initRebootMessage(p),
-  });
-}
+  if (!Buffer.isBuffer(p.mac) || p.mac.length !== 6) throw new Error('mac must be 6 bytes');
+  if (!net.isIPv4(p.requestedIp)) throw new Error(`requestedIp must be an IPv4 address, got ${JSON.stringify(p.requestedIp)}`);
+  if (!Number.isInteger(p.xid) || p.xid < 0 || p.xid > 0xffffffff) throw new Error(`xid must be an integer 0..${0xffffffff}, got ${p.xid}`);
+  const payload = initRebootPayload(p);
 
-export interface ReleaseParameters {
-  mac: Buffer;
-  /** The leased address being given up (ciaddr). */
-  clientIp: string;
-  /** The server identifier from the lease's DHCPACK. */
-  serverId: string;
-  xid: number;
-  /** Defaults to clientIdForMac(mac). */
-  clientId?: Buffer;
-  message?: string;
-}
+  const udp = Buffer.alloc(UDP_HEADER_LENGTH);
+  const udpLength = UDP_HEADER_LENGTH + payload.length;
+  udp.writeUInt16BE(DHCP_CLIENT_PORT, 0);
+  udp.writeUInt16BE(DHCP_SERVER_PORT, 2);
+  udp.writeUInt16BE(udpLength, 4);
+  const udpChecksum = ~onesComplementSum(udpPseudoHeader(ZERO_IP, BROADCAST_IP, udpLength), udp, payload) & 0xffff;
+  // RFC 768: a computed zero is sent as all ones; zero on the wire means "no checksum".
+  udp.writeUInt16BE(udpChecksum === 0 ? 0xffff : udpChecksum, 6);
 
-/**
- * RFC 2131 §4.4.6 DHCPRELEASE (fields per §4.4.1 table 5): ciaddr = the leased address,
- * 'server identifier' required, no requested IP or parameter list, broadcast flag clear.
- * It is unicast to the server (§4.4.4), so framing is left to the caller: encodeDhcpFrame
- * from clientIp:68 to serverId:67 with the server's MAC.
- */
-export function releaseMessage(p: ReleaseParameters): DhcpMessage {
-  checkMac('mac', p.mac);
-  const values: DhcpOptionValues = { serverId: p.serverId, clientId: p.clientId ?? clientIdForMac(p.mac) };
-  if (p.message !== undefined) values.message = p.message;
-  return {
-    op: 'request',
-    xid: p.xid,
-    secs: 0,
-    broadcast: false,
-    clientIp: p.clientIp,
-    yourIp: ZERO_IP,
-    serverIp: ZERO_IP,
-    relayIp: ZERO_IP,
-    clientMac: p.mac,
-    messageType: 'release',
-    options: encodeDhcpOptions(values),
-  };
+  const ip = Buffer.alloc(IPV4_HEADER_LENGTH); // identification, flags, fragment offset: 0
+  ip[0] = 0x45; // version 4, IHL 5 words
+  ip.writeUInt16BE(IPV4_HEADER_LENGTH + udpLength, 2);
+  ip[8] = IPV4_TTL;
+  ip[9] = IP_PROTOCOL_UDP;
+  ZERO_IP.copy(ip, 12);
+  BROADCAST_IP.copy(ip, 16);
+  ip.writeUInt16BE(~onesComplementSum(ip) & 0xffff, 10); // RFC 791 §3.1 header checksum
+
+  const ethernet = Buffer.alloc(ETHERNET_HEADER_LENGTH);
+  BROADCAST_MAC.copy(ethernet, 0);
+  p.mac.copy(ethernet, 6);
+  ethernet.writeUInt16BE(ETHERTYPE_IPV4, 12);
+  return Buffer.concat([ethernet, ip, udp, payload]);
 }
