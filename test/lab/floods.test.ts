@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import type { Lab, LabNode } from '../../lab/lab';
 import type { FloodReport } from '../../lab/flood';
 import type { VipObserver } from '../../lab/observer';
 import { run, waitFor } from '../../lab/shell';
-import { assertNeverTwoHolders, explained, singleHolder, useLab } from './helpers';
+import { assertNeverTwoHolders, clusterCa, explained, singleHolder, useLab } from './helpers';
 
 const FLOOD = join(__dirname, '..', '..', 'lab', 'flood.js');
 const RENEWALS = 'vipd_renewal_duration_seconds_count{kind="lease"}';
@@ -22,12 +22,7 @@ describe('a flood of the API (bad tokens, event streams, idle connections) never
   before(async () => {
     await singleHolder(lab, observer);
     const node = lab.nodes[0]!;
-    const ca = await waitFor('the cluster CA', async () => {
-      const result = await lab.vipd(node, ['ca', '--config', node.configPath]);
-      return result.code === 0 ? result : undefined;
-    }, 20_000);
-    caPath = join(lab.dir, 'ca.pem');
-    writeFileSync(caPath, ca.stdout);
+    caPath = (await clusterCa(lab)).path;
     readToken = (await lab.vipd(node, ['token', 'create', '--role', 'read', '--config', node.configPath])).stdout.trim();
   });
 
