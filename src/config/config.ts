@@ -230,7 +230,7 @@ export interface Config {
   announce: { burstCount: number; burstIntervalMs: number; refreshIntervalMs: number };
   /** The HTTPS API and dashboard, served by every node on every address, the VIP included. */
   api: { enabled: boolean; port: number; fqdn: string | null };
-  /** Commands and webhooks run when the VIP comes, goes or is lost (src/agent/hooks.ts). */
+  /** Commands and webhooks run when the VIP comes, goes or is lost (src/hooks/). */
   hooks: HookConfig[];
   logLevel: string;
 }

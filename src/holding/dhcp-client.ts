@@ -198,7 +198,9 @@ export class DhcpClient {
       const reason = 'the DHCP lease expired: no server answered past T2';
       this.options.logger.warn({ reason, heldForMs: monotonicMs() - this.boundAtMs }, 'lost the DHCP lease');
       this.setState({ state: 'lost', reason, lease: this.lastLease });
-    } else if (event === 'leasefail' && this.current.state !== 'bound') {
+    } else if (event === 'leasefail' && this.current.state === 'requesting') {
+      // Only a first lease that never came: after an expiry or a NAK, udhcpc keeps asking and
+      // failing, and the reason the lease was lost is what the operator needs to see.
       this.setState({ state: 'lost', reason: 'no DHCP server answered', lease: this.lastLease });
     }
   }

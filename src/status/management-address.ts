@@ -47,7 +47,7 @@ export interface ManagementAddressInput {
   /** DHCP mode: the VIP's own MAC and the holder's published lease. */
   hwaddr?: string | null;
   dhcp?: PublishedDhcpState | null;
-  /** The newest unresolved required-hook failure (src/agent/hooks.ts). */
+  /** The newest unresolved required-hook failure (src/hooks/runner.ts). */
   hookFailure?: HookFailureRecord | null;
 }
 

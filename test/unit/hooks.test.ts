@@ -10,8 +10,12 @@ import { after, before, describe, test } from 'node:test';
 import pino, { type Logger } from 'pino';
 import { resolveConfig, type HookConfig } from '../../src/config/config';
 import { InputError } from '../../src/config/schema-check';
-import { HookRunner, hookEnvironment, hookEventOf, OUTPUT_LIMIT_BYTES, postWebhook, runCommand, type HookContext } from '../../src/hooks/hooks';
 import { VipLifecycle, type VipTransition } from '../../src/agent/lifecycle';
+import { OUTPUT_LIMIT_BYTES } from '../../src/hooks/attempt';
+import { runCommand } from '../../src/hooks/command';
+import { hookEnvironment, hookEventOf, type HookContext } from '../../src/hooks/context';
+import { HookRunner } from '../../src/hooks/runner';
+import { postWebhook } from '../../src/hooks/webhook';
 import { type HookHistory } from '../../src/store/hook-history';
 import { type HookFailureRecord, type HookRunRecord } from '../../src/store/records';
 import { ClusterCa } from '../../src/security/ca';
@@ -375,6 +379,28 @@ describe('the hook runner', () => {
     hookRunner.dispatch(context({ term: 9 }));
     await until('the second run', () => history.runs.length === 2);
     await until('the failure to be cleared', () => history.cleared === 1);
+  });
+
+  test('drain() cuts a retry backoff short: the run ends with its last failure and no further attempt', async () => {
+    const attemptsFile = join(dir, 'drain-attempts');
+    const path = script(`echo attempt >> ${attemptsFile}; exit 1`);
+    const failures: string[] = [];
+    const { runner: hookRunner, history, lines } = runner(hooksOf([{ on: ['acquire'], command: [path], retries: 2, backoff: '1m' }]), {
+      metrics: { hookAttemptFailed: (event, failure) => failures.push(`${event}:${failure}`), hookFinished: () => undefined },
+    });
+    hookRunner.dispatch(context());
+    const retrying = await until('the retry to be scheduled', () =>
+      lines.map((line) => JSON.parse(line) as { msg: string; attempt?: number; retryInMs?: number }).find((line) => line.msg === 'hook failed; retrying'),
+    );
+    assert.equal(retrying.attempt, 1);
+    assert.equal(retrying.retryInMs, 60_000);
+    await hookRunner.drain(0);
+    const run = history.runs[0];
+    assert.equal(run?.outcome, 'failed');
+    assert.equal(run?.attempts, 1);
+    assert.equal(run?.detail, 'exit code 1');
+    assert.equal(readFileSync(attemptsFile, 'utf8'), 'attempt\n');
+    assert.deepEqual(failures, ['acquire:exit']);
   });
 });
 
