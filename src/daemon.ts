@@ -51,12 +51,12 @@ export class Daemon {
     private readonly logger: Logger,
   ) {
     this.keys = new ClusterKeys(config.cluster);
-    const windowMs = config.election.mode === 'hold' ? config.election.holdTimeoutMs : config.election.leaseTtlSeconds * 1000;
+    const windowMs = config.election.profile === 'fast' ? config.election.holdTimeoutMs : config.election.leaseTtlSeconds * 1000;
     this.store = new EtcdStore({
       endpoints: config.etcd.endpoints,
       tls: config.etcd.tls,
       callTimeoutMs: config.election.leaseTtlSeconds * 1000,
-      steerAfterMs: steerDeadlineMs(windowMs, config.election.fencingMarginMs, config.election.mode),
+      steerAfterMs: steerDeadlineMs(windowMs, config.election.fencingMarginMs, config.election.profile),
       onSteer: (from, to, reason) => logger.warn({ from, to, reason }, 'etcd calls moved to another member'),
     });
     let hooks: HookRunner | null = null;

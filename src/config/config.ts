@@ -265,19 +265,18 @@ export function unusableVipMac(mac: string): string | null {
 }
 
 /**
- * How holding is timed. "lease": the holder may keep the VIP while its etcd lease lives
- * (whole seconds). "hold": the holder renews the leader key by compare-and-swap every
+ * How holding is timed. default: the holder may keep the VIP while its etcd lease lives
+ * (whole seconds). fast: the holder also renews the leader key by compare-and-swap every
  * renewInterval, and another node may take it after holdTimeout without a renewal.
  */
 export interface ElectionConfig {
   profile: 'default' | 'fast';
-  mode: 'lease' | 'hold';
   leaseTtlSeconds: number;
-  /** The lease keepalive interval (both modes). */
+  /** The lease keepalive interval (both profiles). */
   leaseRenewIntervalMs: number;
-  /** Lease mode: same as leaseRenewIntervalMs. Hold mode: the compare-and-swap renewal interval. */
+  /** default: same as leaseRenewIntervalMs. fast: the compare-and-swap renewal interval. */
   renewIntervalMs: number;
-  /** Hold mode only: silence after which another node may take the VIP. */
+  /** fast only: silence after which another node may take the VIP. */
   holdTimeoutMs: number;
   fencingMarginMs: number;
 }
@@ -360,7 +359,6 @@ export function resolveConfig(document: unknown): Config {
   }
   const election: ElectionConfig = {
     profile,
-    mode: fast ? 'hold' : 'lease',
     leaseTtlSeconds: leaseTtlMs / 1000,
     leaseRenewIntervalMs: fast ? Math.round(leaseTtlMs / 5) : renewIntervalMs,
     renewIntervalMs,

@@ -48,7 +48,7 @@ export function rideOutBudgetMs(election: ElectionConfig): number {
 }
 
 function fencingWindowMs(election: ElectionConfig): number {
-  return election.mode === 'hold' ? election.holdTimeoutMs : election.leaseTtlSeconds * 1000;
+  return election.profile === 'fast' ? election.holdTimeoutMs : election.leaseTtlSeconds * 1000;
 }
 
 /** The heartbeat for an election timeout: a tenth, never under the floor. */

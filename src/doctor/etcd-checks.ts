@@ -221,7 +221,7 @@ export function percentile(values: number[], p: number): number {
 
 /** The window a renewal must land in, as in the config's checks: the lease (default) or the hold timeout (fast). */
 export function renewalBudget(election: ElectionConfig): { windowMs: number; windowName: string; marginMs: number; failAboveMs: number; warnAboveMs: number } {
-  const fast = election.mode === 'hold';
+  const fast = election.profile === 'fast';
   const windowMs = fast ? election.holdTimeoutMs : election.leaseTtlSeconds * 1000;
   const usable = windowMs - election.fencingMarginMs;
   return { windowMs, windowName: fast ? 'hold timeout' : 'lease TTL', marginMs: election.fencingMarginMs, failAboveMs: usable / 2, warnAboveMs: usable / 4 };
@@ -242,7 +242,7 @@ export function checkRenewalLatency(durationsMs: number[], election: ElectionCon
     `${durationsMs.length} compare-and-swap writes: p50 ${ms(p50)}, p99 ${ms(p99)}; ` +
     `a renewal has (${budget.windowMs} ms ${budget.windowName} − ${budget.marginMs} ms margin)/2 = ${ms(budget.failAboveMs)} (${election.profile} profile)`;
   const hint =
-    election.mode === 'hold'
+    election.profile === 'fast'
       ? 'renewals this slow can miss the fencing deadline, and the holder drops the VIP without a fault: give etcd faster disks and a closer network, or use the default profile'
       : 'renewals this slow can miss the fencing deadline, and the holder drops the VIP without a fault: give etcd faster disks and a closer network, or raise election.leaseTTL';
   if (p99 > budget.failAboveMs) return check(name, 'fail', detail, hint);

@@ -1,4 +1,4 @@
-import { parseLeader, parseRecord, type HandoffRecord, type Leader, type LeaderRecord, type MoveRequest, type ReleaseRecord } from '../store/records';
+import { parseLeader, parseRecord, type Leader, type LeaderRecord, type MoveEvent, type ReleaseRecord } from '../store/records';
 import type { Logger } from 'pino';
 import type { Watcher } from 'etcd3';
 import type { ElectionConfig } from '../config/config';
@@ -7,8 +7,8 @@ import { monotonicMs } from '../clock';
 import { FencingDeadline } from './fencing';
 import type { ClusterKeys } from '../store/keys';
 import { recordMove } from '../store/history';
-import { type MoveEvent } from '../store/records';
-
+import { holdFor, type Hold } from './hold';
+import { PlannedMoves } from './handoff';
 
 /** Optional listener for metrics and hooks. Calls are synchronous and must return quickly. */
 export interface ElectionObserver {
@@ -18,6 +18,11 @@ export interface ElectionObserver {
   renewed?(kind: 'lease' | 'hold', latencyMs: number, marginMs: number | null): void;
   /** This node may no longer hold the VIP, and why. */
   losing?(cause: 'fenced' | 'lease_lost' | 'handoff', reason: string): void;
+  /**
+   * This node became the key's holder, or stopped being it (the key, not yet the VIP): the
+   * place for work that follows the key, such as moving etcd's own leadership here.
+   */
+  holderChanged?(holder: boolean): void;
 }
 
 export interface ElectionOptions {
@@ -35,87 +40,165 @@ export interface ElectionOptions {
   observer?: ElectionObserver;
 }
 
-/** Fast profile: how many compare-and-swap renewals may be under way at once. */
-const MAX_HOLD_RENEWALS_IN_FLIGHT = 3;
-
-/** Fast profile follower: the leader revision last seen, when, and etcd's raft term then. */
-interface SeenRevision {
-  modRevision: number;
-  atMs: number;
-  raftTerm: number;
-}
-
 /** How this node came to hold the key, which decides whether it must probe before adding the VIP. */
-type Acquisition = 'campaign' | 'handoff' | 'takeover';
+export type Acquisition = 'campaign' | 'handoff' | 'takeover';
+
+type LossCause = 'lease_lost' | 'handoff';
+
+/** `value` is the leader key exactly as written: fast-profile renewals compare on it. */
+type Holding = { kind: 'holder'; how: Acquisition; value: string; probe: boolean };
+
+/** This node's part in the election. Key ownership only: the fencing deadline decides the VIP. */
+export type Role =
+  | { kind: 'follower' }
+  /** A handoff claim is in flight: a campaign meanwhile would only race it. */
+  | { kind: 'claiming' }
+  | Holding
+  /** The VIP is being removed before the key goes to `to`; a failed handoff holds again. */
+  | { kind: 'handing-off'; to: string; held: Holding }
+  | { kind: 'stopped' };
+
+/** Every transition the election makes; anything else is a bug and is refused. */
+const TRANSITIONS: Record<Role['kind'], ReadonlyArray<Role['kind']>> = {
+  follower: ['claiming', 'holder', 'stopped'],
+  claiming: ['follower', 'holder', 'stopped'],
+  holder: ['holder', 'handing-off', 'follower', 'stopped'],
+  'handing-off': ['holder', 'follower', 'stopped'],
+  stopped: [],
+};
+
+/** Runs a task one at a time; a request while it runs asks for one more run after it. */
+class OneAtATime {
+  private state: 'idle' | 'running' | 'again' = 'idle';
+
+  constructor(private readonly task: () => Promise<void>, private readonly done: () => boolean) {}
+
+  async run(): Promise<void> {
+    if (this.state !== 'idle') {
+      this.state = 'again';
+      return;
+    }
+    try {
+      do {
+        this.state = 'running';
+        await this.task();
+      } while (this.askedAgain() && !this.done());
+    } finally {
+      this.state = 'idle';
+    }
+  }
+
+  private askedAgain(): boolean {
+    return this.state === 'again';
+  }
+}
 
 /**
  * Who should hold the VIP. A node may hold it while it owns the leader key in etcd and its
  * fencing deadline has not passed.
  *
- * Default profile ("lease" mode): the key is bound to the holder's lease; etcd deletes it
- * when the lease expires, and only then can another node win it. The deadline counts from
- * the lease keepalives.
+ * Default profile: the key is bound to the holder's lease; etcd deletes it when the lease
+ * expires, and only then can another node win it. The deadline counts from the keepalives.
  *
- * Fast profile ("hold" mode): the holder also rewrites the key by compare-and-swap every
- * renewInterval. A follower that sees no rewrite for holdTimeout, on its own monotonic
- * clock, takes the key by compare-and-swap against the last revision it saw. The holder's
- * deadline counts from its last acknowledged rewrite, so it has dropped the VIP before
- * any follower's timer can run out. See docs/safety.md.
+ * Fast profile: on top of that, a compare-and-swap hold (hold.ts) whose deadline counts from
+ * the holder's last acknowledged rewrite. See docs/safety.md.
  */
 export class Election {
+  private role: Role = { kind: 'follower' };
   private leaseId: string | null = null;
-  private ownsKey = false;
   private eligible = false;
-  private stopped = false;
   private leaseRenewalInFlight = false;
-  /** Fast profile: renewals sent and not yet answered (a slow one must not hold up the next). */
-  private holdRenewalsInFlight = 0;
-  private handingOff = false;
-  /** A handoff claim is under way: a campaign meanwhile would only race it. */
-  private claiming = false;
   /**
-   * One campaign at a time. Two in flight can answer out of order: one reads the key the
-   * other created, and the creator's "won" then lands after the key and its lease are gone
-   * (seen in chaos: a node re-won a dead term on a fresh lease and held beside the holder).
+   * Two campaigns in flight can answer out of order: one reads the key the other created,
+   * and the creator's "won" then lands after the key and its lease are gone (seen in chaos:
+   * a node re-won a dead term on a fresh lease and held beside the holder).
    */
-  private campaignInFlight = false;
-  private campaignAgain = false;
+  private readonly campaigns = new OneAtATime(() => this.campaignOnce(), () => this.role.kind === 'stopped');
   private currentLeader: Leader | null = null;
   /** The last holder seen, kept after its key is gone: the history names who the VIP came from. */
   private lastLeader: Leader | null = null;
-  /** The exact value of the leader key as we wrote it: fast-profile renewals compare on it. */
-  private ownValue: string | null = null;
-  private acquisition: Acquisition = 'campaign';
-  private probeNeeded = true;
+  /** How the key was last won: a key taken back under our own lease keeps it. */
+  private lastWin: { how: Acquisition; probe: boolean } = { how: 'campaign', probe: true };
   /** Deadline from lease keepalives: the lease itself, and the kernel lifetime's bound. */
   private readonly leaseFencing: FencingDeadline;
-  /** Fast profile: deadline from compare-and-swap renewals. */
-  private readonly holdFencing: FencingDeadline;
-  /** Fast profile follower: the last leader revision seen, and when. */
-  private lastSeen: SeenRevision | null = null;
+  private readonly hold: Hold;
+  private readonly moves: PlannedMoves;
   private readonly timers: NodeJS.Timeout[] = [];
   private fenceTimer: NodeJS.Timeout | undefined;
-  private takeoverTimer: NodeJS.Timeout | undefined;
   private readonly watchers: Watcher[] = [];
   private lastError = '';
 
   constructor(private readonly options: ElectionOptions) {
     this.leaseFencing = new FencingDeadline(options.config.fencingMarginMs);
-    this.holdFencing = new FencingDeadline(options.config.fencingMarginMs);
-  }
-
-  private get fast(): boolean {
-    return this.options.config.mode === 'hold';
+    const { store, keys, config, logger } = options;
+    const noteError = (what: string, error: unknown): void => this.noteError(what, error);
+    const isStale = (leaseId: string): boolean => this.isStale(leaseId);
+    this.hold = holdFor({
+      store,
+      keys,
+      config,
+      held: () => (this.role.kind === 'holder' && this.leaseId ? { leaseId: this.leaseId, value: this.role.value } : null),
+      ownsKey: () => this.ownsKey(),
+      holding: () => this.holdingUntil() !== null,
+      isStale,
+      candidateLease: () => this.candidateLease(),
+      newRecord: (term) => ({ ...this.newRecord(), term }),
+      renewed: (sendTime, lapsed) => this.holdRenewed(sendTime, lapsed),
+      keyTaken: (current) => {
+        this.options.logger.warn({ term: this.currentLeader?.term }, 'another node took the leader key');
+        this.become({ kind: 'follower' }, 'another node took the leader key', 'lease_lost');
+        this.updateLeader(current);
+        this.options.onChange('another node took the leader key');
+      },
+      saw: (current) => this.updateLeader(current),
+      following: () => this.role.kind !== 'stopped' && !this.ownsKey(),
+      campaign: () => void this.campaign(),
+      leader: () => this.currentLeader,
+      tookOver: (record, value, sendTime, previous, silentMs) =>
+        this.won('takeover', record, value, sendTime, true, previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`),
+      noteError,
+    });
+    this.moves = new PlannedMoves({
+      store,
+      keys,
+      node: options.self.node,
+      leaseTtlSeconds: config.leaseTtlSeconds,
+      logger,
+      releaseVip: () => this.options.releaseVip(),
+      held: () => (this.role.kind === 'holder' && this.leaseId ? { leaseId: this.leaseId, term: this.currentLeader?.term ?? 0 } : null),
+      followerLease: () => (this.role.kind === 'follower' ? this.leaseId : null),
+      mayClaim: () => this.role.kind !== 'stopped' && this.eligible && !this.ownsKey() && this.leaseId !== null,
+      isStale,
+      previousHolder: () => this.currentLeader ?? this.lastLeader,
+      newRecord: () => this.newRecord(),
+      releaseRecord: (term, reason) => this.releaseRecord(term, reason),
+      beginHandoff: (to, reason) => {
+        if (this.role.kind !== 'holder' || !this.become({ kind: 'handing-off', to, held: this.role }, reason, 'handoff')) return false;
+        this.options.onChange('handing off');
+        return true;
+      },
+      endHandoff: (handedOff) => {
+        if (this.role.kind === 'handing-off') this.become(handedOff ? { kind: 'follower' } : this.role.held, handedOff ? 'handed off' : 'handoff failed');
+        this.options.onChange('handed off');
+      },
+      beginClaim: () => this.become({ kind: 'claiming' }, 'claiming a handoff'),
+      endClaim: () => {
+        if (this.role.kind === 'claiming') this.become({ kind: 'follower' }, 'claim answered');
+      },
+      wonByHandoff: (record, value, sendTime, previous, reason, from) =>
+        // The old holder removed the VIP before handing off: no probe needed.
+        this.won('handoff', record, value, sendTime, false, previous, reason, from),
+      noteError,
+    });
   }
 
   /** The monotonic time until which this node may hold the VIP, or null if it may not. */
   holdingUntil(): number | null {
-    if (!this.ownsKey || this.handingOff) return null;
+    if (this.role.kind !== 'holder') return null;
     const now = monotonicMs();
     if (!this.leaseFencing.isValid(now)) return null;
-    if (!this.fast) return this.leaseFencing.deadline;
-    if (!this.holdFencing.isValid(now)) return null;
-    return Math.min(this.holdFencing.deadline, this.leaseFencing.deadline);
+    const until = Math.min(this.leaseFencing.deadline, this.hold.deadline());
+    return now < until ? until : null;
   }
 
   /**
@@ -129,7 +212,7 @@ export class Election {
 
   /** Whether the VIP may still be on another node, so the segment must be probed first. */
   needsProbe(): boolean {
-    return this.probeNeeded;
+    return this.lastWin.probe;
   }
 
   /** The holder as last seen (ourselves included), or null when the key is vacant. */
@@ -142,9 +225,8 @@ export class Election {
   }
 
   async start(): Promise<void> {
-    const { config } = this.options;
-    this.timers.push(setInterval(() => void this.renewLease(), config.leaseRenewIntervalMs));
-    if (this.fast) this.timers.push(setInterval(() => void this.renewHold(), config.renewIntervalMs));
+    this.timers.push(setInterval(() => void this.renewLease(), this.options.config.leaseRenewIntervalMs));
+    this.hold.start();
     this.timers.push(setInterval(() => void this.poll(), this.options.followerPollMs ?? 1000));
     await this.watch();
     await this.renewLease();
@@ -158,7 +240,7 @@ export class Election {
     if (eligible) {
       await this.campaign();
     } else {
-      clearTimeout(this.takeoverTimer);
+      this.hold.stopFollowing();
       await this.resign(reason);
     }
   }
@@ -168,9 +250,9 @@ export class Election {
    * VIP before calling this.
    */
   async resign(reason: string): Promise<void> {
-    if (!this.ownsKey || !this.leaseId) return;
+    if (!this.ownsKey() || !this.leaseId) return;
     const term = this.currentLeader?.term ?? 0;
-    this.ownsKey = false;
+    this.become({ kind: 'follower' }, reason);
     this.options.onChange(reason);
     try {
       await this.options.store.resign(this.options.keys.leader, this.leaseId, {
@@ -185,11 +267,10 @@ export class Election {
   /** Stops everything; with revoke, records the release and deletes the lease at once. */
   async stop(revoke: boolean, reason = 'agent stopping'): Promise<void> {
     if (revoke) await this.resign(reason);
-    this.stopped = true;
+    this.become({ kind: 'stopped' }, reason);
     for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.fenceTimer);
-    clearTimeout(this.takeoverTimer);
-    this.ownsKey = false;
+    this.hold.stop();
     // Cancelling talks to etcd; never let an unreachable etcd hold up a shutdown.
     const cancelled = Promise.all(this.watchers.map((watcher) => watcher.cancel().catch(() => undefined)));
     await Promise.race([cancelled, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
@@ -203,12 +284,47 @@ export class Election {
     }
   }
 
+  // ---- the state machine ----
+
+  /**
+   * The one place the role changes. `cause` names the loss reported to the observer when
+   * this node stops holding; a handoff reports its own loss when it begins.
+   */
+  private become(next: Role, reason: string, cause?: LossCause): boolean {
+    const before = this.role;
+    if (!TRANSITIONS[before.kind].includes(next.kind)) {
+      if (before.kind !== 'stopped') this.options.logger.warn({ from: before.kind, to: next.kind, reason }, 'refused an election transition');
+      return false;
+    }
+    this.role = next;
+    const wasHolder = before.kind === 'holder';
+    const isHolder = next.kind === 'holder';
+    if (wasHolder && !isHolder && cause) this.options.observer?.losing?.(cause, reason);
+    if (wasHolder !== isHolder) this.options.observer?.holderChanged?.(isHolder);
+    return true;
+  }
+
+  /** Whether this node owns the leader key, handing it off included. */
+  private ownsKey(): boolean {
+    return this.role.kind === 'holder' || this.role.kind === 'handing-off';
+  }
+
+  /** The lease to campaign or take over with, or null while this node may not try. */
+  private candidateLease(): string | null {
+    if (this.role.kind === 'stopped' || !this.eligible || this.ownsKey() || !this.leaseId) return null;
+    return this.leaseFencing.isValid(monotonicMs()) ? this.leaseId : null;
+  }
+
   /**
    * An answer from etcd counts only for the lease it was sent under: once that lease is gone,
    * so is any key written with it, and a newer lease's grant must not vouch for it.
    */
   private isStale(leaseId: string): boolean {
-    return this.stopped || this.leaseId !== leaseId;
+    return this.role.kind === 'stopped' || this.leaseId !== leaseId;
+  }
+
+  private newRecord(): LeaderRecord {
+    return { ...this.options.self, since: new Date().toISOString() };
   }
 
   private releaseRecord(term: number, reason: string): ReleaseRecord {
@@ -234,7 +350,7 @@ export class Election {
   }
 
   private async renewLease(): Promise<void> {
-    if (this.stopped || this.leaseRenewalInFlight) return;
+    if (this.role.kind === 'stopped' || this.leaseRenewalInFlight) return;
     this.leaseRenewalInFlight = true;
     try {
       if (!this.leaseId) {
@@ -264,28 +380,32 @@ export class Election {
   private acknowledgeLease(sendTime: number, ttlSeconds: number): void {
     this.leaseFencing.acknowledge(sendTime, ttlSeconds * 1000);
     this.armFenceTimer();
-    if (this.ownsKey) this.options.onChange('lease renewed');
+    if (this.ownsKey()) this.options.onChange('lease renewed');
+  }
+
+  private holdRenewed(sendTime: number, lapsed: boolean): void {
+    this.armFenceTimer();
+    this.options.observer?.renewed?.('hold', monotonicMs() - sendTime, this.marginMs());
+    if (lapsed) this.options.onChange('hold renewed');
+    this.noteRecovered();
   }
 
   private loseLease(reason: string): void {
     this.options.logger.warn({ reason, lease: this.leaseId }, 'lost the lease');
-    if (this.ownsKey) this.options.observer?.losing?.('lease_lost', reason);
     this.leaseId = null;
-    this.ownsKey = false;
+    if (this.ownsKey()) this.become({ kind: 'follower' }, reason, 'lease_lost');
     this.leaseFencing.reset();
-    this.holdFencing.reset();
+    this.hold.reset();
     this.options.onChange(reason);
   }
 
   /** Wakes the agent at the earliest deadline, so the VIP goes the moment it must. */
   private armFenceTimer(): void {
     clearTimeout(this.fenceTimer);
-    const deadlines = [this.leaseFencing.deadline];
-    if (this.fast && this.ownsKey) deadlines.push(this.holdFencing.deadline);
-    const deadline = Math.min(...deadlines);
+    const deadline = Math.min(this.leaseFencing.deadline, this.ownsKey() ? this.hold.deadline() : Infinity);
     if (!Number.isFinite(deadline)) return;
     this.fenceTimer = setTimeout(() => {
-      if (this.ownsKey && this.holdingUntil() === null) {
+      if (this.role.kind === 'holder' && this.holdingUntil() === null) {
         this.options.logger.warn({ term: this.currentLeader?.term }, 'fencing deadline passed without an acknowledged renewal');
         this.options.observer?.losing?.('fenced', 'the fencing deadline passed without an acknowledged renewal');
         this.options.onChange('fencing deadline passed');
@@ -293,182 +413,41 @@ export class Election {
     }, Math.max(0, deadline - monotonicMs()));
   }
 
-  // ---- the fast profile's compare-and-swap hold ----
-
-  private async renewHold(): Promise<void> {
-    if (this.stopped || !this.ownsKey || this.handingOff || !this.leaseId || !this.ownValue) return;
-    if (this.holdRenewalsInFlight >= MAX_HOLD_RENEWALS_IN_FLIGHT) return;
-    const leaseId = this.leaseId;
-    this.holdRenewalsInFlight += 1;
-    const sendTime = monotonicMs();
-    try {
-      // Compared on our own value, not on the revision: several renewals may be in flight,
-      // and none can succeed once a takeover has written another node's record.
-      const result = await this.options.store.compareValueAndPut(this.options.keys.leader, this.ownValue, leaseId);
-      if (!this.ownsKey || this.isStale(leaseId)) return;
-      if (result.swapped) {
-        const wasHolding = this.holdingUntil() !== null;
-        this.holdFencing.acknowledge(sendTime, this.options.config.holdTimeoutMs);
-        this.armFenceTimer();
-        this.options.observer?.renewed?.('hold', monotonicMs() - sendTime, this.marginMs());
-        if (!wasHolding) this.options.onChange('hold renewed');
-        this.noteRecovered();
-        return;
-      }
-      const current = result.current;
-      this.ownsKey = false;
-      this.options.logger.warn({ term: this.currentLeader?.term }, 'another node took the leader key');
-      this.options.observer?.losing?.('lease_lost', 'another node took the leader key');
-      this.updateLeader(current);
-      this.options.onChange('another node took the leader key');
-    } catch (error) {
-      this.noteError('hold renewal failed', error);
-    } finally {
-      this.holdRenewalsInFlight -= 1;
-    }
-  }
-
-  /** Fast-profile follower: restart the silence timer whenever the leader key changes. */
-  private noteLeaderRevision(stored: StoredValue | null): void {
-    if (!this.fast) return;
-    if (!stored || this.ownsKey) {
-      clearTimeout(this.takeoverTimer);
-      this.lastSeen = null;
-      return;
-    }
-    if (this.lastSeen?.modRevision === stored.modRevision) return;
-    // Seen now, so the write was sent before now: our timer can only run out late, never early.
-    this.lastSeen = { modRevision: stored.modRevision, atMs: monotonicMs(), raftTerm: this.options.store.raftTerm };
-    clearTimeout(this.takeoverTimer);
-    this.takeoverTimer = setTimeout(() => void this.takeover(), this.options.config.holdTimeoutMs);
-  }
-
-  private async takeover(): Promise<void> {
-    const seen = this.lastSeen;
-    const leaseId = this.leaseId;
-    if (this.stopped || !this.eligible || this.ownsKey || !leaseId || !seen) return;
-    if (!this.leaseFencing.isValid(monotonicMs())) return;
-    // Silence counts within one etcd leadership only (docs/safety.md, "Riding out an etcd
-    // leader election"): if etcd changed leader since we saw the revision, the holder could
-    // not write meanwhile, and its window starts again from this read.
-    try {
-      const current = await this.options.store.readWithTerm(this.options.keys.leader);
-      if (this.isStale(leaseId) || this.ownsKey || this.lastSeen !== seen) return;
-      if (current.stored?.modRevision !== seen.modRevision) {
-        this.updateLeader(current.stored);
-        if (!current.stored) void this.campaign();
-        return;
-      }
-      if (current.raftTerm > seen.raftTerm) {
-        this.restartSilence(seen, current.raftTerm);
-        return;
-      }
-    } catch (error) {
-      this.noteError('takeover failed', error);
-      if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.resumeSilence(seen), this.options.config.renewIntervalMs);
-      return;
-    }
-    const previous = this.currentLeader;
-    // The new term exceeds every earlier one: each was at most the revision of a write we have seen.
-    const record = { ...this.options.self, since: new Date().toISOString(), term: seen.modRevision + 1 };
-    const value = JSON.stringify(record);
-    const sendTime = monotonicMs();
-    try {
-      const result = await this.options.store.compareAndSwap(this.options.keys.leader, value, leaseId, seen.modRevision);
-      if (this.isStale(leaseId)) return;
-      if (!result.swapped) {
-        this.updateLeader(result.current);
-        return;
-      }
-      const silentMs = sendTime - seen.atMs;
-      this.acquired('takeover', record, value, sendTime, true);
-      await this.recordMove(previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`);
-    } catch (error) {
-      this.noteError('takeover failed', error);
-      if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.resumeSilence(seen), this.options.config.renewIntervalMs);
-    }
-  }
-
-  /**
-   * etcd did not answer the takeover (a leader election, or our member is gone), so the
-   * holder could not write either: its silence counts again from the first read that gets
-   * an answer (docs/safety.md, "Riding out an etcd leader election"). This only delays a
-   * takeover, never hastens one. Without it, the failed takeover was not retried and waited
-   * for the dead holder's lease, which the new etcd leader had just extended.
-   */
-  private async resumeSilence(seen: SeenRevision): Promise<void> {
-    if (this.stopped || this.ownsKey || this.lastSeen !== seen) return;
-    try {
-      const { stored, raftTerm } = await this.options.store.readWithTerm(this.options.keys.leader);
-      if (this.stopped || this.ownsKey || this.lastSeen !== seen) return;
-      if (stored?.modRevision === seen.modRevision) {
-        this.restartSilence(seen, raftTerm);
-        return;
-      }
-      this.updateLeader(stored);
-      if (!stored) void this.campaign();
-    } catch (error) {
-      this.noteError('takeover failed', error);
-      if (this.lastSeen === seen) this.takeoverTimer = setTimeout(() => void this.resumeSilence(seen), this.options.config.renewIntervalMs);
-    }
-  }
-
-  /** The key is still at the revision seen, as an answered read just showed: count from now. */
-  private restartSilence(seen: SeenRevision, raftTerm: number): void {
-    this.lastSeen = { modRevision: seen.modRevision, atMs: monotonicMs(), raftTerm: Math.max(raftTerm, seen.raftTerm) };
-    clearTimeout(this.takeoverTimer);
-    this.takeoverTimer = setTimeout(() => void this.takeover(), this.options.config.holdTimeoutMs);
-  }
-
   // ---- taking a vacant key ----
 
   private async poll(): Promise<void> {
     await this.campaign();
-    if (this.ownsKey) await this.checkMoveRequest();
+    if (this.ownsKey()) await this.moves.check();
   }
 
   private async campaign(): Promise<void> {
-    if (this.campaignInFlight) {
-      this.campaignAgain = true;
-      return;
-    }
-    this.campaignInFlight = true;
-    try {
-      do {
-        this.campaignAgain = false;
-        await this.campaignOnce();
-      } while (this.campaignAgain && !this.stopped);
-    } finally {
-      this.campaignInFlight = false;
-    }
+    await this.campaigns.run();
   }
 
   private async campaignOnce(): Promise<void> {
-    const leaseId = this.leaseId;
-    if (this.stopped || !this.eligible || this.ownsKey || this.claiming || !leaseId) return;
-    if (!this.leaseFencing.isValid(monotonicMs())) return;
+    const leaseId = this.candidateLease();
+    if (!leaseId || this.role.kind === 'claiming') return;
     const previous = this.currentLeader ?? this.lastLeader;
-    const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
+    const record = this.newRecord();
     const value = JSON.stringify(record);
     const sendTime = monotonicMs();
     try {
       const result = await this.options.store.campaign(this.options.keys.leader, this.options.keys.handoff, value, leaseId);
       // Stopped; the lease went meanwhile, and with it any key written under it; or a
       // handoff claimed meanwhile (the key then carries our lease: nothing to do).
-      if (this.isStale(leaseId) || (this.ownsKey && !result.won)) return;
+      if (this.isStale(leaseId) || (this.ownsKey() && !result.won)) return;
       if (result.won && result.leader) {
         const term = result.leader.createRevision;
         const release = parseRecord<ReleaseRecord>(await this.options.store.get(this.options.keys.lastRelease).catch(() => null));
         if (this.isStale(leaseId)) return;
         // A holder that released cleanly removed the VIP first: nothing can still answer for it.
         const clean = release !== null && release.vipRemoved && previous !== null && release.term === previous.term;
-        this.acquired('campaign', { ...record, term }, value, sendTime, !clean);
         const reason = clean ? `${release.node} released: ${release.reason}` : previous ? `the lease of ${previous.node} expired` : 'no node held the VIP';
-        await this.recordMove(previous, reason);
+        await this.won('campaign', { ...record, term }, value, sendTime, !clean, previous, reason);
       } else if (result.leader?.lease === leaseId) {
         await this.reclaim(result.leader, leaseId, sendTime);
       } else if (!result.leader && result.handoff) {
-        await this.claimHandoff(result.handoff, previous);
+        await this.moves.claim(result.handoff, previous);
       } else {
         this.updateLeader(result.leader);
       }
@@ -483,59 +462,22 @@ export class Election {
     }
   }
 
-  /**
-   * The key still carries our lease (a resign that never reached etcd, or a renewal that
-   * failed without a takeover): take it back. In the fast profile this must be a write:
-   * followers time the holder's silence from the last write they saw, so a read alone
-   * would grant a holding window no follower knows of.
-   */
+  /** The key still carries our lease (a resign that never reached etcd, or a renewal that failed without a takeover). */
   private async reclaim(stored: StoredValue, leaseId: string, readSendTime: number): Promise<void> {
     const leader = parseLeader(stored);
     if (!leader) return;
-    let sendTime = readSendTime;
-    if (this.fast) {
-      sendTime = monotonicMs();
-      const result = await this.options.store.compareAndSwap(this.options.keys.leader, stored.value, leaseId, stored.modRevision);
-      if (this.isStale(leaseId)) return;
-      if (!result.swapped) {
-        this.updateLeader(result.current);
-        return;
-      }
-    }
-    this.acquired(this.acquisition, leader, stored.value, sendTime, this.probeNeeded);
-  }
-
-  private async claimHandoff(stored: StoredValue, previous: Leader | null): Promise<void> {
-    const handoff = parseRecord<HandoffRecord>(stored);
-    const leaseId = this.leaseId;
-    if (!handoff || handoff.to !== this.options.self.node || !leaseId || this.claiming || this.ownsKey) return;
-    const record: LeaderRecord = { ...this.options.self, since: new Date().toISOString() };
-    const value = JSON.stringify(record);
-    const sendTime = monotonicMs();
-    this.claiming = true;
-    let revision: number | null;
-    try {
-      revision = await this.options.store.claimHandoff(this.options.keys.leader, stored, value, leaseId);
-    } finally {
-      this.claiming = false;
-    }
-    if (revision === null || this.isStale(leaseId)) return;
-    // The old holder removed the VIP before handing off: no probe needed.
-    this.acquired('handoff', { ...record, term: revision }, value, sendTime, false);
-    await this.recordMove(previous ?? null, handoff.reason, handoff.from);
+    const sendTime = await this.hold.reclaim(stored, leaseId, readSendTime);
+    if (sendTime === null) return;
+    this.acquired(this.lastWin.how, leader, stored.value, sendTime, this.lastWin.probe);
   }
 
   /** `value` is the leader key exactly as written; `record` adds the term etcd assigned. */
   private acquired(how: Acquisition, record: Leader, value: string, sendTime: number, probe: boolean): void {
-    this.ownsKey = true;
-    this.acquisition = how;
-    this.probeNeeded = probe;
-    this.ownValue = value;
     this.currentLeader = { ...record };
     this.lastLeader = this.currentLeader;
-    this.lastSeen = null;
-    clearTimeout(this.takeoverTimer);
-    if (this.fast) this.holdFencing.acknowledge(sendTime, this.options.config.holdTimeoutMs);
+    this.lastWin = { how, probe };
+    this.become({ kind: 'holder', how, value, probe }, 'won the election');
+    this.hold.acquired(sendTime);
     this.armFenceTimer();
     this.options.logger.info({ term: record.term, how, probe }, 'won the VIP');
     if (!this.eligible) {
@@ -545,9 +487,11 @@ export class Election {
     this.options.onChange('won the election');
   }
 
-  private async recordMove(previous: Leader | null, reason: string, fromOverride?: string): Promise<void> {
+  /** A win by a write of ours (not a key taken back): acquired, and recorded in the history. */
+  private async won(how: Acquisition, record: Leader, value: string, sendTime: number, probe: boolean, previous: Leader | null, reason: string, from?: string): Promise<void> {
+    this.acquired(how, record, value, sendTime, probe);
     const event: MoveEvent = {
-      from: fromOverride ?? previous?.node ?? null,
+      from: from ?? previous?.node ?? null,
       to: this.options.self.node,
       reason,
       term: this.currentLeader?.term ?? null,
@@ -561,57 +505,6 @@ export class Election {
     }
   }
 
-  // ---- planned moves ----
-
-  private async checkMoveRequest(): Promise<void> {
-    try {
-      const request = parseRecord<MoveRequest>(await this.options.store.get(this.options.keys.moveRequest));
-      if (request) await this.handleMoveRequest(request);
-    } catch (error) {
-      this.noteError('could not read move requests', error);
-    }
-  }
-
-  private async handleMoveRequest(request: MoveRequest): Promise<void> {
-    if (!this.ownsKey || this.handingOff || !this.leaseId) return;
-    const { keys, store, logger } = this.options;
-    if (request.to === this.options.self.node) {
-      await store.delete(keys.moveRequest);
-      return;
-    }
-    if (!(await store.get(keys.alive(request.to)))) {
-      logger.warn({ to: request.to }, 'refusing a move to a node that is not running');
-      await store.delete(keys.moveRequest);
-      return;
-    }
-    const term = this.currentLeader?.term ?? 0;
-    const reason = `planned move to ${request.to} requested by ${request.requestedBy}`;
-    // Granted before the VIP goes, so the outage holds one etcd write fewer; the reservation
-    // expires with it if the target never claims it.
-    const handoffLease = await store.grantLease(this.options.config.leaseTtlSeconds);
-    if (!this.ownsKey || this.handingOff) return;
-    this.handingOff = true;
-    try {
-      // The VIP must be gone from here before the target can take the key.
-      this.options.observer?.losing?.('handoff', reason);
-      this.options.onChange('handing off');
-      await this.options.releaseVip();
-      const handoff: HandoffRecord = { from: this.options.self.node, to: request.to, term, reason };
-      const released = await store.resign(keys.leader, this.leaseId, {
-        put: [
-          { key: keys.handoff, value: JSON.stringify(handoff), lease: handoffLease.id },
-          { key: keys.lastRelease, value: JSON.stringify(this.releaseRecord(term, reason)) },
-        ],
-        delete: [keys.moveRequest],
-      });
-      this.ownsKey = false;
-      logger.info({ to: request.to, term, released }, 'handed the VIP off');
-    } finally {
-      this.handingOff = false;
-      this.options.onChange('handed off');
-    }
-  }
-
   // ---- watching ----
 
   private updateLeader(stored: StoredValue | null): void {
@@ -619,15 +512,14 @@ export class Election {
     const before = this.currentLeader;
     this.currentLeader = leader;
     if (leader) this.lastLeader = leader;
-    if (this.ownsKey && (!stored || stored.lease !== this.leaseId)) {
-      this.ownsKey = false;
+    if (this.ownsKey() && (!stored || stored.lease !== this.leaseId)) {
       this.options.logger.warn({ term: leader?.term }, 'the leader key is no longer ours');
-      this.options.observer?.losing?.('lease_lost', 'the leader key is no longer ours');
+      this.become({ kind: 'follower' }, 'the leader key is no longer ours', 'lease_lost');
       this.options.onChange('the leader key is no longer ours');
     } else if (before?.term !== leader?.term) {
       this.options.onChange('leader changed');
     }
-    this.noteLeaderRevision(stored);
+    this.hold.observed(stored, this.ownsKey());
   }
 
   private async watch(): Promise<void> {
@@ -636,7 +528,7 @@ export class Election {
       const leaderWatch = await store.watchKey(keys.leader);
       leaderWatch.on('put', (kv) => {
         const stored = storedFromWatch(kv);
-        if (this.ownsKey && stored.lease === this.leaseId) return;
+        if (this.ownsKey() && stored.lease === this.leaseId) return;
         this.updateLeader(stored);
       });
       leaderWatch.on('delete', () => {
@@ -645,24 +537,7 @@ export class Election {
       });
       leaderWatch.on('error', (error) => this.noteError('leader watch failed', error));
       this.watchers.push(leaderWatch);
-
-      // The target of a planned move claims as soon as it sees the reservation, without
-      // first losing a campaign to it.
-      const handoffWatch = await store.watchKey(keys.handoff);
-      handoffWatch.on('put', (kv) => {
-        if (this.stopped || !this.eligible || this.ownsKey || !this.leaseId) return;
-        void this.claimHandoff(storedFromWatch(kv), this.currentLeader ?? this.lastLeader).catch((error: unknown) => this.noteError('claiming the handoff failed', error));
-      });
-      handoffWatch.on('error', (error) => this.noteError('handoff watch failed', error));
-      this.watchers.push(handoffWatch);
-
-      const moveWatch = await store.watchKey(keys.moveRequest);
-      moveWatch.on('put', (kv) => {
-        const request = parseRecord<MoveRequest>(storedFromWatch(kv));
-        if (request) void this.handleMoveRequest(request);
-      });
-      moveWatch.on('error', (error) => this.noteError('move-request watch failed', error));
-      this.watchers.push(moveWatch);
+      await this.moves.watch((watcher) => this.watchers.push(watcher));
     } catch (error) {
       this.noteError('could not watch etcd; polling instead', error);
     }

@@ -16,10 +16,10 @@ import type { Etcd3 } from 'etcd3';
  * third, 53 ms in the fast profile, timed out healthy calls on the busy lab and steered
  * for nothing.)
  */
-export function steerDeadlineMs(windowMs: number, fencingMarginMs: number, mode: 'lease' | 'hold'): number {
+export function steerDeadlineMs(windowMs: number, fencingMarginMs: number, profile: 'default' | 'fast'): number {
   // Default profile: one keepalive at a time, every 400 ms; after the deadline and a Status
   // check (half as long) the next one must still land inside the window: a third.
-  return Math.max(20, Math.floor((windowMs - fencingMarginMs) / (mode === 'hold' ? 2 : 3)));
+  return Math.max(20, Math.floor((windowMs - fencingMarginMs) / (profile === 'fast' ? 2 : 3)));
 }
 
 /** Moves that a caller wants to hear about (logs, metrics). */

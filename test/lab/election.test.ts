@@ -27,7 +27,6 @@ async function freePort(): Promise<number> {
 
 const FAST: ElectionConfig = {
   profile: 'fast',
-  mode: 'hold',
   leaseTtlSeconds: 2,
   leaseRenewIntervalMs: 400,
   renewIntervalMs: 40,

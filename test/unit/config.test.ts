@@ -43,7 +43,7 @@ test('DHCP mode: the requested IP and the MAC are optional', () => {
 
 test('the fast profile fills in its own timing', () => {
   const fast = resolveConfig({ ...valid, election: { profile: 'fast' } });
-  assert.equal(fast.election.mode, 'hold');
+  assert.equal(fast.election.profile, 'fast');
   assert.equal(fast.election.renewIntervalMs, 40);
   assert.equal(fast.election.holdTimeoutMs, 200);
   assert.equal(fast.election.fencingMarginMs, 40);

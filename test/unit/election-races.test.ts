@@ -10,7 +10,6 @@ import { waitFor } from '../../lab/shell';
 
 const DEFAULT_PROFILE: ElectionConfig = {
   profile: 'default',
-  mode: 'lease',
   leaseTtlSeconds: 2,
   leaseRenewIntervalMs: 30,
   renewIntervalMs: 30,
