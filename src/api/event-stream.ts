@@ -4,6 +4,8 @@ import type { ApiBackend, MoveEvent } from './backend';
 export interface EventStreamOptions {
   heartbeatMs: number;
   maxStreams: number;
+  /** Streams one token may hold open: one leaked or looping client cannot take every slot. */
+  maxStreamsPerToken: number;
   /** Headers every response carries; hijacked replies skip the onSend hook that adds them. */
   headers: Record<string, string>;
 }
@@ -25,6 +27,9 @@ function frame(event: MoveEvent): string {
  */
 export class EventStreams {
   private readonly open = new Set<() => void>();
+  /** Slots taken, counting streams still reading their history; per token id. */
+  private taken = 0;
+  private readonly perToken = new Map<string, number>();
 
   constructor(
     private readonly backend: ApiBackend,
@@ -35,10 +40,35 @@ export class EventStreams {
     return this.open.size;
   }
 
-  async serve(reply: FastifyReply, limit: number | undefined): Promise<void> {
-    if (this.open.size >= this.options.maxStreams) {
+  async serve(reply: FastifyReply, limit: number | undefined, tokenId: string): Promise<void> {
+    // Checked and taken with no await between: concurrent requests cannot all pass the check.
+    if (this.taken >= this.options.maxStreams) {
       throw new TooManyStreamsError(`too many open event streams (${this.options.maxStreams}); try again later`);
     }
+    const mine = this.perToken.get(tokenId) ?? 0;
+    if (mine >= this.options.maxStreamsPerToken) {
+      throw new TooManyStreamsError(`this token has ${mine} event streams open, its limit; close one or try again later`);
+    }
+    this.taken++;
+    this.perToken.set(tokenId, mine + 1);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.taken--;
+      const left = (this.perToken.get(tokenId) ?? 1) - 1;
+      if (left > 0) this.perToken.set(tokenId, left);
+      else this.perToken.delete(tokenId);
+    };
+    try {
+      await this.stream(reply, limit, release);
+    } catch (error) {
+      release();
+      throw error;
+    }
+  }
+
+  private async stream(reply: FastifyReply, limit: number | undefined, release: () => void): Promise<void> {
     // Subscribe before reading the history, so no event falls between the two.
     const early: MoveEvent[] = [];
     let send: ((event: MoveEvent) => void) | null = null;
@@ -79,12 +109,15 @@ export class EventStreams {
       clearInterval(heartbeat);
       unsubscribe();
       this.open.delete(close);
+      release();
       if (!response.writableEnded) response.end();
     };
     this.open.add(close);
     // Not the request's 'close': Node emits that once the request body is read.
     response.on('close', close);
     response.on('error', close);
+    // A client gone while the history was read: its 'close' has fired already, and the slot must not leak.
+    if (response.socket?.destroyed) close();
   }
 
   /** Ends every open stream, so the server can close. */

@@ -5,6 +5,7 @@ import type { JoinHandler } from '../cluster/join-service';
 import { HttpError } from './errors';
 import { NoQuery } from './schemas';
 import type { ApiServer } from './server';
+import type { AuthFailures } from './auth-failures';
 
 export type { JoinHandler } from '../cluster/join-service';
 
@@ -36,19 +37,28 @@ function bearer(request: FastifyRequest): string | null {
  * token, and a join token opens nothing else). Public to bearerAuth: the check is here,
  * in onRequest, so the body is not read for a caller without a valid join token.
  */
-export function registerJoinRoutes(app: ApiServer, handler: JoinHandler): void {
+export function registerJoinRoutes(app: ApiServer, handler: JoinHandler, failures: AuthFailures | null = null): void {
+  // The token each request was let in with: POST /v1/join spends one of its uses.
+  const tokenIds = new WeakMap<FastifyRequest, string>();
   const authorize = async (request: FastifyRequest): Promise<void> => {
     const token = bearer(request);
+    if (token) await failures?.refuseIfThrottled(request);
     const checked = token ? await handler.checkToken(token).catch(() => null) : { ok: false as const, reason: 'invalid' as const };
     if (checked === null) throw new HttpError(503, 'cannot check the join token now: the cluster store is unreachable');
     if (!checked.ok) {
-      throw new HttpError(
+      const refusal = new HttpError(
         401,
         checked.reason === 'expired'
           ? 'the join token has expired: create a new one with `vipd token create --role join`'
-          : 'the join token is not valid for this cluster (unknown, revoked or wrong secret)',
+          : checked.reason === 'used-up'
+            ? 'the join token has been used up: create a new one with `vipd token create --role join`'
+            : 'the join token is not valid for this cluster (unknown, revoked or wrong secret)',
       );
+      // Only a wrong secret is a guess; whoever knows an expired or spent token's secret is not guessing.
+      if (token && failures && checked.reason === 'invalid') await failures.failed(request, refusal);
+      throw refusal;
     }
+    tokenIds.set(request, checked.record.id);
     request.log.info({ tokenId: checked.record.id }, 'join token accepted');
   };
 
@@ -61,6 +71,6 @@ export function registerJoinRoutes(app: ApiServer, handler: JoinHandler): void {
   app.post<{ Body: JoinRequest }>(
     '/v1/join',
     { schema: { querystring: NoQuery, body: JoinRequest, response: { 200: JoinResponse } }, config: { access: 'public' }, onRequest: authorize },
-    async (request) => await handler.join(request.body),
+    async (request) => await handler.join(request.body, tokenIds.get(request)!),
   );
 }

@@ -8,6 +8,9 @@ import { InputError, Schema } from '../config/schema-check';
 import type { CertificateUploader } from '../security/certificates';
 import type { TokenVerifier } from '../security/tokens';
 import { bearerAuth } from './auth';
+import { AuthFailures, QuietLogController, type AuthFailureOptions } from './auth-failures';
+import { DEFAULT_CONNECTION_LIMITS, limitConnections, type ConnectionLimits } from './connection-limits';
+import { SERVER_CIPHERS, SERVER_MIN_TLS } from '../security/tls-policy';
 import { type ApiBackend, MoveRefusedError } from './backend';
 import { registerDashboard } from './dashboard';
 import { JoinRefused } from '../cluster/join-protocol';
@@ -47,6 +50,16 @@ export interface ApiServerOptions {
   heartbeatMs?: number;
   /** Concurrent SSE streams, default 64; more get 503. */
   maxEventStreams?: number;
+  /** Concurrent SSE streams per token, default 8; more get 503. */
+  maxEventStreamsPerToken?: number;
+  /** Per-IP backoff on bad tokens (429 + Retry-After). */
+  authFailures?: AuthFailureOptions;
+  /** Connection caps, overall and per client address. */
+  connections?: Partial<ConnectionLimits>;
+  /** A TCP connection must finish its TLS handshake within this, default 5 s (Node's own: 120 s). */
+  handshakeTimeoutMs?: number;
+  /** A request's headers must arrive within this, default 10 s. */
+  headersTimeoutMs?: number;
   /** Serve the dashboard at `/`; default true. */
   dashboard?: boolean;
   /** Serve Prometheus metrics at /metrics (read token, like the rest of the read API); none when absent. */
@@ -110,10 +123,23 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const join = options.join ?? null;
   // Fastify types the instance by the logger given; callers see the base logger type.
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const app = Fastify({
-    https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2', ...(join ? { SNICallback: joinSniCallback(join) } : {}) },
+    https: {
+      key: options.tls.key,
+      cert: options.tls.cert,
+      minVersion: SERVER_MIN_TLS,
+      ciphers: SERVER_CIPHERS,
+      handshakeTimeout: options.handshakeTimeoutMs ?? 5_000,
+      headersTimeout,
+      // How often Node looks for connections past headersTimeout (default 30 s).
+      connectionsCheckingInterval: Math.min(headersTimeout, 1_000),
+      ...(join ? { SNICallback: joinSniCallback(join) } : {}),
+    },
+    // Headers and body together; SSE streams are responses and not bound by it.
+    requestTimeout: Math.max(headersTimeout, 30_000),
     bodyLimit,
-    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    ...(options.logger ? { loggerInstance: options.logger, logController: new QuietLogController() } : { logger: false }),
     // Raised before routing, so the error handler never sees it; same JSON shape regardless.
     frameworkErrors: (_error, _request, reply) => {
       reply.hijack();
@@ -125,14 +151,18 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
   const streams = new EventStreams(options.backend, {
     heartbeatMs: options.heartbeatMs ?? 5_000,
     maxStreams: options.maxEventStreams ?? 64,
+    maxStreamsPerToken: options.maxEventStreamsPerToken ?? 8,
     headers: SECURITY_HEADERS,
   });
+  limitConnections(app.server, { ...DEFAULT_CONNECTION_LIMITS, ...options.connections });
+  const failures = new AuthFailures(app as unknown as FastifyInstance, options.logger ?? null, options.authFailures);
+  app.addHook('onClose', async () => failures.close());
 
   // JSON only: a text/plain body would otherwise reach the schema as a string.
   app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(({ schema }) => validatorFor(schema as TSchema));
   app.decorateRequest('token', null);
-  app.addHook('onRequest', bearerAuth(options.tokens));
+  app.addHook('onRequest', bearerAuth(options.tokens, failures));
   app.addHook('onSend', async (request, reply) => {
     reply.headers(SECURITY_HEADERS);
     if (request.url.startsWith('/v1/')) reply.header('cache-control', 'no-store');
@@ -148,12 +178,14 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
     if (error instanceof InputError) return reply.code(400).send(errorBody(400, 'Bad Request', error.message));
     if (error instanceof MoveRefusedError) return reply.code(409).send(errorBody(409, 'Conflict', error.message));
     if (error instanceof JoinRefused) {
+      if (error.kind === 'unauthorized') return reply.code(401).send(errorBody(401, 'Unauthorized', error.message));
       return error.kind === 'conflict'
         ? reply.code(409).send(errorBody(409, 'Conflict', error.message))
         : reply.code(503).send(errorBody(503, 'Service Unavailable', error.message));
     }
     if (error instanceof HttpError) {
       if (error.statusCode === 401) reply.header('www-authenticate', 'Bearer realm="vipd"');
+      reply.headers(error.headers);
       return reply.code(error.statusCode).send(errorBody(error.statusCode, error.error, error.message));
     }
     const statusCode = (error as FastifyError).statusCode ?? 500;
@@ -202,7 +234,7 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
     async (request, reply) => {
       const limit = request.query.limit !== undefined ? Number(request.query.limit) : undefined;
       if ((request.headers.accept ?? '').includes('text/event-stream')) {
-        await streams.serve(reply, limit);
+        await streams.serve(reply, limit, request.token?.id ?? '');
         return reply;
       }
       return { events: await backend.events(limit) };
@@ -229,7 +261,7 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
     },
   );
 
-  if (join) registerJoinRoutes(app, join);
+  if (join) registerJoinRoutes(app, join, failures);
   const metrics = options.metrics;
   if (metrics) {
     // Scrapers send a read token (Prometheus: authorization.credentials_file); metrics show who holds the VIP.

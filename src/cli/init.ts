@@ -115,9 +115,16 @@ function toOptions(flags: InitFlags, progress: (line: string) => void): InitOpti
     configPath: flags.config,
     etcd,
     voters,
-    tokenTtlMs: parseTokenTtl(flags.tokenTtl),
+    tokenTtlMs: joinTokenTtl(flags.tokenTtl),
     progress,
   };
+}
+
+/** The printed join token must expire, like every join token (see TokenStore.create). */
+function joinTokenTtl(text: string): number {
+  const ttlMs = text === 'never' ? null : parseTokenTtl(text);
+  if (ttlMs === null) throw new InputError('--token-ttl', 'a join token must expire: give a lifetime like 2h or 7d, not "never"');
+  return ttlMs;
 }
 
 /** What Harvester's console shows after install: the management URL, this node, and how to join. */
@@ -186,7 +193,7 @@ export function registerInit(program: Command): void {
     .option('--etcd-cert <file>', 'external etcd: this node\'s client certificate (PEM)')
     .option('--etcd-key <file>', 'external etcd: this node\'s client key (PEM)')
     .option('--etcd-voters <n>', 'embedded etcd: how many nodes become voting members (3 or 5)', String(DEFAULT_VOTERS))
-    .option('--token-ttl <duration>', 'lifetime of the join token printed at the end: 30m, 24h, 7d or "never"', '24h')
+    .option('--token-ttl <duration>', 'lifetime of the join token printed at the end: 30m, 24h or 7d (a join token always expires)', '24h')
     .option('-y, --yes', 'ask nothing: take every value from the flags')
     .action(async (flags: InitFlags) => {
       await reportUnavailable(async () => {

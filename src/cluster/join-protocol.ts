@@ -95,7 +95,8 @@ export const JoinResponseSchema = new Schema(JoinResponse);
  */
 export class JoinRefused extends Error {
   constructor(
-    readonly kind: 'conflict' | 'unavailable',
+    /** unauthorized: the join token was spent or expired while this join was checked. */
+    readonly kind: 'conflict' | 'unavailable' | 'unauthorized',
     message: string,
   ) {
     super(message);

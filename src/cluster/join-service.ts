@@ -20,6 +20,8 @@ import { clusterSetupKeys } from '../store/keys';
 import { type StoreInfo } from '../store/records';
 import { JoinRefused, type JoinClusterInfo, type JoinRequest, type JoinResponse, type JoinStore } from './join-protocol';
 import { ClusterIssuer, parseStoredCa } from './pki';
+import { claimNameAndIp } from './join-claims';
+import { SERVER_CIPHERS } from '../security/tls-policy';
 
 /** What the API's join routes need; the agent's process provides it (src/cluster/join-service.ts). */
 export interface JoinHandler {
@@ -27,7 +29,8 @@ export interface JoinHandler {
   sniContext(servername: string): Promise<SecureContext | null>;
   checkToken(bearer: string): Promise<JoinTokenCheck>;
   clusterInfo(): Promise<JoinClusterInfo>;
-  join(request: JoinRequest): Promise<JoinResponse>;
+  /** `tokenId`: the join token the route checked; one of its uses is spent once the node's name and IP are claimed. */
+  join(request: JoinRequest, tokenId: string): Promise<JoinResponse>;
 }
 
 const SNI_CONTEXT_MS = 12 * 60 * 60 * 1000;
@@ -101,7 +104,7 @@ export class JoinService implements JoinHandler {
       fqdn: this.config.api.fqdn,
       validityDays: 2,
     });
-    this.sni = { context: createSecureContext({ key: issued.privateKey, cert: issued.chain }), until: Date.now() + SNI_CONTEXT_MS };
+    this.sni = { context: createSecureContext({ key: issued.privateKey, cert: issued.chain, ciphers: SERVER_CIPHERS }), until: Date.now() + SNI_CONTEXT_MS };
     return this.sni.context;
   }
 
@@ -141,13 +144,13 @@ export class JoinService implements JoinHandler {
     };
   }
 
-  join(request: JoinRequest): Promise<JoinResponse> {
-    const result = this.queue.then(() => this.joinOne(request));
+  join(request: JoinRequest, tokenId: string): Promise<JoinResponse> {
+    const result = this.queue.then(() => this.joinOne(request, tokenId));
     this.queue = result.catch(() => undefined);
     return result;
   }
 
-  private async joinOne(request: JoinRequest): Promise<JoinResponse> {
+  private async joinOne(request: JoinRequest, tokenId: string): Promise<JoinResponse> {
     const store = this.etcd();
     const membership = new Membership(store, this.keys);
     const setup = clusterSetupKeys(this.keys);
@@ -161,7 +164,33 @@ export class JoinService implements JoinHandler {
     const vip = await this.vipAddress(settings);
     this.checkAgainstCluster(request, nodes, settings, vip);
     await this.checkLayer2(request);
+    // The checks above read, then wrote nothing: another node may be joining the same name or IP now.
+    const release = await claimNameAndIp(store, this.keys, request.name, request.ip);
+    try {
+      // Spent last, so a join refused by a check above costs the token nothing.
+      const spent = await this.tokens().spendJoin(tokenId);
+      if (!spent.ok) {
+        throw new JoinRefused('unauthorized', spent.reason === 'used-up'
+          ? 'the join token has been used up: create a new one with `vipd token create --role join`'
+          : spent.reason === 'expired'
+            ? 'the join token has expired: create a new one with `vipd token create --role join`'
+            : 'the join token is not valid for this cluster (unknown, revoked or wrong secret)');
+      }
+      return await this.register(request, store, membership, info, template, material);
+    } catch (error) {
+      await release().catch(() => undefined);
+      throw error;
+    }
+  }
 
+  private async register(
+    request: JoinRequest,
+    store: EtcdStore,
+    membership: Membership,
+    info: StoreInfo,
+    template: Awaited<ReturnType<EtcdStore['get']>>,
+    material: Awaited<ReturnType<JoinService['caMaterial']>>,
+  ): Promise<JoinResponse> {
     const issuer = await ClusterIssuer.fromStored(material);
     const record: NodeRecord = {
       name: request.name,

@@ -5,6 +5,7 @@ import { Membership } from '../store/membership';
 import { ETCD_PEER_PORT, urlFor } from './etcd-endpoints';
 import { clusterSetupKeys } from '../store/keys';
 import { type StoreInfo } from '../store/records';
+import { releaseClaims } from './join-claims';
 
 export interface RemovedNode {
   name: string;
@@ -37,6 +38,8 @@ export async function removeNode(store: EtcdStore, keys: ClusterKeys, name: stri
   if (!record && !member) throw new InputError('NAME', `there is no node "${name}" in cluster (no registration, no etcd member)`);
   if (member) await store.removeMember(member.id);
   await store.delete(keys.node(name));
+  // The name and IP its join claimed are free again for the next join.
+  await releaseClaims(store, keys, name, record?.ip ?? null);
   await store.delete(keys.lastSeen(name));
   if (options.force) await store.delete(keys.alive(name));
   return { name, record: record !== null, etcdMember: member?.id ?? null };

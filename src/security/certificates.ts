@@ -5,6 +5,7 @@ import { InputError } from '../config/schema-check';
 import type { ClusterCa } from './ca';
 import type { KeyValue } from '../store/kv';
 import type { SecurityKeys } from '../store/keys';
+import { SERVER_CIPHERS, SERVER_MIN_TLS } from './tls-policy';
 
 /** What a user uploads: PEM text, as Harvester's ssl-certificates setting takes it. */
 export interface CertificateUpload {
@@ -273,7 +274,7 @@ export class ServingCertificates implements CertificateUploader {
     const changed = !this.served || this.served.cert !== chosen.cert;
     this.served = chosen;
     if (changed) {
-      for (const server of this.servers) server.setSecureContext({ key: chosen.key, cert: chosen.cert });
+      for (const server of this.servers) server.setSecureContext({ key: chosen.key, cert: chosen.cert, ciphers: SERVER_CIPHERS, minVersion: SERVER_MIN_TLS });
       this.options.logger?.info(
         { source: chosen.summary.source, fingerprint: chosen.summary.fingerprint, notAfter: chosen.summary.notAfter },
         'serving certificate changed',

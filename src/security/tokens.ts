@@ -15,6 +15,10 @@ export interface TokenRecord {
   created: string;
   /** null: never expires. */
   expires: string | null;
+  /** Join tokens: how many joins it allows (null: any number until it expires). Absent on API tokens. */
+  uses?: number | null;
+  /** Join tokens: joins it has let through so far. */
+  used?: number;
 }
 
 interface StoredToken extends TokenRecord {
@@ -31,8 +35,10 @@ export interface CreatedToken {
 export interface CreateTokenRequest {
   role: TokenRole;
   description?: string;
-  /** Lifetime in ms; null for a token that never expires. Default 24 h. */
+  /** Lifetime in ms; null for a token that never expires (not for join tokens). Default 24 h. */
   ttlMs?: number | null;
+  /** Join tokens only: how many joins it allows; null or absent: any number until it expires. */
+  uses?: number | null;
 }
 
 /** What the API server needs: who is calling, or null for any kind of bad token. */
@@ -59,8 +65,14 @@ export function parseJoinToken(text: string): { caHash: string; bearer: string }
   return match ? { caHash: match[1]!, bearer: match[2]! } : null;
 }
 
-/** Why a join token was refused; "expired" is told only to whoever knows the secret. */
-export type JoinTokenCheck = { ok: true; record: TokenRecord } | { ok: false; reason: 'invalid' | 'expired' };
+/** Why a join token was refused; "expired" and "used-up" are told only to whoever knows the secret. */
+export type JoinTokenCheck = { ok: true; record: TokenRecord } | { ok: false; reason: 'invalid' | 'expired' | 'used-up' };
+/** The outcome of spending one use of a join token. */
+export type JoinTokenSpend = { ok: true; record: TokenRecord } | { ok: false; reason: 'invalid' | 'expired' | 'used-up' };
+/** Upper bound of --uses: more is "unlimited" in practice, and says so more honestly. */
+export const MAX_TOKEN_USES = 1000;
+// Concurrent joins spending one token retry their compare-and-swap this often before giving up.
+const SPEND_ATTEMPTS = 20;
 // Compared against when the id is unknown, so a miss costs the same as a wrong secret.
 const DUMMY_HASH = Buffer.alloc(32);
 
@@ -75,6 +87,19 @@ export function parseTokenTtl(text: string): number | null {
   if (!match) throw new InputError('--ttl', `"${text}" is not a lifetime like 90s, 30m, 24h, 7d or "never"`);
   const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
   return Number(match[1]) * unit;
+}
+
+/** Parses --uses: a count from 1 to MAX_TOKEN_USES, or "unlimited" (null). */
+export function parseTokenUses(text: string): number | null {
+  if (text === 'unlimited') return null;
+  const count = /^[1-9][0-9]{0,3}$/.test(text) ? Number(text) : NaN;
+  if (!(count <= MAX_TOKEN_USES)) throw new InputError('--uses', `"${text}" is not a number of joins from 1 to ${MAX_TOKEN_USES}, or "unlimited"`);
+  return count;
+}
+
+/** A join token with a use limit that has been spent. */
+export function isUsedUp(record: TokenRecord): boolean {
+  return typeof record.uses === 'number' && (record.used ?? 0) >= record.uses;
 }
 
 export function isExpired(record: TokenRecord, now: Date): boolean {
@@ -98,6 +123,15 @@ export class TokenStore implements TokenVerifier {
       throw new InputError('--description', 'must be at most 200 characters, without control characters');
     }
     const ttlMs = request.ttlMs === undefined ? DEFAULT_TOKEN_TTL_MS : request.ttlMs;
+    // A join token hands out a node certificate: one that never expires is a standing key to the cluster.
+    if (request.role === 'join' && ttlMs === null) {
+      throw new InputError('--ttl', 'a join token must expire: give a lifetime like 2h or 7d ("never" is only for read and admin tokens)');
+    }
+    const uses = request.uses ?? null;
+    if (request.role !== 'join' && uses !== null) throw new InputError('--uses', 'only join tokens have a use limit');
+    if (uses !== null && !(Number.isInteger(uses) && uses >= 1 && uses <= MAX_TOKEN_USES)) {
+      throw new InputError('--uses', `must be a number of joins from 1 to ${MAX_TOKEN_USES}`);
+    }
     const created = this.now();
     for (let attempt = 0; attempt < 3; attempt++) {
       const id = randomBytes(8).toString('hex');
@@ -108,6 +142,7 @@ export class TokenStore implements TokenVerifier {
         description,
         created: created.toISOString(),
         expires: ttlMs === null ? null : new Date(created.getTime() + ttlMs).toISOString(),
+        ...(request.role === 'join' ? { uses, used: 0 } : {}),
       };
       const stored: StoredToken = { ...record, hash: hashSecret(secret).toString('hex') };
       const value = JSON.stringify(stored);
@@ -120,14 +155,15 @@ export class TokenStore implements TokenVerifier {
     throw new Error('could not find a free token id');
   }
 
-  async list(): Promise<Array<TokenRecord & { expired: boolean }>> {
+  async list(): Promise<Array<TokenRecord & { expired: boolean; remaining?: number | null }>> {
     const now = this.now();
-    const records: Array<TokenRecord & { expired: boolean }> = [];
+    const records: Array<TokenRecord & { expired: boolean; remaining?: number | null }> = [];
     for (const { value } of await this.kv.getPrefix(this.keys.tokensPrefix)) {
       const stored = parseStored(value);
       if (!stored) continue;
       const { hash: _hash, ...record } = stored;
-      records.push({ ...record, expired: isExpired(record, now) });
+      const remaining = record.role === 'join' ? (typeof record.uses === 'number' ? Math.max(0, record.uses - (record.used ?? 0)) : null) : undefined;
+      records.push({ ...record, expired: isExpired(record, now), ...(remaining !== undefined ? { remaining } : {}) });
     }
     return records.sort((a, b) => a.created.localeCompare(b.created));
   }
@@ -150,6 +186,28 @@ export class TokenStore implements TokenVerifier {
     return checked;
   }
 
+  /**
+   * Spends one use of a join token, by id (the route checked its secret): a compare-and-swap
+   * on the record's mod revision, so two joins racing for the last use cannot both have it.
+   */
+  async spendJoin(id: string): Promise<JoinTokenSpend> {
+    if (!/^[0-9a-f]{16}$/.test(id)) return { ok: false, reason: 'invalid' };
+    const key = this.keys.token(id);
+    for (let attempt = 0; attempt < SPEND_ATTEMPTS; attempt++) {
+      const current = await this.kv.getRevision(key);
+      const stored = current ? parseStored(current.value) : null;
+      if (!current || !stored || stored.role !== 'join') return { ok: false, reason: 'invalid' };
+      if (isExpired(stored, this.now())) return { ok: false, reason: 'expired' };
+      if (isUsedUp(stored)) return { ok: false, reason: 'used-up' };
+      const spent: StoredToken = { ...stored, used: (stored.used ?? 0) + 1 };
+      if (await this.kv.compareAndPut(key, JSON.stringify(spent), current.modRevision)) {
+        const { hash: _hash, ...record } = spent;
+        return { ok: true, record };
+      }
+    }
+    throw new Error(`join token ${id}: too many concurrent joins spending it; try again`);
+  }
+
   private async check(token: string): Promise<JoinTokenCheck> {
     const match = TOKEN_FORMAT.exec(token);
     if (!match) return { ok: false, reason: 'invalid' };
@@ -159,6 +217,7 @@ export class TokenStore implements TokenVerifier {
     const matches = timingSafeEqual(hashSecret(secret), expected);
     if (!stored || !matches) return { ok: false, reason: 'invalid' };
     if (isExpired(stored, this.now())) return { ok: false, reason: 'expired' };
+    if (isUsedUp(stored)) return { ok: false, reason: 'used-up' };
     const { hash: _hash, ...record } = stored;
     return { ok: true, record };
   }

@@ -373,6 +373,31 @@ export class EtcdStore {
     return { key, value, createRevision: revision, modRevision: revision, lease: '0' };
   }
 
+  /**
+   * Writes every entry only if none of them, nor any key in `alsoAbsent`, exists yet: one
+   * transaction. On failure, returns the keys that were in the way.
+   */
+  async putAllIfAbsent(entries: Array<{ key: string; value: string }>, alsoAbsent: string[] = []): Promise<{ ok: true } | { ok: false; existing: StoredValue[] }> {
+    const keys = [...entries.map((entry) => entry.key), ...alsoAbsent].map((key) => Buffer.from(key));
+    const response = await this.client.kv.txn({
+      compare: keys.map((key) => ({ key, target: 'Create' as const, result: 'Equal' as const, create_revision: 0 })),
+      success: entries.map((entry) => ({ request_put: { key: Buffer.from(entry.key), value: Buffer.from(entry.value) } })),
+      failure: keys.map((key) => ({ request_range: { key } })),
+    });
+    if (response.succeeded) return { ok: true };
+    return { ok: false, existing: response.responses.flatMap((answer) => answer.response_range?.kvs.map(toStored) ?? []) };
+  }
+
+  /** Deletes the key only if nobody wrote it since `modRevision`. */
+  async deleteIfUnchanged(key: string, modRevision: number): Promise<boolean> {
+    const keyBytes = Buffer.from(key);
+    const response = await this.client.kv.txn({
+      compare: [{ key: keyBytes, target: 'Mod', result: 'Equal', mod_revision: modRevision }],
+      success: [{ request_delete_range: { key: keyBytes } }],
+    });
+    return response.succeeded;
+  }
+
   // ---- membership of the etcd cluster itself (the embedded store) ----
 
   async listMembers(): Promise<EtcdMember[]> {

@@ -74,6 +74,16 @@ export class ClusterKeys {
   get alivePrefix(): string {
     return `${this.prefix}alive/`;
   }
+
+  /** A join's claim on a node name: created with create_revision == 0, so one of two racing joins wins. */
+  nameClaim(name: string): string {
+    return `${this.prefix}claims/name/${name}`;
+  }
+
+  /** A join's claim on a management IP, taken in the same transaction as the name. */
+  ipClaim(ip: string): string {
+    return `${this.prefix}claims/ip/${ip}`;
+  }
 }
 
 /** Where TLS material and tokens live in etcd, beside the cluster's other keys. */

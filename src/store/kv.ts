@@ -12,6 +12,10 @@ export interface KeyValue {
   getPrefix(prefix: string): Promise<Array<{ key: string; value: string }>>;
   /** Returns whether the key existed. */
   delete(key: string): Promise<boolean>;
+  /** The value with its mod revision, what compareAndPut compares. */
+  getRevision(key: string): Promise<{ value: string; modRevision: number } | null>;
+  /** Writes only if the key is unchanged since `modRevision`; false if another writer came first. */
+  compareAndPut(key: string, value: string, modRevision: number): Promise<boolean>;
   /** Calls onChange after the key changes; resolves with a function that stops watching. */
   watch?(key: string, onChange: () => void): Promise<() => void>;
 }
@@ -41,6 +45,20 @@ export class EtcdKeyValue implements KeyValue {
     return Number(response.deleted) > 0;
   }
 
+  async getRevision(key: string): Promise<{ value: string; modRevision: number } | null> {
+    const stored = await this.store.get(key);
+    return stored ? { value: stored.value, modRevision: stored.modRevision } : null;
+  }
+
+  async compareAndPut(key: string, value: string, modRevision: number): Promise<boolean> {
+    const keyBytes = Buffer.from(key);
+    const response = await this.store.client.kv.txn({
+      compare: [{ key: keyBytes, target: 'Mod', result: 'Equal', mod_revision: modRevision }],
+      success: [{ request_put: { key: keyBytes, value: Buffer.from(value) } }],
+    });
+    return response.succeeded;
+  }
+
   async watch(key: string, onChange: () => void): Promise<() => void> {
     const watcher = await this.store.watchKey(key);
     watcher.on('put', () => onChange());
@@ -54,6 +72,8 @@ export class EtcdKeyValue implements KeyValue {
 /** An in-process store: for tests and anything that needs no sharing between nodes. */
 export class MemoryKeyValue implements KeyValue {
   readonly data = new Map<string, string>();
+  private readonly revisions = new Map<string, number>();
+  private revision = 0;
   private readonly watchers = new Map<string, Set<() => void>>();
 
   async get(key: string): Promise<string | null> {
@@ -62,7 +82,19 @@ export class MemoryKeyValue implements KeyValue {
 
   async put(key: string, value: string): Promise<void> {
     this.data.set(key, value);
+    this.revisions.set(key, ++this.revision);
     this.notify(key);
+  }
+
+  async getRevision(key: string): Promise<{ value: string; modRevision: number } | null> {
+    const value = this.data.get(key);
+    return value === undefined ? null : { value, modRevision: this.revisions.get(key) ?? 0 };
+  }
+
+  async compareAndPut(key: string, value: string, modRevision: number): Promise<boolean> {
+    if ((this.revisions.get(key) ?? 0) !== modRevision) return false;
+    await this.put(key, value);
+    return true;
   }
 
   async putIfAbsent(key: string, value: string): Promise<string> {
@@ -81,6 +113,7 @@ export class MemoryKeyValue implements KeyValue {
 
   async delete(key: string): Promise<boolean> {
     const existed = this.data.delete(key);
+    this.revisions.delete(key);
     if (existed) this.notify(key);
     return existed;
   }

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { before, describe, test } from 'node:test';
 import { inNamespace, Lab, type LabNode } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
 import { run, waitFor } from '../../lab/shell';
-import { assertNeverTwoHolders, explained, singleHolder, startAgentAndWait , useLab } from './helpers';
+import { assertNeverTwoHolders, clusterCa, explained, singleHolder, startAgentAndWait , useLab } from './helpers';
 
 const FQDN = 'vip.lab.example';
 const ARTIFACTS = resolve(__dirname, '..', '..', '..', '.test-artifacts');
@@ -30,13 +30,7 @@ describe('the HTTPS API and dashboard through the management address', { timeout
   before(async () => {
     await singleHolder(lab, observer);
     const node = lab.nodes[0]!;
-    const ca = await waitFor('the cluster CA', async () => {
-      const result = await lab.vipd(node, ['ca', '--config', node.configPath]);
-      return result.code === 0 ? result : undefined;
-    }, 20_000);
-    caPath = join(lab.dir, 'ca.pem');
-    writeFileSync(caPath, ca.stdout);
-    fingerprint = /SHA-256 fingerprint: (\S+)/.exec(ca.stderr)?.[1] ?? '';
+    ({ path: caPath, fingerprint } = await clusterCa(lab));
     adminToken = (await lab.vipd(node, ['token', 'create', '--role', 'admin', '--config', node.configPath])).stdout.trim();
     readToken = (await lab.vipd(node, ['token', 'create', '--role', 'read', '--config', node.configPath])).stdout.trim();
   });

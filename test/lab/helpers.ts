@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { Lab, type LabNode, type LabOptions } from '../../lab/lab';
 import { VipObserver } from '../../lab/observer';
@@ -113,4 +114,16 @@ export async function explained<T>(lab: Lab, action: () => Promise<T>): Promise<
     (error as Error).message += `\n${tails.join('\n')}`;
     throw error;
   }
+}
+
+/** The cluster CA as `vipd ca` prints it, once the first agent has made it: written to the lab dir for curl --cacert. */
+export async function clusterCa(lab: Lab): Promise<{ path: string; fingerprint: string }> {
+  const node = lab.nodes[0]!;
+  const ca = await waitFor('the cluster CA', async () => {
+    const result = await lab.vipd(node, ['ca', '--config', node.configPath]);
+    return result.code === 0 ? result : undefined;
+  }, 20_000);
+  const path = join(lab.dir, 'ca.pem');
+  writeFileSync(path, ca.stdout);
+  return { path, fingerprint: /SHA-256 fingerprint: (\S+)/.exec(ca.stderr)?.[1] ?? '' };
 }

@@ -137,7 +137,7 @@ describe('vipd init on the first node, vipd join on the others (embedded etcd)',
   }
 
   before(async () => {
-    lab = await Lab.create({ nodes: 5 });
+    lab = await Lab.create({ nodes: 6 });
     observer = await VipObserver.start(lab.vip, lab.nodes);
     dns = await startLabDns(lab, { [FQDN]: lab.vip });
   });
@@ -329,6 +329,20 @@ describe('vipd init on the first node, vipd join on the others (embedded etcd)',
     const running = await vipd(node2, ['node', 'remove', 'node-3', '--config', configPath(node2)], 30_000);
     assert.equal(running.code, 2);
     assert.match(running.stderr, /node "node-3" is running/);
+    assertNeverTwoHolders(observer);
+  });
+
+  test('two joins of one name, sent at once from two machines to two different nodes: exactly one wins, the other gets 409 naming node.name', async () => {
+    const node2 = lab.node('node-2');
+    const racers = [lab.node('node-5'), lab.node('node-6')];
+    const servers = ['https://192.0.2.12', 'https://192.0.2.13'];
+    const results = await Promise.all(racers.map((racer, index) => vipd(racer, joinArgs(racer, servers[index]!, joinToken).map((arg) => (arg === racer.name ? 'racer' : arg)))));
+    const won = results.filter((result) => result.code === 0);
+    assert.equal(won.length, 1, results.map((result) => `${result.code}: ${result.stdout}${result.stderr}`).join('\n---\n'));
+    const lost = results.find((result) => result.code !== 0)!;
+    // The loser loses the claim, or, when the winner is quicker, sees it registered (on the server or in its own check).
+    assert.match(lost.stderr, /node\.name: "racer" is (claimed by another join|already registered|already taken)|--node-name: "racer" is already taken/);
+    assert.deepEqual((await registeredNodes(node2)).filter((name) => name === 'racer'), ['racer'], 'one registration');
     assertNeverTwoHolders(observer);
   });
 });

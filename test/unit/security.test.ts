@@ -15,6 +15,7 @@ import { EtcdKeyValue, MemoryKeyValue, type KeyValue } from '../../src/store/kv'
 import { securityKeys } from '../../src/store/keys';
 import { waitFor } from '../../lab/shell';
 import { parseTokenTtl, TokenStore } from '../../src/security/tokens';
+import { CLAIM_STALE_MS, claimNameAndIp, releaseClaims } from '../../src/cluster/join-claims';
 
 const keys = securityKeys(new ClusterKeys('demo'));
 const FINGERPRINT = /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/;
@@ -283,6 +284,28 @@ describe('against a real etcd on loopback', { skip: existsSync('/usr/bin/etcd') 
     }
   });
 
+  test('join claims: of concurrent joins of one name, or of one IP, exactly one wins; the losers are told which field', async () => {
+    const claimKeys = new ClusterKeys('claims');
+    const sameName = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => claimNameAndIp(store, claimKeys, 'racer', `192.0.2.${100 + i}`)));
+    assert.equal(sameName.filter((result) => result.status === 'fulfilled').length, 1);
+    for (const result of sameName) if (result.status === 'rejected') assert.match(String(result.reason), /node\.name: "racer" is claimed/);
+    const sameIp = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => claimNameAndIp(store, claimKeys, `node-${i}`, '192.0.2.200')));
+    assert.equal(sameIp.filter((result) => result.status === 'fulfilled').length, 1);
+    for (const result of sameIp) if (result.status === 'rejected') assert.match(String(result.reason), /node\.interface: the management IP 192\.0\.2\.200 is claimed/);
+    // A registered node's name cannot be claimed; a released claim can.
+    await store.put(claimKeys.node('registered'), JSON.stringify({ name: 'registered', ip: '192.0.2.201' }));
+    await assert.rejects(claimNameAndIp(store, claimKeys, 'registered', '192.0.2.202'), /node\.name: "registered" is already registered/);
+    await releaseClaims(store, claimKeys, 'racer', null);
+    const winnerIp = (sameName.find((result) => result.status === 'fulfilled') ? await store.getPrefix(`${claimKeys.prefix}claims/ip/192.0.2.1`) : [])[0]!;
+    await releaseClaims(store, claimKeys, 'racer', winnerIp.key.split('/').pop()!);
+    await (await claimNameAndIp(store, claimKeys, 'racer', '192.0.2.150'))();
+    // A claim whose join never registered its node is stale after CLAIM_STALE_MS, and taken over.
+    const later = Date.now() + CLAIM_STALE_MS + 1000;
+    const stuck = sameIp.findIndex((result) => result.status === 'fulfilled');
+    await claimNameAndIp(store, claimKeys, 'newcomer', '192.0.2.200', () => later);
+    assert.equal(JSON.parse((await store.get(claimKeys.ipClaim('192.0.2.200')))!.value).node, 'newcomer', `node-${stuck}'s stale claim was taken over`);
+  });
+
   test('vipd token create | list | delete', async () => {
     const config = join(dir, 'config.yaml');
     writeFileSync(
@@ -323,9 +346,16 @@ describe('against a real etcd on loopback', { skip: existsSync('/usr/bin/etcd') 
     const table = await run('list');
     assert.match(table.stdout, new RegExp(`^${id}\\s+admin\\s+`, 'm'));
 
+    const forever = await run('create', '--role', 'join', '--ttl', 'never');
+    assert.equal(forever.code, 2);
+    assert.match(forever.stderr, /--ttl: a join token must expire/);
+    const readUses = await run('create', '--role', 'read', '--uses', '2');
+    assert.equal(readUses.code, 2);
+    assert.match(readUses.stderr, /--uses: only join tokens/);
+
     const badRole = await run('create', '--role', 'root');
     assert.equal(badRole.code, 2);
-    assert.match(badRole.stderr, /--role: must be "read" or "admin"/);
+    assert.match(badRole.stderr, /--role: must be "read", "admin" or "join"/);
 
     assert.equal((await run('delete', id)).code, 0);
     const again = await run('delete', id);
