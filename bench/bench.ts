@@ -176,10 +176,11 @@ const EMBEDDED: ReadonlySet<SystemId> = new Set(['vipd-embedded-default', 'vipd-
 /**
  * --quick: an embedded system takes a minute to set up (init, joins) and its scenarios are
  * slow (a node restarting its etcd member, a 20 s freeze), so CI runs only the fast one, and
- * on a lean subset: the holder dying with the etcd leadership (which moves the leader first)
- * and a non-holder leader dying.
+ * on a lean subset: the holder's node dying and a non-holder etcd leader's node dying. Not
+ * the holder dying *with* the leadership: the holder now moves etcd leadership off itself, so
+ * placing it there for the trial is a race the bench can lose several times in a row.
  */
-const QUICK_EMBEDDED_SCENARIOS: ReadonlySet<ScenarioId> = new Set(['holder-dies-etcd-leader', 'leader-nonholder-dies']);
+const QUICK_EMBEDDED_SCENARIOS: ReadonlySet<ScenarioId> = new Set(['holder-dies-not-leader', 'leader-nonholder-dies']);
 const QUICK_SYSTEMS: readonly SystemId[] = SYSTEM_IDS.filter((id) => id !== 'vipd-embedded-default');
 
 /** Why a scenario is not run on a system, or null. */
