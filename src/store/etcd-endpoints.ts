@@ -11,15 +11,15 @@ import { NoopPolicy, type IDefaultPolicyContext } from 'cockatiel';
 import type { Etcd3 } from 'etcd3';
 
 /**
- * The deadline of the election's calls: half of what the holder can go without a renewal,
- * so a dead endpoint costs one failed call and the next one can still land in time. (A
- * third, 53 ms in the fast profile, timed out healthy calls on the busy lab and steered
- * for nothing.)
+ * The deadline of the election's calls. Fast profile: the whole holding window less the
+ * margin, the point past which an answer can no longer keep the holder (renewals overlap,
+ * so no single call needs to land sooner); shorter deadlines (53 and 80 ms) threw away
+ * answers that would have kept the VIP on a busy node, which fenced for nothing.
  */
 export function steerDeadlineMs(windowMs: number, fencingMarginMs: number, profile: 'default' | 'fast'): number {
   // Default profile: one keepalive at a time, every 400 ms; after the deadline and a Status
   // check (half as long) the next one must still land inside the window: a third.
-  return Math.max(20, Math.floor((windowMs - fencingMarginMs) / (profile === 'fast' ? 2 : 3)));
+  return Math.max(20, Math.floor((windowMs - fencingMarginMs) / (profile === 'fast' ? 1 : 3)));
 }
 
 /** Moves that a caller wants to hear about (logs, metrics). */
