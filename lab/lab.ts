@@ -6,6 +6,7 @@
  * Every lab has a unique prefix, so runs can share a machine, and records its owner's pid
  * so a later run can sweep what a killed run left behind.
  */
+import { sweepStaleHookDirectories } from '../src/holding/udhcpc-hook';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -544,6 +545,9 @@ export class Lab {
     this.etcd?.child.kill('SIGKILL');
     this.dhcpServer?.child.kill('SIGKILL');
     destroyNamespaces(this.prefix);
+    // Every process went at once, dead-man switches included (like a power loss): sweep the
+    // udhcpc hook folders their agents could not remove, as a restarted agent would.
+    sweepStaleHookDirectories();
     if (!process.env['VIPD_LAB_KEEP_LOGS']) rmSync(this.dir, { recursive: true, force: true });
   }
 }
