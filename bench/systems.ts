@@ -4,7 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Lab, LabNode } from '../lab/lab';
-import { alive, descendantPids as descendants, EmbeddedCluster, tryKill } from '../lab/embedded-cluster';
+import { descendantPids as descendants, EmbeddedCluster, tryKill } from '../lab/embedded-cluster';
+import { alive } from '../lab/shell';
 import { KeepalivedCluster, masterDownIntervalMs } from '../lab/keepalived';
 import { run, waitFor } from '../lab/shell';
 

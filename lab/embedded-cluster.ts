@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { nodeProcesses } from './faults';
 import { inNamespace, type Lab, type LabNode } from './lab';
-import { mustRun, run, waitFor, type CommandResult } from './shell';
+import { alive, mustRun, run, waitFor, type CommandResult } from './shell';
 
 const CLI = join(__dirname, '..', 'src', 'main.js');
 
@@ -42,14 +42,6 @@ export function hex(decimal: string): string {
 }
 
 /** Running (not a zombie). */
-export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 export class EmbeddedCluster {
   /** Nodes killed whole by killNode(), until reviveNode(). */

@@ -3,11 +3,11 @@
  * vrrp_instance per node on mgmt-br, the same virtual router, and the lab's VIP.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inNamespace, logTo, type Lab, type LabNode } from './lab';
 import { namespacePids } from './faults';
-import { run, waitFor } from './shell';
+import { alive, run, waitFor } from './shell';
 
 export interface KeepalivedOptions {
   /** VRRP advertisement interval in seconds; VRRPv3 takes centiseconds (0.01 steps). */
@@ -255,13 +255,3 @@ function processName(pid: number): string | null {
   }
 }
 
-/** True while the process exists and is not a zombie. */
-function alive(pid: number): boolean {
-  if (!existsSync(`/proc/${pid}`)) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { execFile, execFileSync } from 'node:child_process';
 
 export interface CommandResult {
@@ -55,5 +56,15 @@ export async function waitFor<T>(
       throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${detail}`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** True while the process exists and is not a zombie. */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }

@@ -4,7 +4,8 @@
  * The agent restarts a member that dies (with backoff), so a killed member is not started
  * here: restart() waits until the agent has brought it back and it answers.
  */
-import { EmbeddedCluster, alive, tryKill } from '../embedded-cluster';
+import { EmbeddedCluster, tryKill } from '../embedded-cluster';
+import { alive } from '../shell';
 import type { Lab, LabNode } from '../lab';
 import { waitFor } from '../shell';
 import type { EtcdTopology } from './etcd-topology';
