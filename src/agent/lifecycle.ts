@@ -63,7 +63,9 @@ export class VipLifecycle {
     this.held = null;
     this.pending = null;
     const effective = cause ?? pending?.cause ?? 'released';
-    const text = cause ? reason : (pending?.reason ?? reason);
+    // The election's words win when they name the same cause: whichever of the converge loop and
+    // the handoff removes the VIP first, the hooks see one reason.
+    const text = pending && pending.cause === effective ? pending.reason : reason;
     this.lastRemoved = { term: held.term, reason: text };
     this.listener({ cause: effective, reason: text, term: held.term, vip: held.vip, previousHolder: null });
   }

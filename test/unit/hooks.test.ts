@@ -541,6 +541,18 @@ describe('the VIP lifecycle', () => {
     ]);
   });
 
+  test('a planned move reports the election\'s full reason whichever of the converge loop and the handoff removes the VIP', () => {
+    for (const agentFirst of [true, false]) {
+      const { lifecycle, seen } = tracker();
+      lifecycle.installed(4, '192.0.2.10');
+      lifecycle.losing('handoff', 'planned move to node-3 requested by admin');
+      if (agentFirst) lifecycle.removed('handoff', 'planned move');
+      else lifecycle.removed(null, 'not the elected holder');
+      lifecycle.removed('handoff', 'planned move');
+      assert.deepEqual(seen.slice(1).map((transition) => [transition.cause, transition.reason]), [['handoff', 'planned move to node-3 requested by admin']]);
+    }
+  });
+
   test('a DHCP lease that comes back at the same term is an acquire with no previous holder', () => {
     const { lifecycle, seen } = tracker();
     lifecycle.won({ from: 'node-2', to: 'node-1', reason: 'node-2 released: planned move', term: 20, time: '' });
