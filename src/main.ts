@@ -6,6 +6,7 @@ import { registerCa } from './cli/ca';
 import { registerCompletion } from './cli/completion';
 import { registerDhcp } from './cli/dhcp';
 import { registerDoctor } from './doctor/command';
+import { registerEvents } from './cli/events';
 import { registerInit } from './cli/init';
 import { registerJoin } from './cli/join';
 import { registerNode } from './cli/node';
@@ -21,7 +22,7 @@ const { version } = require('../../package.json') as { version: string };
 /** Every subcommand registers itself from its own module under src/cli/; `run` is handed the composition root. */
 const commands: Array<(program: Command) => void> = [
   (program) => registerRun(program, (config, logger) => new Daemon(config, logger)),
-  registerStatus, registerMove, registerDhcp, registerToken, registerCa, registerDoctor, registerInit, registerJoin, registerNode, registerCompletion];
+  registerStatus, registerEvents, registerMove, registerDhcp, registerToken, registerCa, registerDoctor, registerInit, registerJoin, registerNode, registerCompletion];
 
 export function buildProgram(): Command {
   const program = new Command('vipd')

@@ -1,3 +1,5 @@
+import type { MoveAccepted } from '../election/move-request';
+import type { ClusterChange } from '../status/changes';
 import type { MoveEvent } from '../store/records';
 import type { ManagementAddress } from '../status/management-address';
 
@@ -12,6 +14,8 @@ export interface NodeStatus {
 // One definition each, shared with the election: the agent's requestMove() throws this very
 // class, so its refusals become 409 without translation.
 export { MoveRefusedError } from '../election/move-request';
+export type { MoveAccepted } from '../election/move-request';
+export type { ClusterChange } from '../status/changes';
 /** One change of holder, as the timeline shows it (newest last in lists). */
 export type { MoveEvent } from '../store/records';
 
@@ -31,10 +35,15 @@ export interface ApiBackend {
   nodes(): Promise<NodeStatus[]>;
   /** Newest last; at most `limit` of the most recent. */
   events(limit?: number): Promise<MoveEvent[]>;
-  /** Returns the function that unsubscribes. */
-  subscribe(listener: (event: MoveEvent) => void): () => void;
-  /** Resolves when the target holds the VIP; throws MoveRefusedError for an unknown or unhealthy target. */
-  move(to: string): Promise<void>;
+  /** Moves, node health and DHCP lease changes as they happen; returns the function that unsubscribes. */
+  subscribe(listener: (change: ClusterChange) => void): () => void;
+  /**
+   * Checks a planned move (MoveRefusedError for an unknown or unhealthy target) and returns
+   * the answer for the caller, and, unless the target holds the VIP already, the function
+   * that asks the holder: called once the answer is on its way, since through the VIP the
+   * node answering may be the one about to give it up.
+   */
+  move(to: string, requestedBy: string): Promise<{ answer: MoveAccepted; submit: (() => Promise<void>) | null }>;
   localNode(): { name: string; ip: string };
   fqdn(): string | null;
 }

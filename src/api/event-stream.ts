@@ -1,5 +1,5 @@
 import type { FastifyReply } from 'fastify';
-import type { ApiBackend, MoveEvent } from './backend';
+import type { ApiBackend, ClusterChange, MoveEvent } from './backend';
 
 export interface EventStreamOptions {
   heartbeatMs: number;
@@ -17,8 +17,9 @@ export class TooManyStreamsError extends Error {
 
 const MAX_BUFFERED_BYTES = 256 * 1024;
 
-function frame(event: MoveEvent): string {
-  return `event: move\ndata: ${JSON.stringify(event)}\n\n`;
+/** One SSE frame: the event type (move, node, lease) and its record as JSON. */
+function frame(change: ClusterChange): string {
+  return `event: ${change.type}\ndata: ${JSON.stringify(change.event)}\n\n`;
 }
 
 /**
@@ -70,9 +71,9 @@ export class EventStreams {
 
   private async stream(reply: FastifyReply, limit: number | undefined, release: () => void): Promise<void> {
     // Subscribe before reading the history, so no event falls between the two.
-    const early: MoveEvent[] = [];
-    let send: ((event: MoveEvent) => void) | null = null;
-    const unsubscribe = this.backend.subscribe((event) => (send ? send(event) : early.push(event)));
+    const early: ClusterChange[] = [];
+    let send: ((change: ClusterChange) => void) | null = null;
+    const unsubscribe = this.backend.subscribe((change) => (send ? send(change) : early.push(change)));
     let history: MoveEvent[];
     try {
       history = await this.backend.events(limit);
@@ -92,14 +93,14 @@ export class EventStreams {
     });
     response.write('retry: 3000\n\n');
     const seen = new Set(history.map((event) => JSON.stringify(event)));
-    for (const event of history) response.write(frame(event));
-    for (const event of early) if (!seen.has(JSON.stringify(event))) response.write(frame(event));
+    for (const event of history) response.write(frame({ type: 'move', event }));
+    for (const change of early) if (change.type !== 'move' || !seen.has(JSON.stringify(change.event))) response.write(frame(change));
     const write = (text: string): void => {
       // A client that stops reading would make us buffer without bound: drop it instead.
       if (response.writableLength > MAX_BUFFERED_BYTES) close();
       else response.write(text);
     };
-    send = (event) => write(frame(event));
+    send = (change) => write(frame(change));
 
     const heartbeat = setInterval(() => write(': heartbeat\n\n'), this.options.heartbeatMs);
     let closed = false;

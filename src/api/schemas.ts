@@ -1,6 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { CertificateSummary } from '../security/certificates';
-import type { ApiManagementAddress, MoveEvent, NodeStatus } from './backend';
+import type { ApiManagementAddress, MoveAccepted, MoveEvent, NodeStatus } from './backend';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const Timestamp = Type.String({ description: 'an ISO 8601 time' });
@@ -121,6 +121,15 @@ const MoveEventSchema = Type.Object({
 });
 export const EventsResponse = Type.Object({ events: Type.Array(MoveEventSchema) });
 
+export const MoveAcceptedResponse = Type.Object({
+  id: Type.String(),
+  state: Type.Union([Type.Literal('accepted'), Type.Literal('done')]),
+  from: Type.String(),
+  to: Type.String(),
+  term: Type.Integer(),
+  requestedAt: Timestamp,
+});
+
 /** What the dashboard needs beyond the status object: which node answered, and the FQDN. */
 export const AboutResponse = Type.Object({
   node: Type.Object({ name: Type.String(), ip: Type.String() }),
@@ -147,5 +156,6 @@ export type SchemaMatchesTypes = [
   Assert<Same<Static<typeof ManagementAddressResponse>, ApiManagementAddress>>,
   Assert<Same<Static<typeof NodeStatusSchema>, NodeStatus>>,
   Assert<Same<Static<typeof MoveEventSchema>, MoveEvent>>,
+  Assert<Same<Static<typeof MoveAcceptedResponse>, MoveAccepted>>,
   Assert<Same<Static<typeof CertificateSummarySchema>, CertificateSummary>>,
 ];

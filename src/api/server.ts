@@ -24,6 +24,7 @@ import {
   EventsQuery,
   EventsResponse,
   ManagementAddressResponse,
+  MoveAcceptedResponse,
   MoveRequest,
   NoQuery,
   NodesResponse,
@@ -253,11 +254,18 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
 
   app.post<{ Body: MoveRequest }>(
     '/v1/management-address/move',
-    { schema: { querystring: NoQuery, body: MoveRequest, response: { 200: ManagementAddressResponse } }, config: { access: 'admin' } },
-    async (request) => {
-      request.log.info({ tokenId: request.token?.id, to: request.body.to }, 'planned move requested');
-      await backend.move(request.body.to);
-      return await backend.managementAddress();
+    { schema: { querystring: NoQuery, body: MoveRequest, response: { 200: MoveAcceptedResponse, 202: MoveAcceptedResponse } }, config: { access: 'admin' } },
+    async (request, reply) => {
+      const by = `token ${request.token?.id ?? 'unknown'} through the API on ${backend.localNode().name}`;
+      const { answer, submit } = await backend.move(request.body.to, by);
+      request.log.info({ tokenId: request.token?.id, to: answer.to, move: answer.id, state: answer.state }, 'planned move requested');
+      if (submit) {
+        // Through the VIP this node may be the holder: the answer leaves before the VIP does.
+        reply.raw.once('finish', () => {
+          submit().catch((error: Error) => request.log.error({ err: error.message, move: answer.id }, 'could not ask the holder for the planned move'));
+        });
+      }
+      return reply.code(submit ? 202 : 200).send(answer);
     },
   );
 

@@ -1,22 +1,25 @@
-import type { Watcher } from 'etcd3';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
-import { requestMove } from '../election/move-request';
+import { newMoveRequest, prepareMove, submitMove } from '../election/move-request';
 import type { ClusterCa } from '../security/ca';
 import type { ServingCertificates } from '../security/certificates';
 import { lastSeenOf } from '../status/management-address';
 import { readManagementAddress } from '../status/read';
-import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
+import { watchClusterChanges, type ClusterChange } from '../status/changes';
+import type { EtcdStore } from '../store/etcd-store';
 import { listMoves } from '../store/history';
 import type { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';
 import { parseLeader, type MoveEvent } from '../store/records';
-import type { ApiBackend, ApiManagementAddress, NodeStatus } from './backend';
+import type { ApiBackend, ApiManagementAddress, MoveAccepted, NodeStatus } from './backend';
+
+/** How long a move request waits for the holder to act on it before etcd drops it. */
+const MOVE_REQUEST_TTL_MS = 10_000;
 
 /** The API's view of the cluster, read from etcd so every node answers alike. */
 export class StoreApiBackend implements ApiBackend {
-  private readonly listeners = new Set<(event: MoveEvent) => void>();
-  private readonly watchers: Watcher[] = [];
+  private readonly listeners = new Set<(change: ClusterChange) => void>();
+  private stopWatching: () => Promise<void> = async () => undefined;
   private readonly membership: Membership;
 
   constructor(
@@ -33,27 +36,17 @@ export class StoreApiBackend implements ApiBackend {
     this.membership = new Membership(options.store, options.keys);
   }
 
-  /** Watches the history (to stream it) and the liveness keys (to date departures). */
+  /** Watches the cluster's changes, to stream them and to date departures. */
   async start(): Promise<void> {
     const { store, keys } = this.options;
-    const events = await store.watchPrefix(keys.eventsPrefix);
-    events.on('put', (kv) => {
-      try {
-        const event = JSON.parse(storedFromWatch(kv).value) as MoveEvent;
-        for (const listener of this.listeners) listener(event);
-      } catch {
-        // Not an event record: nothing to stream.
-      }
+    this.stopWatching = await watchClusterChanges(store, keys, (change) => {
+      if (change.type === 'node' && !change.event.healthy) void this.recordDeparture(change.event.node);
+      for (const listener of this.listeners) listener(change);
     });
-    this.watchers.push(events);
-    const alive = await store.watchPrefix(keys.alivePrefix);
-    alive.on('delete', (kv) => void this.recordDeparture(storedFromWatch(kv).key.slice(keys.alivePrefix.length)));
-    this.watchers.push(alive);
   }
 
   async stop(): Promise<void> {
-    const cancelled = Promise.all(this.watchers.map((watcher) => watcher.cancel().catch(() => undefined)));
-    await Promise.race([cancelled, new Promise((resolve) => setTimeout(resolve, 500).unref())]);
+    await Promise.race([this.stopWatching(), new Promise((resolve) => setTimeout(resolve, 500).unref())]);
   }
 
   /** Every node that sees a liveness key vanish writes the time: the same fact, no read-modify-write. */
@@ -102,16 +95,24 @@ export class StoreApiBackend implements ApiBackend {
     return await listMoves(this.options.store, this.options.keys, limit);
   }
 
-  subscribe(listener: (event: MoveEvent) => void): () => void {
+  subscribe(listener: (change: ClusterChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  async move(to: string): Promise<void> {
-    await requestMove(this.options.store, this.options.keys, to, {
-      timeoutMs: 10_000,
-      requestedBy: `the API on ${this.options.self.name}`,
-    });
+  async move(to: string, requestedBy: string): Promise<{ answer: MoveAccepted; submit: (() => Promise<void>) | null }> {
+    const { store, keys } = this.options;
+    const prepared = await prepareMove(store, keys, to);
+    const request = newMoveRequest(to, requestedBy);
+    const answer: MoveAccepted = {
+      id: request.id ?? '',
+      state: prepared.done ? 'done' : 'accepted',
+      from: prepared.from.node,
+      to,
+      term: prepared.from.term,
+      requestedAt: request.requestedAt,
+    };
+    return { answer, submit: prepared.done ? null : () => submitMove(store, keys, request, MOVE_REQUEST_TTL_MS) };
   }
 
   localNode(): { name: string; ip: string } {

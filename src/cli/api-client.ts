@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { connect as tlsConnect, type DetailedPeerCertificate } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
@@ -95,8 +96,8 @@ export class ApiClient {
     });
   }
 
-  async get<T>(path: string): Promise<T> {
-    return await this.request<T>('GET', path);
+  async get<T>(path: string, timeoutMs?: number): Promise<T> {
+    return await this.request<T>('GET', path, undefined, timeoutMs);
   }
 
   async post<T>(path: string, body: unknown, timeoutMs?: number): Promise<T> {
@@ -107,23 +108,50 @@ export class ApiClient {
     return await this.request<T>('PUT', path, body);
   }
 
-  async request<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
-    const ca = await this.trustedCa();
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const options: RequestOptions = {
+  private async requestOptions(method: string, path: string, accept: string, payload: string | undefined, timeoutMs: number | undefined): Promise<RequestOptions> {
+    return {
       method,
       host: this.host,
       port: this.port,
       path,
-      ca,
+      ca: await this.trustedCa(),
       servername: this.serverName,
       headers: {
-        accept: 'application/json',
+        accept,
         ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}),
         ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}),
       },
       timeout: timeoutMs ?? this.options.timeoutMs ?? 30_000,
     };
+  }
+
+  /**
+   * Opens a Server-Sent Events stream and resolves with the response once the server answered
+   * 200; a non-2xx answer is an ApiError. The caller reads it and destroys it when done.
+   */
+  async openStream(path: string): Promise<IncomingMessage> {
+    const options = await this.requestOptions('GET', path, 'text/event-stream', undefined, undefined);
+    // No socket timeout: an idle stream is normal; the caller watches the heartbeats.
+    delete options.timeout;
+    const response = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = httpsRequest({ ...options, agent: false }, resolve);
+      req.on('error', reject);
+      req.end();
+    });
+    const status = response.statusCode ?? 0;
+    if (status >= 200 && status < 300) return response;
+    const text = await new Promise<string>((resolve) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      response.on('error', () => resolve(''));
+    });
+    throw apiError(status, parseJson(text));
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const options = await this.requestOptions(method, path, 'application/json', payload, timeoutMs);
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = httpsRequest(options, (response) => {
         const chunks: Buffer[] = [];
@@ -135,20 +163,13 @@ export class ApiClient {
       req.on('error', reject);
       req.end(payload);
     });
-    let parsed: unknown = null;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      // Reported below as a bad answer.
-    }
-    if (status < 200 || status >= 300) {
-      const problem = parsed as { error?: string; message?: string } | null;
-      throw new ApiError(status, problem?.error ?? `HTTP ${status}`, problem?.message ?? `the API answered HTTP ${status}`);
-    }
+    const parsed = parseJson(text);
+    if (status < 200 || status >= 300) throw apiError(status, parsed);
     return parsed as T;
   }
 
-  private get host(): string {
+  /** The server's host name or IP address, without brackets. */
+  get host(): string {
     return this.url.hostname.replace(/^\[(.*)\]$/, '$1');
   }
 
@@ -193,4 +214,18 @@ export class ApiClient {
     this.pinnedCa = new X509Certificate(match.raw).toString();
     return this.pinnedCa;
   }
+}
+
+/** The answer's JSON, or null when there is none or it is not JSON (reported as a bad answer). */
+function parseJson(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+function apiError(status: number, body: unknown): ApiError {
+  const problem = body as { error?: string; message?: string } | null;
+  return new ApiError(status, problem?.error ?? `HTTP ${status}`, problem?.message ?? `the API answered HTTP ${status}`);
 }

@@ -104,7 +104,7 @@ export class PlannedMoves {
       return;
     }
     const { leaseId, term } = held;
-    const reason = `planned move to ${request.to} requested by ${request.requestedBy}`;
+    const reason = `planned move to ${request.to} requested by ${request.requestedBy}${request.id ? ` (move ${request.id})` : ''}`;
     // Granted before the VIP goes, so the outage holds one etcd write fewer; the reservation
     // expires with it if the target never claims it.
     const handoffLease = await store.grantLease(this.host.leaseTtlSeconds);

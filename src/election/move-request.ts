@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { InputError } from '../config/schema-check';
 import { parseLeader, type Leader, type MoveRequest } from '../store/records';
@@ -7,6 +8,50 @@ import { Membership } from '../store/membership';
 
 /** A move that cannot be made, with the reason (the API answers 409 with it). */
 export class MoveRefusedError extends Error {}
+
+/** The answer to a planned move: accepted (the holder is being asked), or done already. */
+export interface MoveAccepted {
+  /** Also in the handoff's reason, so the event history and the hooks name it. */
+  id: string;
+  state: 'accepted' | 'done';
+  from: string;
+  to: string;
+  /** The term of the holder the VIP leaves. */
+  term: number;
+  requestedAt: string;
+}
+
+/** A move the holder has been asked for (or needs nothing: the target holds the VIP already). */
+export interface PreparedMove {
+  from: Leader;
+  to: string;
+  /** True when `to` holds the VIP already: there is nothing to ask. */
+  done: boolean;
+}
+
+/** Checks that `to` may take the VIP now; throws MoveRefusedError with the reason if not. */
+export async function prepareMove(store: EtcdStore, keys: ClusterKeys, to: string): Promise<PreparedMove> {
+  const membership = new Membership(store, keys);
+  const [nodes, live] = await Promise.all([membership.listNodes(), membership.liveNodeNames()]);
+  if (!nodes.some((node) => node.name === to)) {
+    const known = nodes.map((node) => node.name).join(', ') || 'none';
+    throw new MoveRefusedError(`unknown node "${to}" (registered nodes: ${known})`);
+  }
+  if (!live.has(to)) throw new MoveRefusedError(`node "${to}" is not healthy: its agent is not running`);
+  const from = parseLeader(await store.get(keys.leader));
+  if (!from) throw new MoveRefusedError('no node holds the VIP, so there is nothing to move; it will be taken by a healthy node');
+  return { from, to, done: from.node === to };
+}
+
+/** Writes the request the holder acts on; it lives `timeoutMs` (at least 2 s) if nobody acts. */
+export async function submitMove(store: EtcdStore, keys: ClusterKeys, request: MoveRequest, timeoutMs: number): Promise<void> {
+  const lease = await store.grantLease(Math.max(2, Math.ceil(timeoutMs / 1000)));
+  await store.put(keys.moveRequest, JSON.stringify(request), lease.id);
+}
+
+export function newMoveRequest(to: string, requestedBy: string): MoveRequest {
+  return { id: randomBytes(4).toString('hex'), to, requestedBy, requestedAt: new Date().toISOString() };
+}
 
 /**
  * Asks the holder to hand the VIP to `to` and waits until `to` holds it. The holder removes
@@ -19,19 +64,10 @@ export async function requestMove(
   to: string,
   options: { timeoutMs: number; requestedBy?: string },
 ): Promise<{ from: Leader | null; to: Leader }> {
-  const membership = new Membership(store, keys);
-  const [nodes, live] = await Promise.all([membership.listNodes(), membership.liveNodeNames()]);
-  if (!nodes.some((node) => node.name === to)) {
-    const known = nodes.map((node) => node.name).join(', ') || 'none';
-    throw new MoveRefusedError(`unknown node "${to}" (registered nodes: ${known})`);
-  }
-  if (!live.has(to)) throw new MoveRefusedError(`node "${to}" is not healthy: its agent is not running`);
-  const from = parseLeader(await store.get(keys.leader));
-  if (from?.node === to) return { from, to: from };
-  if (!from) throw new MoveRefusedError('no node holds the VIP, so there is nothing to move; it will be taken by a healthy node');
-
-  const lease = await store.grantLease(Math.max(2, Math.ceil(options.timeoutMs / 1000)));
-  const request: MoveRequest = { to, requestedBy: options.requestedBy ?? `vipd move on ${hostname()}`, requestedAt: new Date().toISOString() };
+  const prepared = await prepareMove(store, keys, to);
+  const from = prepared.from;
+  if (prepared.done) return { from, to: from };
+  const request = newMoveRequest(to, options.requestedBy ?? `vipd move on ${hostname()}`);
   // Watched, not polled: polling would load etcd and this node during the very move it waits for.
   const watcher = await store.watchKey(keys.leader);
   try {
@@ -41,7 +77,7 @@ export async function requestMove(
         if (leader?.node === to && leader.term !== from.term) resolve(leader);
       });
     });
-    await store.put(keys.moveRequest, JSON.stringify(request), lease.id);
+    await submitMove(store, keys, request, options.timeoutMs);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), options.timeoutMs)));
     // The watch may have started after the target took the key: read it once as well.

@@ -61,6 +61,8 @@ export interface HandoffRecord {
 
 /** A request for a planned move, written by `vipd move` or the API. */
 export interface MoveRequest {
+  /** Names the request in the answer to the caller and in the handoff's reason. */
+  id?: string;
   to: string;
   requestedBy: string;
   requestedAt: string;

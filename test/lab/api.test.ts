@@ -100,12 +100,15 @@ describe('the HTTPS API and dashboard through the management address', { timeout
     explained(lab, async () => {
       const holder = await singleHolder(lab, observer);
       const target = lab.nodes.find((node) => node !== holder)!;
-      // Asked at the holder's own address (its certificate names it too): through the VIP, the
-      // reply would come from a node that has just given that address away.
-      const moved = await curl('/v1/management-address/move', { token: adminToken, method: 'POST', body: { to: target.name }, host: holder.ip });
-      assert.deepEqual([moved.code, moved.status], [0, 200], `move answered ${moved.status} (curl ${moved.code}): ${moved.body}`);
-      assert.equal((JSON.parse(moved.body) as ManagementAddressJson).status.holder, target.name, 'the answer names the new holder');
+      // Through the VIP, from the client: the holder answering is the node giving the VIP up, and
+      // its answer (202, with an id) must arrive before the VIP leaves.
+      const moved = await curl('/v1/management-address/move', { token: adminToken, method: 'POST', body: { to: target.name } });
+      assert.deepEqual([moved.code, moved.status], [0, 202], `move answered ${moved.status} (curl ${moved.code}): ${moved.body}`);
+      const accepted = JSON.parse(moved.body) as { id: string; state: string; from: string; to: string };
+      assert.deepEqual([accepted.state, accepted.from, accepted.to], ['accepted', holder.name, target.name]);
       await untilApiShows(target.name);
+      const afterCurl = JSON.parse((await curl('/v1/events', { token: readToken })).body) as { events: Array<{ to: string; reason: string }> };
+      assert.ok(afterCurl.events.some((event) => event.to === target.name && event.reason.includes(`(move ${accepted.id})`)), 'the history names the move by its id');
       const unknown = await curl('/v1/management-address/move', { token: adminToken, method: 'POST', body: { to: 'node-9' } });
       assert.equal(unknown.status, 409);
       assert.match(JSON.parse(unknown.body).message as string, /unknown node "node-9"/);
@@ -114,10 +117,55 @@ describe('the HTTPS API and dashboard through the management address', { timeout
       const cli = await run(...inNamespace(lab.clientNs, process.execPath, join(__dirname, '..', '..', 'src', 'main.js'), 'move', '--to', back.name,
         '--server', `https://${lab.vip}`, '--token', adminToken, '--ca-fingerprint', fingerprint));
       assert.equal(cli.code, 0, cli.stderr);
-      assert.match(cli.stdout, new RegExp(`moved the VIP to ${back.name}`));
+      // It follows the move through the VIP until the new holder answers, and says what it saw.
+      assert.match(cli.stdout, new RegExp(`^moved the VIP from ${target.name} to ${back.name} \\(term \\d+, move [0-9a-f]{8}\\); ${lab.vip.replace(/\./g, '\\.')} went unanswered for at most \\d+ ms`));
       await untilApiShows(back.name);
       const events = JSON.parse((await curl('/v1/events', { token: readToken })).body) as { events: Array<{ to: string; reason: string }> };
       assert.match(events.events.at(-1)?.reason ?? '', /planned move/);
+      assertNeverTwoHolders(observer);
+    }));
+
+  /** A long-running vipd command in a namespace, its stdout collected line by line. */
+  function follow(namespace: string, args: string[]): { lines: string[]; exit: Promise<number | null>; stop: () => void } {
+    const child = spawn(...inNamespace(namespace, process.execPath, join(__dirname, '..', '..', 'src', 'main.js'), ...args), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: string[] = [];
+    let stderr = '';
+    createInterface({ input: child.stdout! }).on('line', (line) => lines.push(line));
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => {
+      if (code !== 0) process.stderr.write(`vipd ${args[0]} exited ${code}: ${stderr}\n`);
+      resolve(code);
+    }));
+    return { lines, exit, stop: () => void child.kill('SIGINT') };
+  }
+
+  test('`vipd events -w -o json` through the VIP and `vipd status -w` on a node follow a move and a stopped agent, and exit 0 on Ctrl-C', () =>
+    explained(lab, async () => {
+      const holder = await singleHolder(lab, observer);
+      const target = lab.nodes.find((node) => node !== holder)!;
+      const bystander = lab.nodes.find((node) => node !== holder && node !== target)!;
+      const events = follow(lab.clientNs, ['events', '-w', '-o', 'json', '--limit', '0', '--server', `https://${lab.vip}`, '--token', readToken, '--ca-fingerprint', fingerprint]);
+      const status = follow(target.namespace, ['status', '-w', '--config', target.configPath]);
+      const changes = (): Array<Record<string, unknown>> => events.lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+      try {
+        await waitFor('status -w to show the holder', () => status.lines.some((line) => line.includes(`held by ${holder.name} `)), 20_000);
+        const moved = await lab.vipd(bystander, ['move', '--to', target.name, '--config', bystander.configPath]);
+        assert.equal(moved.code, 0, moved.stderr);
+        await waitFor('events -w to print the move', () => changes().some((change) => change.type === 'move' && change.from === holder.name && change.to === target.name), 20_000);
+        await waitFor('status -w to show the new holder', () => status.lines.some((line) => line.includes(`held by ${target.name} `)), 20_000);
+        // The stream went through the VIP to the old holder; it must come back through the new one.
+        await lab.stopAgent(bystander, 'SIGTERM');
+        await waitFor('events -w to print the stopped agent', () => changes().some((change) => change.type === 'node' && change.node === bystander.name && change.healthy === false), 30_000);
+        await waitFor('status -w to show the node down', () => status.lines.some((line) => line.includes(`(down: ${bystander.name})`)), 20_000);
+        await startAgentAndWait(lab, bystander);
+        await waitFor('events -w to print the agent back', () => changes().some((change) => change.type === 'node' && change.node === bystander.name && change.healthy === true), 20_000);
+        assert.ok(status.lines.every((line) => /^\d{4}-\d\d-\d\dT[\d:.]+Z  /.test(line)), 'every line starts with its time');
+        assert.equal(changes().filter((change) => change.type === 'move' && change.to === target.name).length, 1, 'the move once, reconnection or not');
+      } finally {
+        events.stop();
+        status.stop();
+      }
+      assert.deepEqual([await events.exit, await status.exit], [0, 0], 'Ctrl-C is a clean exit');
       assertNeverTwoHolders(observer);
     }));
 

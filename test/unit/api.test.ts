@@ -12,6 +12,7 @@ import { UNAUTHORIZED_MESSAGE } from '../../src/api/auth';
 import { listenApiServer } from '../../src/api/server';
 import { ApiClient, ApiError } from '../../src/cli/api-client';
 import { createApiWorld, FQDN, VIP, type ApiWorld } from './fakes';
+import { waitFor } from '../../lab/shell';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
@@ -219,16 +220,28 @@ describe('HTTPS API (fastify.inject)', () => {
     }
   });
 
-  test('a planned move answers with the new holder', async () => {
-    const response = await world.app.inject({
+  test('a planned move is answered 202 with an id before the holder is asked; a move to the holder is 200 done', async () => {
+    const post = (to: string) => world.app.inject({
       method: 'POST',
       url: '/v1/management-address/move',
       headers: { ...bearer(world.adminToken), ...JSON_HEADERS },
-      payload: { to: 'node-2' },
+      payload: { to },
     });
-    assert.equal(response.statusCode, 200);
-    assert.equal(response.json().status.holder, 'node-2');
+    const response = await post('node-2');
+    assert.equal(response.statusCode, 202);
+    const answer = response.json();
+    assert.deepEqual(Object.keys(answer).sort(), ['from', 'id', 'requestedAt', 'state', 'term', 'to']);
+    assert.deepEqual([answer.state, answer.from, answer.to, answer.term], ['accepted', 'node-1', 'node-2', 7]);
+    // The holder is asked once the answer has left ('finish'), not before.
+    await waitFor('the move to be submitted', () => world.backend.moves.length === 1, 5000, 5);
     assert.deepEqual(world.backend.moves, ['node-2']);
+    assert.match(world.backend.requesters[0] ?? '', /^token [0-9a-f]+ through the API on node-2$/);
+    assert.equal(world.backend.history.at(-1)?.reason, `planned move to node-2 requested by ${world.backend.requesters[0]} (move ${answer.id})`);
+
+    const again = await post('node-2');
+    assert.equal(again.statusCode, 200);
+    assert.equal(again.json().state, 'done');
+    assert.deepEqual(world.backend.moves, ['node-2'], 'nothing is asked of a holder that is the target');
     world.backend.moveTo('node-1', 'test reset');
   });
 

@@ -8,6 +8,8 @@ import {
   MoveRefusedError,
   type ApiBackend,
   type ApiManagementAddress,
+  type ClusterChange,
+  type MoveAccepted,
   type MoveEvent,
   type NodeStatus,
 } from '../../src/api/backend';
@@ -39,8 +41,9 @@ export class FakeBackend implements ApiBackend {
   certificateWarning: string | null = null;
   /** A field the response schema does not know: it must not reach clients. */
   leakField = true;
-  readonly listeners = new Set<(event: MoveEvent) => void>();
+  readonly listeners = new Set<(change: ClusterChange) => void>();
   readonly moves: string[] = [];
+  readonly requesters: string[] = [];
 
   async managementAddress(): Promise<ApiManagementAddress> {
     const node = this.nodeList.find((candidate) => candidate.name === this.holder);
@@ -68,17 +71,28 @@ export class FakeBackend implements ApiBackend {
     return limit === undefined ? [...this.history] : this.history.slice(-limit);
   }
 
-  subscribe(listener: (event: MoveEvent) => void): () => void {
+  subscribe(listener: (change: ClusterChange) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  async move(to: string): Promise<void> {
+  async move(to: string, requestedBy: string): Promise<{ answer: MoveAccepted; submit: (() => Promise<void>) | null }> {
     const node = this.nodeList.find((candidate) => candidate.name === to);
     if (!node) throw new MoveRefusedError(`unknown node "${to}" (registered nodes: ${this.nodeList.map((n) => n.name).join(', ')})`);
     if (!node.healthy) throw new MoveRefusedError(`node "${to}" is not healthy: its agent is not running`);
-    this.moves.push(to);
-    if (this.holder !== to) this.moveTo(to, 'planned move');
+    const done = this.holder === to;
+    const answer: MoveAccepted = { id: `m${this.moves.length + 1}`, state: done ? 'done' : 'accepted', from: this.holder ?? '', to, term: this.term, requestedAt: new Date().toISOString() };
+    const submit = async (): Promise<void> => {
+      this.moves.push(to);
+      this.requesters.push(requestedBy);
+      this.moveTo(to, `planned move to ${to} requested by ${requestedBy} (move ${answer.id})`);
+    };
+    return { answer, submit: done ? null : submit };
+  }
+
+  /** What the store's watch reports: a node's agent starting or stopping, a lease change. */
+  emit(change: ClusterChange): void {
+    for (const listener of this.listeners) listener(change);
   }
 
   /** What the agent does when the VIP changes hands: new holder, new term, one event. */
@@ -90,7 +104,7 @@ export class FakeBackend implements ApiBackend {
       this.since = event.time;
     }
     this.history.push(event);
-    for (const listener of this.listeners) listener(event);
+    this.emit({ type: 'move', event });
     return event;
   }
 

@@ -274,15 +274,29 @@ function MoveControl({ nodes, holder, call, onMoved }) {
   const [target, setTarget] = useState('');
   const [phase, setPhase] = useState('idle');
   const [message, setMessage] = useState(null);
+  const [awaited, setAwaited] = useState(null);
   const candidates = nodes.filter((node) => node.name !== holder);
   const chosen = candidates.find((node) => node.name === target);
+
+  // The server answers 202 before the holder is asked; the live status tells when it is done.
+  useEffect(() => {
+    if (awaited && holder === awaited) {
+      setMessage({ tone: 'ok', text: `The VIP moved to ${awaited}.` });
+      setAwaited(null);
+    }
+  }, [holder, awaited]);
 
   const move = async () => {
     setPhase('moving');
     setMessage(null);
     try {
-      await call('/v1/management-address/move', { method: 'POST', body: JSON.stringify({ to: target }) });
-      setMessage({ tone: 'ok', text: `The VIP moved to ${target}.` });
+      const answer = await call('/v1/management-address/move', { method: 'POST', body: JSON.stringify({ to: target }) });
+      if (answer.state === 'done') {
+        setMessage({ tone: 'ok', text: `${target} holds the VIP already.` });
+      } else {
+        setMessage({ tone: 'ok', text: `Moving the VIP to ${target} (move ${answer.id})…` });
+        setAwaited(target);
+      }
       setTarget('');
       onMoved();
     } catch (error) {
