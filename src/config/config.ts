@@ -3,6 +3,7 @@ import { readFileSync, statSync, type Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseDocument, YAMLError } from 'yaml';
 import { deriveEtcdTiming, timingProblem } from './etcd-timing';
+import { HealthSchema, resolveHealth, type HealthConfig } from './health';
 import { InputError, Schema } from './schema-check';
 
 const Duration = (description: string) =>
@@ -194,6 +195,7 @@ export const ConfigSchema = new Schema(
         ),
       ),
       hooks: Type.Optional(Type.Array(Hook, { maxItems: 32, description: 'a list of at most 32 hooks' })),
+      health: Type.Optional(HealthSchema),
       log: Type.Optional(
         Type.Object(
           {
@@ -232,6 +234,8 @@ export interface Config {
   api: { enabled: boolean; port: number; fqdn: string | null };
   /** Commands and webhooks run when the VIP comes, goes or is lost (src/hooks/). */
   hooks: HookConfig[];
+  /** Checks that must pass for this node to be eligible (src/health/). */
+  health: HealthConfig;
   logLevel: string;
 }
 
@@ -407,6 +411,7 @@ export function resolveConfig(document: unknown): Config {
     announce: { burstCount: file.announce?.burstCount ?? 6, burstIntervalMs, refreshIntervalMs },
     api: { enabled: file.api?.enabled ?? true, port: file.api?.port ?? 443, fqdn: file.api?.fqdn?.toLowerCase() ?? null },
     hooks,
+    health: resolveHealth(file.health, parseDuration),
     logLevel: file.log?.level ?? 'info',
   };
 }
