@@ -81,7 +81,7 @@ export class AgentMetrics {
 
     this.transitions = new Counter({
       name: 'vipd_transitions_total',
-      help: 'Times the VIP came to or left this node, by reason: acquired, released, fenced, lease_lost, handoff, link_down, stopping, dhcp_lost.',
+      help: 'Times the VIP came to or left this node, by reason: acquired, released, fenced, lease_lost, handoff, link_down, stopping, dhcp_lost, health.',
       labelNames: ['reason'],
       registers,
     });

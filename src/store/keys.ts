@@ -71,6 +71,15 @@ export class ClusterKeys {
     return `${this.prefix}last-seen/`;
   }
 
+  /** A node's health checks as it last published them (issue 13); kept after the agent stops, read beside alive/. */
+  health(name: string): string {
+    return `${this.prefix}health/${name}`;
+  }
+
+  get healthPrefix(): string {
+    return `${this.prefix}health/`;
+  }
+
   get alivePrefix(): string {
     return `${this.prefix}alive/`;
   }

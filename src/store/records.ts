@@ -140,10 +140,51 @@ export interface PublishedDhcpState {
   updatedAt: string;
 }
 
+// ---- health checks (issue 13) ----
+
+/** One probe's outcome, as status shows it. */
+export interface CheckResultRecord {
+  ok: boolean;
+  /** One line: "HTTP 503", "connection refused", "timed out after 500ms and was killed". */
+  detail: string;
+  /** A command's output, cut short. */
+  output: string;
+  durationMs: number;
+  time: string;
+}
+
+/** One check's state after fall/rise: passing flips to failing after `fall` failures in a row, back after `rise` successes. */
+export interface CheckStatusRecord {
+  name: string;
+  kind: 'http' | 'tcp' | 'command';
+  /** The URL without its query, host:port, or the program: never headers or arguments. */
+  target: string;
+  passing: boolean;
+  /** When `passing` last changed (or the agent started). */
+  since: string;
+  consecutiveFailures: number;
+  consecutiveSuccesses: number;
+  fall: number;
+  rise: number;
+  lastResult: CheckResultRecord | null;
+}
+
+/** A node's health as it publishes it: healthy while every check passes (a node without checks always is). */
+export interface NodeHealthRecord {
+  node: string;
+  healthy: boolean;
+  /** Names of the checks not passing, for status and the reason of a health move. */
+  failing: string[];
+  /** When `healthy` last changed (or the agent started). */
+  since: string;
+  checks: CheckStatusRecord[];
+  updatedAt: string;
+}
+
 // ---- hooks: why the VIP came or went, runs and required-hook failures ----
 
 /** Why the VIP came or went, as a small fixed set: metric labels and VIPD_CAUSE. */
-export const TRANSITION_CAUSES = ['acquired', 'released', 'fenced', 'lease_lost', 'handoff', 'link_down', 'stopping', 'dhcp_lost'] as const;
+export const TRANSITION_CAUSES = ['acquired', 'released', 'fenced', 'lease_lost', 'handoff', 'link_down', 'stopping', 'dhcp_lost', 'health'] as const;
 export type TransitionCause = (typeof TRANSITION_CAUSES)[number];
 
 /** How a hook attempt failed: metric labels. */

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 const SRC = join(__dirname, '..', '..', '..', 'src');
 
 /** Lower layers: what vipd keeps, who holds the VIP, how a node holds it, the cluster's secrets, how things print. */
-const CORE = ['config', 'store', 'election', 'holding', 'security', 'output'];
+const CORE = ['config', 'store', 'election', 'holding', 'security', 'output', 'health'];
 /** What people and other programs see: they read the store and listen to the agent's events. */
 const SURFACES = ['api', 'cli', 'doctor', 'hooks', 'metrics'];
 /** Above the core, below the surfaces. */
@@ -112,5 +112,10 @@ test('only the entry points import the composition root', () => {
 
 test('the store sits at the bottom: it imports only the config and the clock', () => {
   const wrong = edges.filter((edge) => edge.from === 'store' && !['config', 'clock'].includes(edge.to));
+  assert.deepEqual(show(wrong), '');
+});
+
+test('health checks sit in the core beside the store: they import only the config, the store and the clock', () => {
+  const wrong = edges.filter((edge) => edge.from === 'health' && !['config', 'store', 'clock'].includes(edge.to));
   assert.deepEqual(show(wrong), '');
 });
