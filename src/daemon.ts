@@ -17,6 +17,8 @@ import { ClusterCa } from './security/ca';
 import { ServingCertificates } from './security/certificates';
 import { TokenStore } from './security/tokens';
 import { EtcdLeadership } from './election/etcd-leadership';
+import { ClusterHealthView, HealthPublisher } from './health/cluster';
+import { HealthMonitor } from './health/monitor';
 import { steerDeadlineMs } from './store/etcd-endpoints';
 import { EtcdStore } from './store/etcd-store';
 import { EtcdHookHistory } from './store/hook-history';
@@ -45,6 +47,8 @@ export class Daemon {
   private stopping = false;
   private etcdLeadership: EtcdLeadership | null = null;
   private etcdMembersTimer: NodeJS.Timeout | undefined;
+  /** Built in start(): a check naming an unusable CA file is an InputError (exit 2). */
+  private health: { monitor: HealthMonitor; publisher: HealthPublisher; view: ClusterHealthView } | null = null;
 
   constructor(
     private readonly config: Config,
@@ -60,7 +64,15 @@ export class Daemon {
       onSteer: (from, to, reason) => logger.warn({ from, to, reason }, 'etcd calls moved to another member'),
     });
     let hooks: HookRunner | null = null;
-    this.agent = new Agent(config, logger, this.store, { holdGate: () => hooks?.cooldownReason() ?? null });
+    this.agent = new Agent(config, logger, this.store, {
+      holdGate: () => hooks?.cooldownReason() ?? null,
+      health: {
+        // Until the checks are built, the node is unhealthy if it has any.
+        unhealthyReason: () => (this.health ? this.health.monitor.unhealthyReason() : config.health.checks.length ? 'health checks not started' : null),
+        hasFailed: () => this.health?.monitor.hasFailed() ?? false,
+        healthyPeers: () => this.health?.view.healthyPeers(config.node.name) ?? [],
+      },
+    });
     const agent = this.agent;
     this.metrics = new AgentMetrics({
       node: config.node.name,
@@ -68,7 +80,15 @@ export class Daemon {
       mode: config.vip.mode,
       profile: config.election.profile,
       version: (require('../../package.json') as { version: string }).version,
-      source: { holder: () => agent.holding, term: () => agent.term, dhcpLease: () => agent.dhcpLease() },
+      source: {
+        holder: () => agent.holding,
+        term: () => agent.term,
+        dhcpLease: () => agent.dhcpLease(),
+        health: () => {
+          const monitor = this.health?.monitor;
+          return monitor ? { record: monitor.snapshot(), unhealthySeconds: monitor.unhealthySeconds() } : { record: { node: config.node.name, healthy: config.health.checks.length === 0, failing: [], since: '', checks: [], updatedAt: '' }, unhealthySeconds: 0 };
+        },
+      },
     });
     hooks = new HookRunner({
       hooks: config.hooks,
@@ -138,16 +158,53 @@ export class Daemon {
    */
   async start(): Promise<void> {
     HookRunner.check(this.config.hooks);
+    const monitor = this.buildHealthMonitor();
     // The embedded store (vipd init/join) runs as this process's child, and is up before the agent connects.
     if (this.config.etcd.embedded) this.etcd = await EmbeddedEtcd.start(this.config, this.logger);
     if (this.stopping) return;
     const self = await this.agent.prepare();
+    await this.startHealth(monitor);
+    if (this.stopping) return;
     if (this.config.etcd.embedded) this.startEtcdLeadership(this.config.etcd.embedded.clientURL);
     // Issuing the certificate and building the server block the event loop for a while:
     // do it before joining the election, not while holding the VIP on a fresh deadline.
     if (this.config.api.enabled) await this.startApi(self);
     if (this.stopping) return;
     await this.agent.startElection();
+  }
+
+  /** Throws InputError (exit 2) when a check names a file it cannot use, before anything has changed. */
+  private buildHealthMonitor(): HealthMonitor {
+    return new HealthMonitor({
+      node: this.config.node.name,
+      checks: this.config.health.checks,
+      onChange: (record) => {
+        this.logger[record.healthy ? 'info' : 'warn']({ healthy: record.healthy, failing: record.failing }, record.healthy ? 'health checks pass' : 'health checks fail');
+        this.health?.publisher.publish();
+        this.agent.reconcile();
+      },
+      onProbe: (check, result) => this.metrics.healthProbe(check, result.ok),
+    });
+  }
+
+  /** Publishes this node's health, starts its checks and follows every node's, before the election starts. */
+  private async startHealth(monitor: HealthMonitor): Promise<void> {
+    const warn = (what: string) => (error: Error) => this.logger.warn({ err: error.message }, what);
+    const publisher = new HealthPublisher(this.store, this.keys, () => monitor.snapshot(), warn('could not publish this node\'s health'));
+    const view = new ClusterHealthView(this.store, this.keys, () => this.agent.reconcile(), warn('reading the cluster\'s health failed'));
+    this.health = { monitor, publisher, view };
+    publisher.start();
+    monitor.start();
+    // etcd answered a moment ago (prepare); if it stops now, the election waits for it anyway.
+    const startView = async (): Promise<void> => {
+      try {
+        await view.start();
+      } catch (error) {
+        warn('could not follow the cluster\'s health; retrying')(error as Error);
+        if (!this.stopping) setTimeout(() => void startView(), 1000).unref();
+      }
+    };
+    await startView();
   }
 
   /**
@@ -192,7 +249,10 @@ export class Daemon {
     this.stopping = true;
     clearInterval(this.etcdMembersTimer);
     this.etcdLeadership?.stop();
+    this.health?.monitor.stop();
+    this.health?.publisher.stop();
     await this.agent.stop();
+    await this.health?.view.stop();
     if (this.api) {
       // Open event streams would hold close() forever: give them a moment, not more.
       await Promise.race([this.api.server.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);

@@ -12,10 +12,12 @@ import { DhcpVipHolder, StaticVipHolder, type VipHolder } from '../holding/holde
 import { Netlink } from '../holding/netlink';
 import { checkLocalNetwork } from '../holding/preflight';
 import { validLifetimeSeconds, VipAddress } from '../holding/vip-address';
+import { newMoveRequest, submitMove } from '../election/move-request';
 import type { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';
 import type { ClusterSettings, MoveEvent, NodeRecord, PublishedDhcpState, TransitionCause } from '../store/records';
+import { decideByHealth } from './health-gate';
 import { VipLifecycle, type VipTransition } from './lifecycle';
 
 /** A change in whether this node has the VIP, with what hooks and logs need to say about it. */
@@ -43,6 +45,15 @@ export interface AgentEvents {
 export interface AgentOptions {
   /** Why this node must stay out of the election now (e.g. a required hook failed), or null. Asked on every converge. */
   holdGate?: () => string | null;
+  /** This node's health checks and the cluster's (issue 13); without them the node is always healthy. */
+  health?: {
+    /** Why this node is unhealthy, or null when all its checks pass. */
+    unhealthyReason(): string | null;
+    /** A check failed `fall` times in a row (./health-gate.ts). */
+    hasFailed(): boolean;
+    /** Running nodes other than this one whose checks all pass, in order of preference. */
+    healthyPeers(): string[];
+  };
 }
 
 /**
@@ -72,6 +83,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** DHCP: the address leased last time, asked for again so the VIP stays put. */
   private lastLeasedIp: string | null = null;
   private waitingReason: string | null = null;
+  /** When this node last asked for a planned move away for health (monotonic ms). */
+  private healthMoveAt = -Infinity;
+  private heldWhileUnhealthy: string | null = null;
   /** Whether the VIP is on this node, and why it came or went: feeds hooks and metrics. */
   private readonly lifecycle = new VipLifecycle((transition) => this.onTransition(transition));
 
@@ -162,7 +176,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       config: config.election,
       logger,
       onChange: () => this.reconcile(),
-      releaseVip: () => this.releaseForHandoff(),
+      releaseVip: (cause) => this.releaseForHandoff(cause),
       observer: {
         won: (event: MoveEvent) => this.lifecycle.won(event),
         losing: (cause, reason) => this.lifecycle.losing(cause, reason),
@@ -244,7 +258,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       await election.setEligible(false, link ? 'management interface is down' : 'management interface is gone');
       return;
     }
-    if (link?.usable && !election.isEligible) await election.setEligible(true, 'management interface is up');
+    if (link?.usable) await this.applyHealth(election);
     if (!link) return;
 
     const until = election.holdingUntil();
@@ -335,10 +349,42 @@ export class Agent extends EventEmitter<AgentEvents> {
     return false;
   }
 
+  /** Eligibility by health, and the planned move away from an unhealthy holder (./health-gate.ts). */
+  private async applyHealth(election: Election): Promise<void> {
+    const health = this.options.health;
+    const unhealthy = health?.unhealthyReason() ?? null;
+    const decision = decideByHealth({ unhealthy, failed: health?.hasFailed() ?? false, holdsKey: election.ownsLeaderKey, healthyPeers: unhealthy === null || !health ? [] : health.healthyPeers() });
+    if (decision.eligible !== election.isEligible) await election.setEligible(decision.eligible, decision.reason);
+    const stuck = decision.heldWhileUnhealthy ? unhealthy : null;
+    if (stuck !== this.heldWhileUnhealthy) {
+      if (stuck) this.logger.warn({ reason: stuck }, 'holding the VIP while unhealthy: no running node is healthy to move it to');
+      this.heldWhileUnhealthy = stuck;
+    }
+    if (decision.moveTo && unhealthy) this.requestHealthMove(decision.moveTo, unhealthy);
+  }
+
+  /**
+   * Asks for a planned move through the move-request key, which this node, the holder, serves
+   * like any other: the VIP leaves here before the target may take it. One request per lease
+   * TTL at most; a request nobody served expires with its lease and is asked again.
+   */
+  private requestHealthMove(to: string, why: string): void {
+    const now = monotonicMs();
+    const ttlMs = this.config.election.leaseTtlSeconds * 1000;
+    if (now - this.healthMoveAt < ttlMs + 1000) return;
+    this.healthMoveAt = now;
+    const request = { ...newMoveRequest(to, `vipd health on ${this.config.node.name}`), cause: 'health' as const, why };
+    this.logger.warn({ to, reason: why, id: request.id }, 'unhealthy: asking for a planned move to a healthy node');
+    void submitMove(this.store, this.keys, request, ttlMs).catch((error: Error) => {
+      this.healthMoveAt = -Infinity;
+      this.logger.warn({ err: error.message, to }, 'could not ask for a planned move away from this unhealthy node');
+    });
+  }
+
   /** A planned move: the VIP leaves this node before the election hands the key on. */
-  private async releaseForHandoff(): Promise<void> {
+  private async releaseForHandoff(cause: 'handoff' | 'health'): Promise<void> {
     await this.reconciling;
-    await this.drop('planned move', false, 'handoff');
+    await this.drop('planned move', false, cause);
   }
 
   /** `cause` says why for hooks and metrics; without it, the election's last word decides. */

@@ -8,7 +8,7 @@ import { FencingDeadline } from './fencing';
 import type { ClusterKeys } from '../store/keys';
 import { recordMove } from '../store/history';
 import { holdFor, type Hold } from './hold';
-import { PlannedMoves } from './handoff';
+import { PlannedMoves, type PlannedMoveCause } from './handoff';
 
 /** Optional listener for metrics and hooks. Calls are synchronous and must return quickly. */
 export interface ElectionObserver {
@@ -17,7 +17,7 @@ export interface ElectionObserver {
   /** An acknowledged renewal: its round trip, and the time left to hold the VIP (null when not holding). */
   renewed?(kind: 'lease' | 'hold', latencyMs: number, marginMs: number | null): void;
   /** This node may no longer hold the VIP, and why. */
-  losing?(cause: 'fenced' | 'lease_lost' | 'handoff', reason: string): void;
+  losing?(cause: 'fenced' | 'lease_lost' | PlannedMoveCause, reason: string): void;
   /**
    * This node became the key's holder, or stopped being it (the key, not yet the VIP): the
    * place for work that follows the key, such as moving etcd's own leadership here.
@@ -36,14 +36,14 @@ export interface ElectionOptions {
   /** Called whenever holdingUntil(), leader() or the lifetime bound may have changed. */
   onChange: (reason: string) => void;
   /** Removes the VIP from this node; awaited before the key is handed to another node. */
-  releaseVip: () => Promise<void>;
+  releaseVip: (cause: PlannedMoveCause) => Promise<void>;
   observer?: ElectionObserver;
 }
 
 /** How this node came to hold the key, which decides whether it must probe before adding the VIP. */
 export type Acquisition = 'campaign' | 'handoff' | 'takeover';
 
-type LossCause = 'lease_lost' | 'handoff';
+type LossCause = 'lease_lost' | PlannedMoveCause;
 
 /** `value` is the leader key exactly as written: fast-profile renewals compare on it. */
 type Holding = { kind: 'holder'; how: Acquisition; value: string; probe: boolean };
@@ -164,7 +164,7 @@ export class Election {
       node: options.self.node,
       leaseTtlSeconds: config.leaseTtlSeconds,
       logger,
-      releaseVip: () => this.options.releaseVip(),
+      releaseVip: (cause) => this.options.releaseVip(cause),
       held: () => (this.role.kind === 'holder' && this.leaseId ? { leaseId: this.leaseId, term: this.currentLeader?.term ?? 0 } : null),
       followerLease: () => (this.role.kind === 'follower' ? this.leaseId : null),
       mayClaim: () => this.role.kind !== 'stopped' && this.eligible && !this.ownsKey() && this.leaseId !== null,
@@ -172,8 +172,8 @@ export class Election {
       previousHolder: () => this.currentLeader ?? this.lastLeader,
       newRecord: () => this.newRecord(),
       releaseRecord: (term, reason) => this.releaseRecord(term, reason),
-      beginHandoff: (to, reason) => {
-        if (this.role.kind !== 'holder' || !this.become({ kind: 'handing-off', to, held: this.role }, reason, 'handoff')) return false;
+      beginHandoff: (to, reason, cause) => {
+        if (this.role.kind !== 'holder' || !this.become({ kind: 'handing-off', to, held: this.role }, reason, cause)) return false;
         this.options.onChange('handing off');
         return true;
       },
@@ -222,6 +222,11 @@ export class Election {
 
   get isEligible(): boolean {
     return this.eligible;
+  }
+
+  /** Whether this node owns the leader key now, handing it off included. */
+  get ownsLeaderKey(): boolean {
+    return this.ownsKey();
   }
 
   async start(): Promise<void> {

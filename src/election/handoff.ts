@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Watcher } from 'etcd3';
 import { monotonicMs } from '../clock';
+import { unhealthyTargetReason } from '../health/cluster';
 import { parseRecord, type HandoffRecord, type Leader, type MoveRequest, type ReleaseRecord } from '../store/records';
 import { storedFromWatch, type EtcdStore, type StoredValue } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
@@ -12,8 +13,8 @@ export interface MovesHost {
   readonly node: string;
   readonly leaseTtlSeconds: number;
   readonly logger: Logger;
-  /** Removes the VIP from this node. */
-  releaseVip(): Promise<void>;
+  /** Removes the VIP from this node; `cause` tells hooks why it left. */
+  releaseVip(cause: PlannedMoveCause): Promise<void>;
   /** The lease and term this node holds the key under (not while handing it off), or null. */
   held(): { leaseId: string; term: number } | null;
   /** The lease to claim with while this node is a follower, or null. */
@@ -26,13 +27,16 @@ export interface MovesHost {
   newRecord(): Omit<Leader, 'term'>;
   releaseRecord(term: number, reason: string): ReleaseRecord;
   // The role's transitions for a planned move; each returns false when the role had moved on.
-  beginHandoff(to: string, reason: string): boolean;
+  beginHandoff(to: string, reason: string, cause: PlannedMoveCause): boolean;
   endHandoff(handedOff: boolean): void;
   beginClaim(): void;
   endClaim(): void;
   wonByHandoff(record: Leader, value: string, sendTime: number, previous: Leader | null, reason: string, from: string): Promise<void>;
   noteError(what: string, error: unknown): void;
 }
+
+/** Why a planned move happens: asked for by a person, or the holder's health checks fail. */
+export type PlannedMoveCause = 'handoff' | 'health';
 
 /**
  * Planned moves: the holder removes the VIP, then in one transaction deletes the leader key
@@ -103,16 +107,27 @@ export class PlannedMoves {
       await store.delete(keys.moveRequest);
       return;
     }
+    // An unhealthy target is not eligible and would never claim the reservation: the VIP would be gone until it expires.
+    const unhealthy = await unhealthyTargetReason(store, keys, request.to);
+    if (unhealthy) {
+      logger.warn({ to: request.to, reason: unhealthy }, 'refusing a move to a node that is not healthy');
+      await store.delete(keys.moveRequest);
+      return;
+    }
     const { leaseId, term } = held;
-    const reason = `planned move to ${request.to} requested by ${request.requestedBy}${request.id ? ` (move ${request.id})` : ''}`;
+    const cause: PlannedMoveCause = request.cause === 'health' ? 'health' : 'handoff';
+    const reason =
+      cause === 'health'
+        ? `health: ${request.why ?? 'checks failing'}; planned move to ${request.to}${request.id ? ` (move ${request.id})` : ''}`
+        : `planned move to ${request.to} requested by ${request.requestedBy}${request.id ? ` (move ${request.id})` : ''}`;
     // Granted before the VIP goes, so the outage holds one etcd write fewer; the reservation
     // expires with it if the target never claims it.
     const handoffLease = await store.grantLease(this.host.leaseTtlSeconds);
-    if (!this.host.beginHandoff(request.to, reason)) return;
+    if (!this.host.beginHandoff(request.to, reason, cause)) return;
     let handedOff = false;
     try {
       // The VIP must be gone from here before the target can take the key.
-      await this.host.releaseVip();
+      await this.host.releaseVip(cause);
       const handoff: HandoffRecord = { from: this.host.node, to: request.to, term, reason };
       const released = await store.resign(keys.leader, leaseId, {
         put: [

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { InputError } from '../config/schema-check';
+import { unhealthyTargetReason } from '../health/cluster';
 import { parseLeader, type Leader, type MoveRequest } from '../store/records';
 import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
@@ -39,6 +40,9 @@ export async function prepareMove(store: EtcdStore, keys: ClusterKeys, to: strin
   }
   if (!live.has(to)) throw new MoveRefusedError(`node "${to}" is not healthy: its agent is not running`);
   const from = parseLeader(await store.get(keys.leader));
+  // Its checks must pass: an unhealthy node is not eligible and would not take the VIP (issue 13).
+  const unhealthy = from?.node === to ? null : await unhealthyTargetReason(store, keys, to);
+  if (unhealthy) throw new MoveRefusedError(unhealthy);
   if (!from) throw new MoveRefusedError('no node holds the VIP, so there is nothing to move; it will be taken by a healthy node');
   return { from, to, done: from.node === to };
 }

@@ -7,6 +7,7 @@
  * node that just started does not win the VIP before its service has answered. A node
  * without checks is always healthy.
  */
+import { monotonicMs } from '../clock';
 import type { HealthCheckConfig } from '../config/health';
 import { describeProbe } from '../config/health';
 import type { CheckResultRecord, CheckStatusRecord, NodeHealthRecord } from '../store/records';
@@ -34,6 +35,9 @@ export class HealthMonitor {
   private since = new Date().toISOString();
   private running = false;
   private abort = new AbortController();
+  /** Time spent unhealthy before the current stretch, and when the current one began (monotonic). */
+  private unhealthyMs = 0;
+  private unhealthyFrom: number | null;
 
   /** Throws InputError (exit 2) when a check names a file it cannot use. */
   constructor(private readonly options: HealthMonitorOptions) {
@@ -56,6 +60,13 @@ export class HealthMonitor {
       },
     }));
     this.healthy = this.states.length === 0;
+    this.unhealthyFrom = this.healthy ? null : monotonicMs();
+  }
+
+  /** Seconds this node has been unhealthy since the agent started, the current stretch included (metrics). */
+  unhealthySeconds(): number {
+    const current = this.unhealthyFrom === null ? 0 : monotonicMs() - this.unhealthyFrom;
+    return (this.unhealthyMs + current) / 1000;
   }
 
   get isHealthy(): boolean {
@@ -69,6 +80,14 @@ export class HealthMonitor {
       .filter((state) => !state.status.passing)
       .map(({ status }) => `check ${status.name} failing${status.lastResult ? `: ${status.lastResult.detail}` : ' (no result yet)'}`)
       .join('; ');
+  }
+
+  /**
+   * Whether a check has failed `fall` times in a row, not merely not risen yet since start:
+   * only that sends the VIP away from a holder, so a cluster starting up does not move it.
+   */
+  hasFailed(): boolean {
+    return this.states.some(({ status }) => !status.passing && status.consecutiveFailures >= status.fall);
   }
 
   snapshot(): NodeHealthRecord {
@@ -133,6 +152,12 @@ export class HealthMonitor {
     if (healthy !== this.healthy) {
       this.healthy = healthy;
       this.since = time;
+      if (healthy && this.unhealthyFrom !== null) {
+        this.unhealthyMs += monotonicMs() - this.unhealthyFrom;
+        this.unhealthyFrom = null;
+      } else if (!healthy) {
+        this.unhealthyFrom = monotonicMs();
+      }
     }
     this.options.onChange?.(this.snapshot());
   }

@@ -5,7 +5,7 @@
  * except the leased DHCP address, of which there is one.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { HOOK_ATTEMPT_FAILURES, TRANSITION_CAUSES, type AttemptFailure, type HookEvent, type HookRunRecord, type TransitionCause } from '../store/records';
+import { HOOK_ATTEMPT_FAILURES, TRANSITION_CAUSES, type AttemptFailure, type HookEvent, type HookRunRecord, type NodeHealthRecord, type TransitionCause } from '../store/records';
 import { HOOK_EVENTS } from '../config/config';
 
 /** What the metrics read at scrape time rather than being told. */
@@ -16,6 +16,8 @@ export interface MetricsSource {
   term(): number | null;
   /** DHCP mode: the lease on this node, if it has one. */
   dhcpLease(): { ip: string; expiresAt: string } | null;
+  /** This node's health checks (issue 13), when the agent runs any. */
+  health?(): { record: NodeHealthRecord; unhealthySeconds: number };
 }
 
 export interface AgentMetricsOptions {
@@ -45,6 +47,7 @@ export class AgentMetrics {
   private readonly margin: Gauge;
   private readonly hookRuns: Counter<'event' | 'outcome'>;
   private readonly hookAttemptFailures: Counter<'event' | 'failure'>;
+  private readonly healthProbes: Counter<'check' | 'result'>;
 
   constructor(options: AgentMetricsOptions) {
     const registers = [this.registry];
@@ -143,6 +146,42 @@ export class AgentMetrics {
       for (const failure of HOOK_ATTEMPT_FAILURES) this.hookAttemptFailures.inc({ event, failure }, 0);
     }
 
+    // Check names are a small fixed set from the config (at most 16), so they may be labels.
+    const health = source.health?.bind(source);
+    new Gauge({
+      name: 'vipd_healthy',
+      help: "1 while every health check of this node passes (after fall and rise), else 0; 1 on a node without checks.",
+      registers,
+      collect() {
+        this.set(health === undefined || health().record.healthy ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'vipd_health_check_up',
+      help: 'Per health check: 1 while it passes (after fall and rise), 0 while it fails.',
+      labelNames: ['check'],
+      registers,
+      collect() {
+        this.reset();
+        for (const check of health?.().record.checks ?? []) this.set({ check: check.name }, check.passing ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: 'vipd_unhealthy_seconds_total',
+      help: 'Seconds this node has been unhealthy since the agent started.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(health?.().unhealthySeconds ?? 0);
+      },
+    });
+    this.healthProbes = new Counter({
+      name: 'vipd_health_probes_total',
+      help: 'Health check probes by check and result (ok, fail); a timed-out probe is a fail.',
+      labelNames: ['check', 'result'],
+      registers,
+    });
+
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
   }
 
@@ -171,6 +210,10 @@ export class AgentMetrics {
 
   hookFinished(event: HookEvent, outcome: HookRunRecord['outcome']): void {
     this.hookRuns.inc({ event, outcome });
+  }
+
+  healthProbe(check: string, ok: boolean): void {
+    this.healthProbes.inc({ check, result: ok ? 'ok' : 'fail' });
   }
 
   hookAttemptFailed(event: HookEvent, failure: AttemptFailure): void {

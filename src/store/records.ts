@@ -66,6 +66,10 @@ export interface MoveRequest {
   to: string;
   requestedBy: string;
   requestedAt: string;
+  /** Set when the holder asks to leave because its health checks fail (issue 13): the hooks' cause. */
+  cause?: 'health';
+  /** With cause health: which checks fail and how. */
+  why?: string;
 }
 
 export function parseLeader(stored: StoredValue | null): Leader | null {

@@ -553,6 +553,18 @@ describe('the VIP lifecycle', () => {
     }
   });
 
+  test('a move for health is a release with cause health and the failing check in its reason, whichever removes the VIP first', () => {
+    assert.equal(hookEventOf('health'), 'release');
+    for (const agentFirst of [true, false]) {
+      const { lifecycle, seen } = tracker();
+      lifecycle.installed(4, '192.0.2.10');
+      lifecycle.losing('health', 'health: check api failing: HTTP 503; planned move to node-3 (move ab12)');
+      if (agentFirst) lifecycle.removed('health', 'planned move');
+      else lifecycle.removed(null, 'not the elected holder');
+      assert.deepEqual(seen.slice(1).map((transition) => [transition.cause, transition.reason]), [['health', 'health: check api failing: HTTP 503; planned move to node-3 (move ab12)']]);
+    }
+  });
+
   test('a DHCP lease that comes back at the same term is an acquire with no previous holder', () => {
     const { lifecycle, seen } = tracker();
     lifecycle.won({ from: 'node-2', to: 'node-1', reason: 'node-2 released: planned move', term: 20, time: '' });
