@@ -1,6 +1,6 @@
 import type { MoveAccepted } from '../election/move-request';
 import type { ClusterChange } from '../status/changes';
-import type { MoveEvent } from '../store/records';
+import type { CheckStatusRecord, MoveEvent } from '../store/records';
 import type { ManagementAddress } from '../status/management-address';
 
 export interface NodeStatus {
@@ -9,6 +9,10 @@ export interface NodeStatus {
   healthy: boolean;
   lastSeen: string | null;
   holdsVip: boolean;
+  /** Its health checks (issue 13): passing, failing, or unknown when it published none. */
+  health: 'passing' | 'failing' | 'unknown';
+  healthSince: string | null;
+  checks: CheckStatusRecord[];
 }
 
 // One definition each, shared with the election: the agent's requestMove() throws this very

@@ -17,7 +17,7 @@ export class TooManyStreamsError extends Error {
 
 const MAX_BUFFERED_BYTES = 256 * 1024;
 
-/** One SSE frame: the event type (move, node, lease) and its record as JSON. */
+/** One SSE frame: the event type (move, node, lease, health) and its record as JSON. */
 function frame(change: ClusterChange): string {
   return `event: ${change.type}\ndata: ${JSON.stringify(change.event)}\n\n`;
 }

@@ -1,6 +1,8 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { CertificateSummary } from '../security/certificates';
 import type { ApiManagementAddress, MoveAccepted, MoveEvent, NodeStatus } from './backend';
+import type { NodeHealthStatus } from '../status/management-address';
+import type { CheckStatusRecord } from '../store/records';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const Timestamp = Type.String({ description: 'an ISO 8601 time' });
@@ -51,6 +53,29 @@ export type ErrorResponse = Static<typeof ErrorResponse>;
 
 export const PingResponse = Type.Object({ status: Type.Literal('ok') });
 
+const NodeHealthStatusSchema = Type.Object({
+  name: Type.String(),
+  running: Type.Boolean(),
+  health: Type.Union([Type.Literal('passing'), Type.Literal('failing'), Type.Literal('unknown')]),
+  since: Nullable(Timestamp),
+  failing: Type.Array(Type.Object({ check: Type.String(), detail: Nullable(Type.String()), since: Timestamp })),
+});
+
+const CheckStatusSchema = Type.Object({
+  name: Type.String(),
+  kind: Type.Union([Type.Literal('http'), Type.Literal('tcp'), Type.Literal('command')]),
+  target: Type.String(),
+  passing: Type.Boolean(),
+  since: Timestamp,
+  consecutiveFailures: Type.Integer(),
+  consecutiveSuccesses: Type.Integer(),
+  fall: Type.Integer(),
+  rise: Type.Integer(),
+  lastResult: Nullable(
+    Type.Object({ ok: Type.Boolean(), detail: Type.String(), output: Type.String(), durationMs: Type.Number(), time: Timestamp }),
+  ),
+});
+
 export const ManagementAddressResponse = Type.Object({
   apiVersion: Type.Literal('vipd.io/v1'),
   kind: Type.Literal('ManagementAddress'),
@@ -100,6 +125,7 @@ export const ManagementAddressResponse = Type.Object({
         cooldownUntil: Timestamp,
       }),
     ),
+    nodes: Type.Optional(Type.Array(NodeHealthStatusSchema)),
   }),
 });
 
@@ -109,6 +135,10 @@ const NodeStatusSchema = Type.Object({
   healthy: Type.Boolean(),
   lastSeen: Nullable(Timestamp),
   holdsVip: Type.Boolean(),
+  /** The node's health checks (issue 13): `healthy` above says only whether its agent runs. */
+  health: Type.Union([Type.Literal('passing'), Type.Literal('failing'), Type.Literal('unknown')]),
+  healthSince: Nullable(Timestamp),
+  checks: Type.Array(CheckStatusSchema),
 });
 export const NodesResponse = Type.Object({ nodes: Type.Array(NodeStatusSchema) });
 
@@ -155,6 +185,8 @@ type Assert<T extends true> = T;
 export type SchemaMatchesTypes = [
   Assert<Same<Static<typeof ManagementAddressResponse>, ApiManagementAddress>>,
   Assert<Same<Static<typeof NodeStatusSchema>, NodeStatus>>,
+  Assert<Same<Static<typeof NodeHealthStatusSchema>, NodeHealthStatus>>,
+  Assert<Same<Static<typeof CheckStatusSchema>, CheckStatusRecord>>,
   Assert<Same<Static<typeof MoveEventSchema>, MoveEvent>>,
   Assert<Same<Static<typeof MoveAcceptedResponse>, MoveAccepted>>,
   Assert<Same<Static<typeof CertificateSummarySchema>, CertificateSummary>>,

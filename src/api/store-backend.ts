@@ -10,7 +10,8 @@ import type { EtcdStore } from '../store/etcd-store';
 import { listMoves } from '../store/history';
 import type { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';
-import { parseLeader, type MoveEvent } from '../store/records';
+import { parseLeader, type MoveEvent, type NodeHealthRecord } from '../store/records';
+import { readClusterHealth } from '../health/cluster';
 import type { ApiBackend, ApiManagementAddress, MoveAccepted, NodeStatus } from './backend';
 
 /** How long a move request waits for the holder to act on it before etcd drops it. */
@@ -70,12 +71,13 @@ export class StoreApiBackend implements ApiBackend {
 
   async nodes(): Promise<NodeStatus[]> {
     const { store, keys } = this.options;
-    const [records, live, leader, seen, moves] = await Promise.all([
+    const [records, live, leader, seen, moves, health] = await Promise.all([
       this.membership.listNodes(),
       this.membership.liveNodeNames(),
       store.get(keys.leader),
       store.getPrefix(keys.lastSeenPrefix),
       listMoves(store, keys),
+      readClusterHealth(store, keys),
     ]);
     const holder = parseLeader(leader)?.node;
     const lastSeen = new Map(seen.map((entry) => [entry.key.slice(keys.lastSeenPrefix.length), entry.value]));
@@ -87,6 +89,9 @@ export class StoreApiBackend implements ApiBackend {
         healthy: live.has(record.name),
         lastSeen: live.has(record.name) ? now : lastSeenOf(record, lastSeen.get(record.name), moves),
         holdsVip: record.name === holder,
+        health: healthOf(health.get(record.name)),
+        healthSince: health.get(record.name)?.since ?? null,
+        checks: health.get(record.name)?.checks ?? [],
       }))
       .sort((a, b) => a.name.localeCompare(b.name));
   }
@@ -122,4 +127,8 @@ export class StoreApiBackend implements ApiBackend {
   fqdn(): string | null {
     return this.options.config.api.fqdn;
   }
+}
+
+function healthOf(record: NodeHealthRecord | undefined): NodeStatus['health'] {
+  return !record ? 'unknown' : record.healthy ? 'passing' : 'failing';
 }

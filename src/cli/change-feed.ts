@@ -134,7 +134,7 @@ function moveKey(event: MoveEvent): string {
 }
 
 function changeOf(type: string, data: string): ClusterChange | null {
-  if (type !== 'move' && type !== 'node' && type !== 'lease') return null;
+  if (type !== 'move' && type !== 'node' && type !== 'lease' && type !== 'health') return null;
   try {
     return { type, event: JSON.parse(data) } as ClusterChange;
   } catch {

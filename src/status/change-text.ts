@@ -22,6 +22,11 @@ export function formatChangeLine(change: ClusterChange): string {
       const what = lease.state === 'bound' ? `${lease.leasedIP} bound by ${lease.holder} for ${lease.leaseSeconds}s, expires ${lease.expiresAt}` : `${lease.state} on ${lease.holder}: ${lease.reason ?? 'waiting for a lease'}`;
       return `${lease.time}  lease  ${what}`;
     }
+    case 'health': {
+      const { node, healthy, failing, time } = change.event;
+      const checks = failing.map((entry) => `check ${entry.check} failing${entry.detail ? ` (${entry.detail})` : ''}`).join(', ');
+      return `${time}  health ${node} ${healthy ? 'is healthy: every check passes' : `is unhealthy: ${checks || 'its checks have not passed yet'}`}`;
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 import type { Watcher } from 'etcd3';
 import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
-import type { MoveEvent, PublishedDhcpState } from '../store/records';
+import type { MoveEvent, NodeHealthRecord, PublishedDhcpState } from '../store/records';
 
 /** A node's agent started (its liveness key appeared) or stopped (its lease ended). */
 export interface NodeChange {
@@ -13,11 +13,26 @@ export interface NodeChange {
 /** The DHCP lease of the VIP as its holder published it: bound, renewed, lost. */
 export type LeaseChange = Omit<PublishedDhcpState, 'hwaddr' | 'requestedIP'> & { time: string };
 
+/** A node's health checks turned it healthy or unhealthy, or the set of failing checks changed (issue 13). */
+export interface HealthChange {
+  node: string;
+  healthy: boolean;
+  /** The failing checks with their last result, e.g. { check: 'api', detail: 'HTTP 503' }. */
+  failing: Array<{ check: string; detail: string | null }>;
+  time: string;
+}
+
 /** Everything `vipd events -w` and `vipd status -w` follow, one record per change. */
 export type ClusterChange =
   | { type: 'move'; event: MoveEvent }
   | { type: 'node'; event: NodeChange }
-  | { type: 'lease'; event: LeaseChange };
+  | { type: 'lease'; event: LeaseChange }
+  | { type: 'health'; event: HealthChange };
+
+export function healthChangeOf(record: NodeHealthRecord): HealthChange {
+  const failing = record.checks.filter((check) => !check.passing).map((check) => ({ check: check.name, detail: check.lastResult?.detail ?? null }));
+  return { node: record.node, healthy: record.healthy, failing, time: record.since };
+}
 
 /** A watch delivers whatever was written: a broken record is skipped, not thrown from an event handler. */
 function tryParse<T>(value: string): T | null {
@@ -59,6 +74,26 @@ export async function watchClusterChanges(
       listener({ type: 'node', event: { node: storedFromWatch(kv).key.slice(keys.alivePrefix.length), healthy, time: new Date().toISOString() } });
     alive.on('put', node(true));
     alive.on('delete', node(false));
+    // A node republishes its health every few seconds with fresh results: only a change of verdict is a change.
+    const health = await store.watchPrefix(keys.healthPrefix);
+    watchers.push(health);
+    const verdicts = new Map<string, string>();
+    const verdictOf = (value: string): { record: NodeHealthRecord; verdict: string } | null => {
+      const record = tryParse<NodeHealthRecord>(value);
+      if (!record || typeof record.node !== 'string' || !Array.isArray(record.checks) || !Array.isArray(record.failing)) return null;
+      return { record, verdict: `${record.healthy}|${record.failing.join(',')}` };
+    };
+    health.on('put', (kv) => {
+      const read = verdictOf(storedFromWatch(kv).value);
+      if (!read || verdicts.get(read.record.node) === read.verdict) return;
+      verdicts.set(read.record.node, read.verdict);
+      listener({ type: 'health', event: healthChangeOf(read.record) });
+    });
+    // Where each node starts, so a refresh with the same verdict is not reported as a change.
+    for (const entry of await store.getPrefix(keys.healthPrefix)) {
+      const read = verdictOf(entry.value);
+      if (read && !verdicts.has(read.record.node)) verdicts.set(read.record.node, read.verdict);
+    }
     const dhcp = await store.watchKey(keys.dhcp);
     watchers.push(dhcp);
     dhcp.on('put', (kv) => {

@@ -2,6 +2,18 @@ import type { PublishedDhcpState } from '../store/records';
 import type { HookFailureRecord } from '../store/records';
 import type { Leader } from '../store/records';
 
+/** One node's health as status shows it (issue 13). */
+export interface NodeHealthStatus {
+  name: string;
+  /** Its agent runs (its liveness key exists). */
+  running: boolean;
+  /** passing: every check passes (or it has none); failing; unknown: it published no health. */
+  health: 'passing' | 'failing' | 'unknown';
+  /** When `health` last changed, as the node published it. */
+  since: string | null;
+  failing: Array<{ check: string; detail: string | null; since: string }>;
+}
+
 /** The Harvester/kube-vip annotation names users already query with jsonpath. */
 export const ANNOTATION_VIP_HOST = 'kube-vip.io/vipHost';
 export const ANNOTATION_HWADDR = 'kube-vip.io/hwaddr';
@@ -34,6 +46,8 @@ export interface ManagementAddress {
     certificateWarning?: string | null;
     /** A node gave the VIP up because a required acquire hook failed; kept until that node's hooks succeed. */
     lastHookFailure?: HookFailureRecord;
+    /** Every registered node's health checks, when read from the cluster (issue 13). */
+    nodes?: NodeHealthStatus[];
   };
 }
 
@@ -49,6 +63,12 @@ export interface ManagementAddressInput {
   dhcp?: PublishedDhcpState | null;
   /** The newest unresolved required-hook failure (src/hooks/runner.ts). */
   hookFailure?: HookFailureRecord | null;
+  /** Every registered node's health (issue 13). */
+  nodes?: NodeHealthStatus[];
+}
+
+function failingText(node: NodeHealthStatus): string {
+  return node.failing.map((entry) => `check ${entry.check} failing${entry.detail ? ` (${entry.detail})` : ''}`).join(', ') || 'checks not passed yet';
 }
 
 export function describeManagementAddress(input: ManagementAddressInput): ManagementAddress {
@@ -67,6 +87,12 @@ export function describeManagementAddress(input: ManagementAddressInput): Manage
     message = `held by ${leader.node}, but not served: ${dhcp?.reason ?? 'waiting for a DHCP lease'}`;
   }
   if (input.hookFailure) message += `; ${input.hookFailure.node} gave the VIP up: ${input.hookFailure.reason}`;
+  const holderHealth = leader ? input.nodes?.find((node) => node.name === leader.node) : undefined;
+  if (holderHealth?.health === 'failing') {
+    // The holder leaves only for a healthy running node (src/agent/health-gate.ts).
+    const target = input.nodes?.some((node) => node.name !== leader!.node && node.running && node.health === 'passing');
+    message += `; held while unhealthy (${failingText(holderHealth)}): ${target ? 'moving to a healthy node' : 'no running node is healthy to move it to'}`;
+  }
   const view: ManagementAddress = {
     apiVersion: 'vipd.io/v1',
     kind: 'ManagementAddress',
@@ -89,6 +115,7 @@ export function describeManagementAddress(input: ManagementAddressInput): Manage
     },
   };
   if (input.hookFailure) view.status.lastHookFailure = input.hookFailure;
+  if (input.nodes) view.status.nodes = input.nodes;
   if (input.mode === 'dhcp' && dhcp) {
     const { hwaddr: _hwaddr, requestedIP: _requested, ...lease } = dhcp;
     view.status.dhcp = lease;
@@ -117,6 +144,11 @@ export function formatManagementAddressTable(view: ManagementAddress, now = new 
     rows.push(['DHCP', lease.state === 'bound' ? `${lease.leasedIP} leased for ${lease.leaseSeconds}s, expires ${lease.expiresAt}` : `${lease.state}: ${lease.reason ?? 'waiting for a lease'}`]);
   }
   if (view.status.held && view.status.message !== `held by ${view.status.holder}`) rows.push(['NOTE', view.status.message]);
+  for (const [index, node] of (view.status.nodes ?? []).entries()) {
+    const health = node.health === 'passing' ? 'healthy' : node.health === 'unknown' ? 'health unknown' : `unhealthy: ${failingText(node)}`;
+    const since = node.since && node.health !== 'unknown' ? ` since ${node.since}` : '';
+    rows.push([index === 0 ? 'NODES' : '', `${node.name}: ${node.running ? 'running' : 'not running'}, ${health}${since}${node.name === view.status.holder ? ' (holder)' : ''}`]);
+  }
   rows.push(['CLUSTER', view.metadata.cluster]);
   if (view.status.caFingerprint) rows.push(['CA (SHA-256)', view.status.caFingerprint]);
   if (view.status.certificateWarning) rows.push(['TLS WARNING', view.status.certificateWarning]);

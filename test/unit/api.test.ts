@@ -203,6 +203,28 @@ describe('HTTPS API (fastify.inject)', () => {
     assert.deepEqual(response.json(), { error: 'Payload Too Large', message: 'the request body is larger than 65536 bytes' });
   });
 
+  test('health (issue 13): /v1/nodes has each node\'s checks; status lists node health and says the holder holds while unhealthy; a move to a failing node is 409', async () => {
+    world.backend.setCheck('node-2', 'HTTP 503');
+    try {
+      const nodes = (await world.app.inject({ method: 'GET', url: '/v1/nodes', headers: bearer(world.readToken) })).json().nodes as Array<{ name: string; health: string; checks: Array<{ name: string; passing: boolean; lastResult: { detail: string } }> }>;
+      assert.deepEqual(nodes.map((node) => [node.name, node.health, node.checks.map((check) => [check.name, check.passing, check.lastResult.detail])]), [
+        ['node-1', 'passing', [['api', true, 'HTTP 200']]],
+        ['node-2', 'failing', [['api', false, 'HTTP 503']]],
+        ['node-3', 'unknown', []],
+      ]);
+      const move = await world.app.inject({ method: 'POST', url: '/v1/management-address/move', headers: { ...bearer(world.adminToken), ...JSON_HEADERS }, payload: { to: 'node-2' } });
+      assert.equal(move.statusCode, 409);
+      assert.equal(move.json().message, 'node "node-2" is unhealthy: check api failing');
+      world.backend.setCheck('node-1', 'connection refused');
+      const status = (await world.app.inject({ method: 'GET', url: '/v1/management-address', headers: bearer(world.readToken) })).json();
+      assert.deepEqual(status.status.nodes.map((node: { name: string; health: string }) => [node.name, node.health]), [['node-1', 'failing'], ['node-2', 'failing'], ['node-3', 'unknown']]);
+      assert.equal(status.status.message, 'held by node-1; held while unhealthy (check api failing (connection refused)): no running node is healthy to move it to');
+    } finally {
+      world.backend.setCheck('node-1', null);
+      world.backend.setCheck('node-2', null);
+    }
+  });
+
   test('a move to an unknown or unhealthy node is 409 with the reason', async () => {
     for (const [to, reason] of [
       ['node-9', /unknown node "node-9"/],
@@ -399,6 +421,18 @@ describe('HTTPS API on a real loopback socket', () => {
     const deadline = Date.now() + 2000;
     while (world.backend.listeners.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.equal(world.backend.listeners.size, 0, 'the subscription ends with the connection');
+  });
+
+  test('the event stream carries health changes as their own event type', async () => {
+    const stream = readStream(port, { accept: 'text/event-stream', ...bearer(world.readToken) }, world.ca.certificatePem);
+    await stream.until((text) => (text.match(/^event: move$/gm) ?? []).length >= world.backend.history.length, 'the history');
+    world.backend.setCheck('node-2', 'HTTP 503');
+    await stream.until((text) => /^event: health$/m.test(text), 'the health event');
+    const frame = stream.text.split('\n\n').find((candidate) => candidate.startsWith('event: health'))!;
+    const event = JSON.parse(frame.split('\n')[1]!.replace(/^data: /, ''));
+    assert.deepEqual([event.node, event.healthy, event.failing], ['node-2', false, [{ check: 'api', detail: 'HTTP 503' }]]);
+    world.backend.setCheck('node-2', null);
+    stream.close();
   });
 
   test('the event stream needs a token too', async () => {

@@ -26,9 +26,9 @@ const MACS: Record<string, string> = {
 export class FakeBackend implements ApiBackend {
   readonly vip = '192.0.2.10';
   nodeList: Array<Omit<NodeStatus, 'holdsVip'>> = [
-    { name: 'node-1', ip: '192.0.2.11', healthy: true, lastSeen: new Date().toISOString() },
-    { name: 'node-2', ip: '192.0.2.12', healthy: true, lastSeen: new Date().toISOString() },
-    { name: 'node-3', ip: '192.0.2.13', healthy: false, lastSeen: new Date(Date.now() - 600_000).toISOString() },
+    { name: 'node-1', ip: '192.0.2.11', healthy: true, lastSeen: new Date().toISOString(), ...passing() },
+    { name: 'node-2', ip: '192.0.2.12', healthy: true, lastSeen: new Date().toISOString(), ...passing() },
+    { name: 'node-3', ip: '192.0.2.13', healthy: false, lastSeen: new Date(Date.now() - 600_000).toISOString(), health: 'unknown', healthSince: null, checks: [] },
   ];
   holder: string | null = 'node-1';
   since = new Date(Date.now() - 42 * 60_000).toISOString();
@@ -53,6 +53,13 @@ export class FakeBackend implements ApiBackend {
       mode: 'static',
       interface: 'mgmt-br',
       leader: node ? { node: node.name, ip: node.ip, mac: MACS[node.name] ?? '', since: this.since, term: this.term } : null,
+      nodes: this.nodeList.map((entry) => ({
+        name: entry.name,
+        running: entry.healthy,
+        health: entry.health,
+        since: entry.healthSince,
+        failing: entry.checks.filter((check) => !check.passing).map((check) => ({ check: check.name, detail: check.lastResult?.detail ?? null, since: check.since })),
+      })),
     });
     const status = {
       ...view.status,
@@ -80,6 +87,7 @@ export class FakeBackend implements ApiBackend {
     const node = this.nodeList.find((candidate) => candidate.name === to);
     if (!node) throw new MoveRefusedError(`unknown node "${to}" (registered nodes: ${this.nodeList.map((n) => n.name).join(', ')})`);
     if (!node.healthy) throw new MoveRefusedError(`node "${to}" is not healthy: its agent is not running`);
+    if (node.health === 'failing') throw new MoveRefusedError(`node "${to}" is unhealthy: check ${node.checks.filter((check) => !check.passing).map((check) => check.name).join(', ')} failing`);
     const done = this.holder === to;
     const answer: MoveAccepted = { id: `m${this.moves.length + 1}`, state: done ? 'done' : 'accepted', from: this.holder ?? '', to, term: this.term, requestedAt: new Date().toISOString() };
     const submit = async (): Promise<void> => {
@@ -88,6 +96,15 @@ export class FakeBackend implements ApiBackend {
       this.moveTo(to, `planned move to ${to} requested by ${requestedBy} (move ${answer.id})`);
     };
     return { answer, submit: done ? null : submit };
+  }
+
+  /** A node's api check starts failing (detail given) or passes again (null), as its agent would publish it. */
+  setCheck(name: string, failing: string | null): void {
+    const node = this.nodeList.find((candidate) => candidate.name === name);
+    if (!node) throw new Error(`no node ${name}`);
+    const time = new Date().toISOString();
+    Object.assign(node, passing(failing, time));
+    this.emit({ type: 'health', event: { node: name, healthy: failing === null, failing: failing === null ? [] : [{ check: 'api', detail: failing }], time } });
   }
 
   /** What the store's watch reports: a node's agent starting or stopping, a lease change. */
@@ -115,6 +132,28 @@ export class FakeBackend implements ApiBackend {
   fqdn(): string | null {
     return 'mgmt.example.test';
   }
+}
+
+/** One http check named api, passing, or failing with `failing` as its last result. */
+function passing(failing: string | null = null, time = new Date(Date.now() - 3600_000).toISOString()): Pick<NodeStatus, 'health' | 'healthSince' | 'checks'> {
+  return {
+    health: failing === null ? 'passing' : 'failing',
+    healthSince: time,
+    checks: [
+      {
+        name: 'api',
+        kind: 'http',
+        target: 'https://127.0.0.1:6443/readyz',
+        passing: failing === null,
+        since: time,
+        consecutiveFailures: failing === null ? 0 : 3,
+        consecutiveSuccesses: failing === null ? 5 : 0,
+        fall: 3,
+        rise: 2,
+        lastResult: { ok: failing === null, detail: failing ?? 'HTTP 200', output: '', durationMs: 2, time },
+      },
+    ],
+  };
 }
 
 export const FQDN = 'mgmt.example.test';
