@@ -36,6 +36,29 @@ function value(text: string, sample: string): number | undefined {
 }
 
 describe('agent metrics', () => {
+  test('health (issue 13): healthy, per-check up, probes by result and time unhealthy', async () => {
+    const check = (name: string, passing: boolean) => ({ name, kind: 'http' as const, target: 'x', passing, since: '', consecutiveFailures: 0, consecutiveSuccesses: 0, fall: 3, rise: 2, lastResult: null });
+    let record = { node: 'node-1', healthy: false, failing: ['ui'], since: '', updatedAt: '', checks: [check('api', true), check('ui', false)] };
+    const agent = metrics({ source: { ...source(), health: () => ({ record, unhealthySeconds: 12.5 }) } });
+    agent.healthProbe('api', true);
+    agent.healthProbe('ui', false);
+    agent.healthProbe('ui', false);
+    let text = await agent.render();
+    assert.equal(value(text, 'vipd_healthy'), 0);
+    assert.equal(value(text, 'vipd_health_check_up{check="api"}'), 1);
+    assert.equal(value(text, 'vipd_health_check_up{check="ui"}'), 0);
+    assert.equal(value(text, 'vipd_health_probes_total{check="ui",result="fail"}'), 2);
+    assert.equal(value(text, 'vipd_unhealthy_seconds_total'), 12.5);
+    record = { ...record, healthy: true, failing: [], checks: [check('api', true), check('ui', true)] };
+    text = await agent.render();
+    assert.equal(value(text, 'vipd_healthy'), 1);
+    assert.equal(value(text, 'vipd_health_check_up{check="ui"}'), 1);
+    // Without checks the node is healthy and has no per-check series.
+    const plain = await metrics().render();
+    assert.equal(value(plain, 'vipd_healthy'), 1);
+    assert.equal(plain.includes('vipd_health_check_up{'), false);
+  });
+
   test('holder and term are read at scrape time; a vacant key keeps the last term', async () => {
     const state = source();
     const agent = metrics({ source: state });
