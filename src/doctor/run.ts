@@ -18,6 +18,7 @@ import { readManagementAddress } from '../status/read';
 import { checkApiCertificate, readApiSettings } from './certificate';
 import { checkClock, checkEtcdHealth, checkRenewalLatency, measureClockOffset, probeEndpointHealth, timeRenewalWrites, type ClockOffset } from './etcd-checks';
 import { checkFirewall } from './firewall';
+import { checkHealth } from './health';
 import { checkDhcpReservation, checkMtu, checkSubnet, ownManagementAddress, type LocalInterface, type ReferenceAddress } from './membership-checks';
 import { buildReport, skip, type CheckResult, type DoctorReport } from './report';
 import { arpIgnore, checkLayer2, checkVipAnswers, localAnswerers, solicit } from './segment';
@@ -203,6 +204,8 @@ export async function runDoctor(config: Config, now: () => Date = () => new Date
       }),
     );
 
+    const healthChecks = checkHealth(config.node.name, config.health).catch((error: Error) => [skip('health', `could not run: ${error.message}`)]);
+
     const subnet = !cluster
       ? needsEtcd('subnet')
       : 'error' in localRead
@@ -217,7 +220,7 @@ export async function runDoctor(config: Config, now: () => Date = () => new Date
           ? skip('dhcp-reservation', `the lease could not be read from etcd: ${cluster.viewError}`)
           : needsEtcd('dhcp-reservation');
 
-    const results = [etcdCheck, await clock, latency, subnet, mtu, await segmentChecks, await vipCheck, reservation, await certificate, await firewall];
+    const results = [etcdCheck, await clock, latency, subnet, mtu, await segmentChecks, await vipCheck, reservation, await certificate, await firewall, ...(await healthChecks)];
     return { report: buildReport(config.cluster, config.node.name, results, now()), etcdReachable: cluster !== null };
   } finally {
     store.close();

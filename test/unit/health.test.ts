@@ -201,3 +201,15 @@ test('monitor: runOnce gives each check one verdict (vipd doctor)', async () => 
   const verdicts = await monitor.runOnce();
   assert.deepEqual(verdicts.map(({ check, result }) => [check.name, result.ok]), [['closed', false], ['true', true]]);
 });
+
+test('vipd doctor runs each check once and gives one verdict per check', async () => {
+  const { checkHealth } = await import('../../src/doctor/health');
+  const port = await closedPort();
+  const results = await checkHealth('node-1', { checks: checks({ name: 'api', tcp: `127.0.0.1:${port}` }, { name: 'ok', command: ['/bin/true'] }) });
+  assert.deepEqual(results.map((result) => [result.name, result.verdict]), [['health:api', 'fail'], ['health:ok', 'ok']]);
+  assert.match(results[0]!.detail, new RegExp(`^tcp 127.0.0.1:${port}: connection refused$`));
+  assert.match(results[0]!.hint!, /not eligible to hold the VIP/);
+  assert.deepEqual((await checkHealth('node-1', { checks: [] })).map((result) => result.verdict), ['skip']);
+  const badCa = await checkHealth('node-1', { checks: checks({ name: 'api', http: 'https://127.0.0.1:6443/', ca: '/nonexistent.pem' }) });
+  assert.deepEqual([badCa[0]!.verdict, badCa[0]!.detail], ['fail', 'health.checks[0].ca: cannot read /nonexistent.pem: ENOENT']);
+});
