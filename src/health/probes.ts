@@ -1,7 +1,7 @@
 /** One probe of one check: an HTTP(S) GET, a TCP connect or a command. Never blocks the event loop. */
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
@@ -50,7 +50,22 @@ export function buildProbe(config: HealthProbeConfig, field: string): Probe {
     case 'tcp':
       return (timeoutMs, signal) => tcpProbe(config.host, config.port, timeoutMs, signal);
     case 'command':
+      checkProgram(config.argv[0]!, `${field}.command[0]`);
       return (timeoutMs, signal) => commandProbe(config.argv, timeoutMs, signal);
+  }
+}
+
+/** The agent runs it as root every interval: it must exist, and only root may change it. */
+function checkProgram(program: string, field: string): void {
+  try {
+    accessSync(program, constants.X_OK);
+  } catch (error) {
+    throw new InputError(field, `cannot run ${program}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const stats = statSync(program);
+  if (!stats.isFile()) throw new InputError(field, `${program} is not a regular file`);
+  if ((stats.mode & 0o022) !== 0) {
+    throw new InputError(field, `${program} is writable by its group or every user (mode ${(stats.mode & 0o777).toString(8).padStart(4, '0')}); run: chmod go-w ${program}`);
   }
 }
 

@@ -87,6 +87,11 @@ test('http probe: an unreadable CA file is an InputError naming the field', () =
   assert.throws(() => buildProbe(check!.probe, check!.field), (error: unknown) => error instanceof InputError && error.field === 'health.checks[0].ca');
 });
 
+test('command probe: a program that cannot be run is an InputError naming the field (vipd run exits 2)', () => {
+  const [missing] = checks({ name: 'gone', command: ['/nonexistent/check'] });
+  assert.throws(() => buildProbe(missing!.probe, missing!.field), (error: unknown) => error instanceof InputError && error.field === 'health.checks[0].command[0]' && /ENOENT/.test(error.message));
+});
+
 test('tcp probe: a listening port passes, a closed port fails', async (t) => {
   const server = createTcpServer((socket) => socket.end());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
