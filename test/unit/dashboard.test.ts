@@ -81,6 +81,13 @@ test('the dashboard signs in with a token, shows the holder and follows a move l
   // The unhealthy node cannot be chosen.
   assert.equal(await page.locator('[data-testid=move-target] option[value=node-3]').isDisabled(), true);
 
+  // A node's health check fails: the nodes table follows the event stream, and the node cannot be chosen.
+  world.backend.setCheck('node-2', 'HTTP 503');
+  await page.locator('[data-node=node-2] [data-testid=node-checks]', { hasText: /Checks fail.*api.*HTTP 503/ }).waitFor();
+  assert.equal(await page.locator('[data-testid=move-target] option[value=node-2]').isDisabled(), true);
+  world.backend.setCheck('node-2', null);
+  await page.locator('[data-node=node-2] [data-testid=node-checks]', { hasText: /Check passes/ }).waitFor();
+
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
   assert.deepEqual(problems, [], 'no script errors or CSP violations');
 });

@@ -77,6 +77,8 @@ async function readEventStream(token, signal, onOpen, onEvent, onData) {
         else if (field === 'data') data.push(text);
       }
       if (type === 'move' && data.length > 0) onEvent(JSON.parse(data.join('\n')));
+      // A node started, stopped, or its health checks changed verdict: the node list is stale.
+      else if ((type === 'health' || type === 'node') && data.length > 0) onData(true);
     }
   }
 }
@@ -252,7 +254,7 @@ function NodesCard({ nodes, holder, now, call, onMoved }) {
     </div>
     <table class="nodes" data-testid="nodes">
       <thead>
-        <tr><th>Node</th><th>IP</th><th>Health</th><th>Last seen</th><th>VIP</th></tr>
+        <tr><th>Node</th><th>IP</th><th>Health</th><th>Checks</th><th>Last seen</th><th>VIP</th></tr>
       </thead>
       <tbody>
         ${nodes.map(
@@ -260,6 +262,7 @@ function NodesCard({ nodes, holder, now, call, onMoved }) {
             <td><strong>${node.name}</strong></td>
             <td class="mono">${node.ip}</td>
             <td>${node.healthy ? html`<${Badge} tone="ok">Healthy<//>` : html`<${Badge} tone="bad">Unhealthy<//>`}</td>
+            <td data-testid="node-checks"><${Checks} node=${node} now=${now} /></td>
             <td class="muted">${node.lastSeen ? ago(node.lastSeen, now) : 'never'}</td>
             <td>${node.holdsVip ? html`<span class="holds">Holds the VIP</span>` : ''}</td>
           </tr>`,
@@ -268,6 +271,23 @@ function NodesCard({ nodes, holder, now, call, onMoved }) {
     </table>
     <${MoveControl} nodes=${nodes} holder=${holder} call=${call} onMoved=${onMoved} />
   </section>`;
+}
+
+/** The node's health checks: passing, or which fail and why (issue 13). */
+function Checks({ node, now }) {
+  if (node.health === 'unknown' || !node.checks) return html`<span class="muted">—</span>`;
+  if (node.checks.length === 0) return html`<span class="muted">none</span>`;
+  if (node.health === 'passing') {
+    return html`<${Badge} tone="ok">${node.checks.length === 1 ? 'Check passes' : `${node.checks.length} checks pass`}<//>`;
+  }
+  const failing = node.checks.filter((check) => !check.passing);
+  return html`<${Badge} tone="bad">Checks fail<//>
+    ${failing.map(
+      (check) => html`<div class="small" key=${check.name}>
+        <strong>${check.name}</strong>: ${check.lastResult ? check.lastResult.detail : 'no result yet'}
+        <span class="muted"> (${ago(check.since, now)})</span>
+      </div>`,
+    )}`;
 }
 
 function MoveControl({ nodes, holder, call, onMoved }) {
@@ -335,8 +355,8 @@ function MoveControl({ nodes, holder, call, onMoved }) {
           >
             <option value="">Choose a node…</option>
             ${candidates.map(
-              (node) => html`<option value=${node.name} disabled=${!node.healthy}>
-                ${node.name} (${node.ip})${node.healthy ? '' : ' — unhealthy'}
+              (node) => html`<option value=${node.name} disabled=${!node.healthy || node.health === 'failing'}>
+                ${node.name} (${node.ip})${!node.healthy ? ' — unhealthy' : node.health === 'failing' ? ' — checks failing' : ''}
               </option>`,
             )}
           </select>
@@ -468,8 +488,9 @@ function Dashboard({ token, onUnauthorized, onSignOut }) {
               setEvents((list) => [...list, event].slice(-TIMELINE_LENGTH));
               scheduleRefresh();
             },
-            () => {
+            (changed) => {
               lastData = Date.now();
+              if (changed) scheduleRefresh();
             },
           );
         } catch (error) {
