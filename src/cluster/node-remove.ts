@@ -41,6 +41,7 @@ export async function removeNode(store: EtcdStore, keys: ClusterKeys, name: stri
   // The name and IP its join claimed are free again for the next join.
   await releaseClaims(store, keys, name, record?.ip ?? null);
   await store.delete(keys.lastSeen(name));
+  await store.delete(keys.health(name));
   if (options.force) await store.delete(keys.alive(name));
   return { name, record: record !== null, etcdMember: member?.id ?? null };
 }
