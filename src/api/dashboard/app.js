@@ -39,7 +39,7 @@ async function api(token, path, init = {}) {
  * Server-Sent Events read through fetch, because EventSource cannot send the Authorization
  * header and a token in the URL would end up in logs and history.
  */
-async function readEventStream(token, signal, onOpen, onEvent, onData) {
+async function readEventStream(token, signal, onOpen, onEvent, onData, onChange) {
   const response = await fetch('/v1/events?limit=' + TIMELINE_LENGTH, {
     headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` },
     cache: 'no-store',
@@ -77,6 +77,8 @@ async function readEventStream(token, signal, onOpen, onEvent, onData) {
         else if (field === 'data') data.push(text);
       }
       if (type === 'move' && data.length > 0) onEvent(JSON.parse(data.join('\n')));
+      // A node started or stopped, or the DHCP lease changed: the status and node table follow.
+      else if ((type === 'node' || type === 'lease') && data.length > 0) onChange();
     }
   }
 }
@@ -471,6 +473,7 @@ function Dashboard({ token, onUnauthorized, onSignOut }) {
             () => {
               lastData = Date.now();
             },
+            scheduleRefresh,
           );
         } catch (error) {
           if (error.status === 401) {
