@@ -39,5 +39,5 @@ export async function startLabDns(lab: Lab, records: Record<string, string>): Pr
  */
 export async function runWithResolver(namespace: string, resolvConf: string, command: string, args: string[], timeoutMs: number): Promise<CommandResult> {
   const script = 'mount --bind "$0" /etc/resolv.conf && exec nsenter --net="/run/netns/$1" -- "${@:2}"';
-  return await run('unshare', ['--mount', '--propagation', 'private', '--', 'bash', '-c', script, resolvConf, namespace, command, ...args], timeoutMs);
+  return await run('unshare', ['--mount', '--propagation', 'private', '--', 'bash', '--norc', '--noprofile', '-c', script, resolvConf, namespace, command, ...args], timeoutMs);
 }

@@ -512,7 +512,9 @@ export class Lab {
   /** Opens a TCP connection from the client to the VIP; returns the name of the node that answered. */
   async clientWhoami(address = this.vip): Promise<string | null> {
     const script = `exec 3<>/dev/tcp/${address}/${WHOAMI_PORT} && cat <&3`;
-    const result = await run('ip', ['netns', 'exec', this.clientNs, 'timeout', '2', 'bash', '-c', script]);
+    // --norc: bash sources ~/.bashrc when stdin is a socket (it takes that for sshd), and
+    // Node's child pipes are socketpairs; a slow rc (pyenv init) ran past the 2 s limit.
+    const result = await run('ip', ['netns', 'exec', this.clientNs, 'timeout', '2', 'bash', '--norc', '--noprofile', '-c', script]);
     return result.code === 0 ? result.stdout.trim() : null;
   }
 

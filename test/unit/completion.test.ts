@@ -7,7 +7,7 @@ import { buildProgram } from '../../src/main';
 /** What bash offers after `words` (the last word is the one being completed). */
 function complete(script: string, words: string[]): string[] {
   const quoted = words.map((word) => `'${word}'`).join(' ');
-  const output = execFileSync('bash', ['-c', `${script}\nCOMP_WORDS=(${quoted}); COMP_CWORD=${words.length - 1}; _vipd; printf '%s\\n' "\${COMPREPLY[@]}"`], { encoding: 'utf8' });
+  const output = execFileSync('bash', ['--norc', '--noprofile', '-c', `${script}\nCOMP_WORDS=(${quoted}); COMP_CWORD=${words.length - 1}; _vipd; printf '%s\\n' "\${COMPREPLY[@]}"`], { encoding: 'utf8' });
   return output.split('\n').filter(Boolean);
 }
 

@@ -89,5 +89,13 @@ test('the dashboard signs in with a token, shows the holder and follows a move l
   await page.locator('[data-node=node-2] [data-testid=node-checks]', { hasText: /Check passes/ }).waitFor();
 
   await page.screenshot({ path: join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+
+  // node-3's agent starts: the table follows without a reload (the stream's node event asks for
+  // a refresh; the 10 s poll would catch it later too, so this pins the outcome, not the path).
+  world.backend.nodeList[2]!.healthy = true;
+  world.backend.emit({ type: 'node', event: { node: 'node-3', healthy: true, time: new Date().toISOString() } });
+  await page.getByText('3 of 3 healthy').waitFor();
+  assert.equal(await page.evaluate('window.notReloaded'), true);
+  world.backend.nodeList[2]!.healthy = false;
   assert.deepEqual(problems, [], 'no script errors or CSP violations');
 });

@@ -39,7 +39,7 @@ async function api(token, path, init = {}) {
  * Server-Sent Events read through fetch, because EventSource cannot send the Authorization
  * header and a token in the URL would end up in logs and history.
  */
-async function readEventStream(token, signal, onOpen, onEvent, onData) {
+async function readEventStream(token, signal, onOpen, onEvent, onData, onChange) {
   const response = await fetch('/v1/events?limit=' + TIMELINE_LENGTH, {
     headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` },
     cache: 'no-store',
@@ -77,8 +77,8 @@ async function readEventStream(token, signal, onOpen, onEvent, onData) {
         else if (field === 'data') data.push(text);
       }
       if (type === 'move' && data.length > 0) onEvent(JSON.parse(data.join('\n')));
-      // A node started, stopped, or its health checks changed verdict: the node list is stale.
-      else if ((type === 'health' || type === 'node') && data.length > 0) onData(true);
+      // A node started or stopped, its health checks changed verdict, or the DHCP lease changed: the status and node table follow.
+      else if ((type === 'node' || type === 'lease' || type === 'health') && data.length > 0) onChange();
     }
   }
 }
@@ -488,10 +488,10 @@ function Dashboard({ token, onUnauthorized, onSignOut }) {
               setEvents((list) => [...list, event].slice(-TIMELINE_LENGTH));
               scheduleRefresh();
             },
-            (changed) => {
+            () => {
               lastData = Date.now();
-              if (changed) scheduleRefresh();
             },
+            scheduleRefresh,
           );
         } catch (error) {
           if (error.status === 401) {
