@@ -38,7 +38,8 @@ export class EtcdChangeFeed implements ChangeFeed {
     const { store, keys, config } = this.cluster;
     const membership = new Membership(store, keys);
     const [view, records, live] = await Promise.all([readManagementAddress(store, keys, config), membership.listNodes(), membership.liveNodeNames()]);
-    return { view, nodes: records.map((record) => ({ name: record.name, healthy: live.has(record.name) })) };
+    const failing = new Map((view.status.nodes ?? []).map((node) => [node.name, node.failing.map((entry) => entry.check)]));
+    return { view, nodes: records.map((record) => ({ name: record.name, healthy: live.has(record.name), failingChecks: failing.get(record.name) ?? [] })) };
   }
 
   async follow(onChange: (change: ClusterChange) => void, _onResync: () => void, stopped: AbortSignal): Promise<void> {
@@ -68,9 +69,9 @@ export class ApiChangeFeed implements ChangeFeed {
   async snapshot(): Promise<{ view: ManagementAddress; nodes: NodeHealth[] }> {
     const [view, { nodes }] = await Promise.all([
       this.client.get<ManagementAddress>('/v1/management-address'),
-      this.client.get<{ nodes: NodeHealth[] }>('/v1/nodes'),
+      this.client.get<{ nodes: Array<NodeHealth & { checks?: Array<{ name: string; passing: boolean }> }> }>('/v1/nodes'),
     ]);
-    return { view, nodes: nodes.map((node) => ({ name: node.name, healthy: node.healthy })) };
+    return { view, nodes: nodes.map((node) => ({ name: node.name, healthy: node.healthy, failingChecks: (node.checks ?? []).filter((check) => !check.passing).map((check) => check.name) })) };
   }
 
   async follow(onChange: (change: ClusterChange) => void, onResync: () => void, stopped: AbortSignal): Promise<void> {

@@ -4,7 +4,10 @@ import type { ManagementAddress } from './management-address';
 /** Node health as `vipd status -w` shows it beside the holder. */
 export interface NodeHealth {
   name: string;
+  /** Its agent runs. */
   healthy: boolean;
+  /** Its health checks that fail (issue 13), when known. */
+  failingChecks?: string[];
 }
 
 /** One line of `vipd events`: time, kind, what changed. */
@@ -41,7 +44,9 @@ export function formatStatusLine(view: ManagementAddress, nodes: NodeHealth[], t
   const holder = status.held ? `held by ${status.holder} (${status.holderIP}, ${status.hwaddr ?? 'MAC unknown'}), term ${status.term}` : 'no node holds the VIP';
   const down = nodes.filter((node) => !node.healthy).map((node) => node.name);
   const health = `${nodes.length - down.length} of ${nodes.length} nodes healthy${down.length ? ` (down: ${down.join(', ')})` : ''}`;
+  const failing = nodes.filter((node) => node.failingChecks?.length).map((node) => `${node.name} (${node.failingChecks!.join(', ')})`);
+  const checks = failing.length ? `; checks failing on ${failing.join(', ')}` : '';
   const lease = status.dhcp ? `; DHCP ${status.dhcp.state}${status.dhcp.leasedIP ? ` ${status.dhcp.leasedIP}` : ''}` : '';
   const note = status.held && status.message !== `held by ${status.holder}` ? `; ${status.message}` : '';
-  return `${time}  ${holder}; ${health}${lease}${note}`;
+  return `${time}  ${holder}; ${health}${checks}${lease}${note}`;
 }

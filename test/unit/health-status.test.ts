@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { changeAsJson, formatChangeLine } from '../../src/status/change-text';
+import { changeAsJson, formatChangeLine, formatStatusLine } from '../../src/status/change-text';
 import { healthChangeOf } from '../../src/status/changes';
 import { describeManagementAddress, formatManagementAddressTable, type NodeHealthStatus } from '../../src/status/management-address';
 
@@ -44,4 +44,9 @@ test('a health change is one line in vipd events and one JSON object with -o jso
   assert.equal(formatChangeLine(change), '2026-12-07T10:05:00.000Z  health node-2 is unhealthy: check api failing (HTTP 503)');
   assert.deepEqual(JSON.parse(changeAsJson(change)), { type: 'health', node: 'node-2', healthy: false, failing: [{ check: 'api', detail: 'HTTP 503' }], time: '2026-12-07T10:05:00.000Z' });
   assert.equal(formatChangeLine({ type: 'health', event: { node: 'node-2', healthy: true, failing: [], time: 'T' } }), 'T  health node-2 is healthy: every check passes');
+});
+
+test('vipd status -w names the nodes whose checks fail', () => {
+  const line = formatStatusLine(view(nodes(['node-1', 'failing', true], ['node-2', 'passing', true])), [{ name: 'node-1', healthy: true, failingChecks: ['api'] }, { name: 'node-2', healthy: true, failingChecks: [] }], 'T');
+  assert.equal(line, 'T  held by node-1 (192.0.2.11, 8c:dc:d4:b5:f0:01), term 7; 2 of 2 nodes healthy; checks failing on node-1 (api); held by node-1; held while unhealthy (check api failing (HTTP 503)): moving to a healthy node');
 });
