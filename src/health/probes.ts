@@ -1,13 +1,11 @@
 /** One probe of one check: an HTTP(S) GET, a TCP connect or a command. Never blocks the event loop. */
 import { spawn } from 'node:child_process';
-import { X509Certificate } from 'node:crypto';
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { monotonicMs } from '../clock';
 import type { HealthProbeConfig } from '../config/health';
-import { InputError } from '../config/schema-check';
+import { checkCommand, readCa } from '../config/referenced-files';
 
 /** A command's output is kept this short: it goes to the event history and status. */
 export const MAX_OUTPUT_CHARS = 256;
@@ -24,22 +22,6 @@ export interface ProbeResult {
 /** A probe ready to run, its files read once at start-up. */
 export type Probe = (timeoutMs: number, signal?: AbortSignal) => Promise<ProbeResult>;
 
-/** Reads a PEM CA file; throws InputError naming `field` when it cannot be read or holds no certificate. */
-function readCa(path: string, field: string): string {
-  let pem: string;
-  try {
-    pem = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new InputError(field, `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  try {
-    new X509Certificate(pem);
-  } catch {
-    throw new InputError(field, `${path} holds no PEM certificate`);
-  }
-  return pem;
-}
-
 /** Builds the probe for a check; throws InputError (exit 2) when a file it names is unusable. */
 export function buildProbe(config: HealthProbeConfig, field: string): Probe {
   switch (config.kind) {
@@ -50,22 +32,8 @@ export function buildProbe(config: HealthProbeConfig, field: string): Probe {
     case 'tcp':
       return (timeoutMs, signal) => tcpProbe(config.host, config.port, timeoutMs, signal);
     case 'command':
-      checkProgram(config.argv[0]!, `${field}.command[0]`);
+      checkCommand(config.argv[0]!, `${field}.command[0]`);
       return (timeoutMs, signal) => commandProbe(config.argv, timeoutMs, signal);
-  }
-}
-
-/** The agent runs it as root every interval: it must exist, and only root may change it. */
-function checkProgram(program: string, field: string): void {
-  try {
-    accessSync(program, constants.X_OK);
-  } catch (error) {
-    throw new InputError(field, `cannot run ${program}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  const stats = statSync(program);
-  if (!stats.isFile()) throw new InputError(field, `${program} is not a regular file`);
-  if ((stats.mode & 0o022) !== 0) {
-    throw new InputError(field, `${program} is writable by its group or every user (mode ${(stats.mode & 0o777).toString(8).padStart(4, '0')}); run: chmod go-w ${program}`);
   }
 }
 

@@ -1,24 +1,7 @@
 /** A command hook: run without a shell, in its own process group, with a timeout. */
 import { spawn } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
 import { monotonicMs } from '../clock';
-import { InputError } from '../config/schema-check';
 import { attemptResult, OutputBuffer, type AttemptResult } from './attempt';
-
-/** Throws InputError naming `field` unless `program` can be run and only root can change it. */
-export function checkCommand(program: string, field: string): void {
-  try {
-    accessSync(program, constants.X_OK);
-  } catch (error) {
-    throw new InputError(field, `cannot run ${program}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  const stats = statSync(program);
-  if (!stats.isFile()) throw new InputError(field, `${program} is not a regular file`);
-  // The agent runs it as root on every move: whoever may edit it may run anything there.
-  if ((stats.mode & 0o022) !== 0) {
-    throw new InputError(field, `${program} is writable by its group or every user (mode ${(stats.mode & 0o777).toString(8).padStart(4, '0')}); run: chmod go-w ${program}`);
-  }
-}
 
 /**
  * Runs argv without a shell, with `env` added to the agent's environment. At the timeout

@@ -10,9 +10,10 @@ import type { HookConfig, HookEvent } from '../config/config';
 import type { HookHistory } from '../store/hook-history';
 import type { AttemptFailure, HookFailureRecord, HookRunRecord } from '../store/records';
 import { attemptResult, type AttemptResult } from './attempt';
-import { checkCommand, runCommand } from './command';
+import { checkCommand, readCa } from '../config/referenced-files';
+import { runCommand } from './command';
 import { hookEnvironment, type HookContext } from './context';
-import { postWebhook, readCa } from './webhook';
+import { postWebhook } from './webhook';
 
 /** What the runner reports to metrics. */
 export interface HookMetrics {

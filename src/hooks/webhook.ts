@@ -1,10 +1,7 @@
 /** A webhook hook: one JSON POST, trusting only the configured CA when there is one. */
-import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { monotonicMs } from '../clock';
-import { InputError } from '../config/schema-check';
 import { OutputBuffer, type AttemptResult } from './attempt';
 
 /**
@@ -64,20 +61,4 @@ export function postWebhook(
     request.on('error', (error) => finish({ ok: false, failure: 'error', detail: error.message, httpStatus: null }));
     request.end(body);
   });
-}
-
-/** Reads a PEM CA file; throws InputError naming `field` when it cannot be read or holds no certificate. */
-export function readCa(path: string, field: string): string {
-  let pem: string;
-  try {
-    pem = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new InputError(field, `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  try {
-    new X509Certificate(pem);
-  } catch {
-    throw new InputError(field, `${path} holds no PEM certificate`);
-  }
-  return pem;
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig, minimumLeaseTtlSeconds, parseDuration, resolveConfig } from '../../src/config/config';
-import { InputError } from '../../src/config/schema-check';
+import { rejects } from './config-rejects';
 
 const valid = {
   cluster: 'demo',
@@ -12,18 +12,6 @@ const valid = {
   vip: { mode: 'static', address: '192.0.2.10' },
   etcd: { endpoints: ['http://192.0.2.11:2379'] },
 };
-
-function rejects(document: unknown, field: string, pattern: RegExp): void {
-  assert.throws(
-    () => resolveConfig(document),
-    (error: unknown) => {
-      assert.ok(error instanceof InputError, String(error));
-      assert.equal(error.field, field);
-      assert.match(error.message, pattern);
-      return true;
-    },
-  );
-}
 
 test('the contract example is accepted, with defaults filled in', () => {
   const config = resolveConfig(valid);

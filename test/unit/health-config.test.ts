@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { resolveConfig } from '../../src/config/config';
-import { InputError } from '../../src/config/schema-check';
+import { rejects } from './config-rejects';
 
 const valid = {
   cluster: 'demo',
@@ -12,18 +12,6 @@ const valid = {
 
 function withChecks(...checks: unknown[]): unknown {
   return { ...valid, health: { checks } };
-}
-
-function rejects(document: unknown, field: string, pattern: RegExp): void {
-  assert.throws(
-    () => resolveConfig(document),
-    (error: unknown) => {
-      assert.ok(error instanceof InputError, String(error));
-      assert.equal(error.field, field);
-      assert.match(error.message, pattern);
-      return true;
-    },
-  );
 }
 
 test('no health section: no checks, the node is always healthy', () => {
