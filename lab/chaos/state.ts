@@ -10,7 +10,8 @@ export interface StateSnapshot {
 
 /** Keys that change in normal operation: who holds the VIP now, liveness, moves under way. */
 const VOLATILE = ['leader', 'handoff', 'move-request', 'last-release', 'dhcp'];
-const VOLATILE_PREFIXES = ['alive/', 'last-seen/'];
+// health/: rewritten at each agent start and when a check flips.
+const VOLATILE_PREFIXES = ['alive/', 'last-seen/', 'health/'];
 /** A node's registration is rewritten on every start; only this may differ. */
 const NODE_FIELDS_THAT_CHANGE = ['registeredAt'];
 /** Older events are trimmed by whoever records a new one (src/election/history.ts). */

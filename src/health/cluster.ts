@@ -38,27 +38,27 @@ export async function unhealthyTargetReason(store: EtcdStore, keys: ClusterKeys,
   return `node "${to}" is unhealthy: ${record.failing.length ? `check ${record.failing.join(', ')} failing` : 'its checks have not passed yet'}`;
 }
 
-/** Publishes this node's health on every change, and every `refreshMs` so its last results stay fresh. */
+/**
+ * Publishes this node's health at start and whenever a check passes or fails anew. Not on a
+ * timer: an idle node writes nothing, and every watcher (other agents, event streams) would
+ * wake for a record that says the same.
+ */
 export class HealthPublisher {
   private chain: Promise<void> = Promise.resolve();
-  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: EtcdStore,
     private readonly keys: ClusterKeys,
     private readonly current: () => NodeHealthRecord,
     private readonly onError: (error: Error) => void,
-    private readonly refreshMs = 10_000,
   ) {}
 
   start(): void {
     this.publish();
-    this.timer = setInterval(() => this.publish(), this.refreshMs);
-    this.timer.unref();
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    // Nothing scheduled: writes happen on changes only.
   }
 
   /** Writes in order: a slow write never lets an older record land after a newer one. */
@@ -93,7 +93,8 @@ export class ClusterHealthView {
     private readonly keys: ClusterKeys,
     private readonly onChange: () => void,
     private readonly onError: (error: Error) => void,
-    private readonly rereadMs = 10_000,
+    // A safety net only: etcd watches resume from their revision after a reconnection.
+    private readonly rereadMs = 60_000,
   ) {}
 
   async start(): Promise<void> {

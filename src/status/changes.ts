@@ -74,7 +74,7 @@ export async function watchClusterChanges(
       listener({ type: 'node', event: { node: storedFromWatch(kv).key.slice(keys.alivePrefix.length), healthy, time: new Date().toISOString() } });
     alive.on('put', node(true));
     alive.on('delete', node(false));
-    // A node republishes its health every few seconds with fresh results: only a change of verdict is a change.
+    // A record is rewritten when any check flips or the agent restarts: only a change of verdict is a change.
     const health = await store.watchPrefix(keys.healthPrefix);
     watchers.push(health);
     const verdicts = new Map<string, string>();
