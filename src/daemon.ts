@@ -250,7 +250,6 @@ export class Daemon {
     clearInterval(this.etcdMembersTimer);
     this.etcdLeadership?.stop();
     this.health?.monitor.stop();
-    this.health?.publisher.stop();
     await this.agent.stop();
     await this.health?.view.stop();
     if (this.api) {

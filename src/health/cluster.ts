@@ -5,23 +5,14 @@
 import type { Watcher } from 'etcd3';
 import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
-import type { NodeHealthRecord } from '../store/records';
-
-function parseHealth(value: string): NodeHealthRecord | null {
-  try {
-    const record = JSON.parse(value) as NodeHealthRecord;
-    return typeof record.node === 'string' && typeof record.healthy === 'boolean' && Array.isArray(record.checks) ? record : null;
-  } catch {
-    return null;
-  }
-}
+import { parseHealthRecord, type NodeHealthRecord } from '../store/records';
 
 /** Every node's published health, by node name. A damaged record is left out (its node counts as unknown). */
 export async function readClusterHealth(store: EtcdStore, keys: ClusterKeys): Promise<Map<string, NodeHealthRecord>> {
   const stored = await store.getPrefix(keys.healthPrefix);
   const result = new Map<string, NodeHealthRecord>();
   for (const entry of stored) {
-    const record = parseHealth(entry.value);
+    const record = parseHealthRecord(entry.value);
     if (record) result.set(entry.key.slice(keys.healthPrefix.length), record);
   }
   return result;
@@ -33,7 +24,7 @@ export async function readClusterHealth(store: EtcdStore, keys: ClusterKeys): Pr
  */
 export async function unhealthyTargetReason(store: EtcdStore, keys: ClusterKeys, to: string): Promise<string | null> {
   const stored = await store.get(keys.health(to));
-  const record = stored ? parseHealth(stored.value) : null;
+  const record = stored ? parseHealthRecord(stored.value) : null;
   if (!record || record.healthy) return null;
   return `node "${to}" is unhealthy: ${record.failing.length ? `check ${record.failing.join(', ')} failing` : 'its checks have not passed yet'}`;
 }
@@ -55,10 +46,6 @@ export class HealthPublisher {
 
   start(): void {
     this.publish();
-  }
-
-  stop(): void {
-    // Nothing scheduled: writes happen on changes only.
   }
 
   /** Writes in order: a slow write never lets an older record land after a newer one. */
@@ -114,7 +101,7 @@ export class ClusterHealthView {
     this.watchers.push(health);
     health.on('put', (kv) => {
       const stored = storedFromWatch(kv);
-      const record = parseHealth(stored.value);
+      const record = parseHealthRecord(stored.value);
       if (record) this.health.set(stored.key.slice(keys.healthPrefix.length), record);
       this.onChange();
     });

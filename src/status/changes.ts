@@ -1,7 +1,7 @@
 import type { Watcher } from 'etcd3';
 import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
-import type { MoveEvent, NodeHealthRecord, PublishedDhcpState } from '../store/records';
+import { parseHealthRecord, type MoveEvent, type NodeHealthRecord, type PublishedDhcpState } from '../store/records';
 
 /** A node's agent started (its liveness key appeared) or stopped (its lease ended). */
 export interface NodeChange {
@@ -79,8 +79,8 @@ export async function watchClusterChanges(
     watchers.push(health);
     const verdicts = new Map<string, string>();
     const verdictOf = (value: string): { record: NodeHealthRecord; verdict: string } | null => {
-      const record = tryParse<NodeHealthRecord>(value);
-      if (!record || typeof record.node !== 'string' || !Array.isArray(record.checks) || !Array.isArray(record.failing)) return null;
+      const record = parseHealthRecord(value);
+      if (!record) return null;
       return { record, verdict: `${record.healthy}|${record.failing.join(',')}` };
     };
     health.on('put', (kv) => {

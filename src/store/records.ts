@@ -185,6 +185,16 @@ export interface NodeHealthRecord {
   updatedAt: string;
 }
 
+/** A stored health record, or null when it is damaged (its node then counts as unknown). */
+export function parseHealthRecord(value: string): NodeHealthRecord | null {
+  try {
+    const record = JSON.parse(value) as NodeHealthRecord;
+    return typeof record.node === 'string' && typeof record.healthy === 'boolean' && Array.isArray(record.checks) && Array.isArray(record.failing) ? record : null;
+  } catch {
+    return null;
+  }
+}
+
 // ---- hooks: why the VIP came or went, runs and required-hook failures ----
 
 /** Why the VIP came or went, as a small fixed set: metric labels and VIPD_CAUSE. */
