@@ -13,7 +13,8 @@ import { mustRun, run, waitFor } from '../lab/shell';
 import { ClientProbes, type ArpIdentity } from './client-probes';
 import { measureIdle } from './footprint';
 import { compare, formatTables, LEFT_OUT_OF_QUICK, summarizeScenario, type RunOverlap, type SystemResult } from './report';
-import { EMBEDDED_SCENARIOS, emptyRecord, recoverAll, runTrial, SCENARIO_IDS, settle, type ScenarioId, type TrialContext, type TrialRecord, type TrialTimings } from './scenarios';
+import { NodeServices, SERVICE_CHECK } from './service';
+import { EMBEDDED_SCENARIOS, emptyRecord, recoverAll, runTrial, SCENARIO_IDS, SERVICE_SCENARIOS, settle, type ScenarioId, type TrialContext, type TrialRecord, type TrialTimings } from './scenarios';
 import { round } from './stats';
 import { EmbeddedVipdSystem, KeepalivedSystem, SYSTEM_IDS, VipdSystem, type SystemId, type SystemUnderTest } from './systems';
 
@@ -22,6 +23,8 @@ const RESULTS = join(REPO, 'bench', 'results');
 /** The fast profile's hold timeout, which keepalived's detection time is matched to. */
 const FAST_HOLD_TIMEOUT_MS = 200;
 const PROBE_INTERVAL_MS = 5;
+/** The service prober opens a connection per request: 10 ms keeps it light on the 2-core lab host. */
+const SERVICE_PROBE_INTERVAL_MS = 10;
 
 interface Options {
   quick: boolean;
@@ -40,7 +43,7 @@ interface Options {
 
 const USAGE = `usage: npm run bench -- [options]
   --quick                  2 trials per scenario, 5 s idle window; of the embedded systems only the fast one,
-                           on a lean subset of scenarios (CI)
+                           on a lean subset of scenarios; holder-service-dies on the fast pair only (CI)
   --trials N               trials per scenario and system (default 20)
   --idle SECONDS           idle window for the footprint (default 60, --quick 5)
   --out PATH               also write the JSON here (always: bench/results/latest.json)
@@ -183,9 +186,18 @@ const EMBEDDED: ReadonlySet<SystemId> = new Set(['vipd-embedded-default', 'vipd-
 const QUICK_EMBEDDED_SCENARIOS: ReadonlySet<ScenarioId> = new Set(['holder-dies-not-leader', 'leader-nonholder-dies']);
 const QUICK_SYSTEMS: readonly SystemId[] = SYSTEM_IDS.filter((id) => id !== 'vipd-embedded-default');
 
+/**
+ * --quick runs the service scenario on the fast pair alone: it restarts every agent twice
+ * (check on, check off) and waits for `rise` after each trial, and the default pair goes
+ * through the same code.
+ */
+const QUICK_SERVICE_SYSTEMS: ReadonlySet<SystemId> = new Set(['vipd-fast', 'keepalived-matched']);
+
 /** Why a scenario is not run on a system, or null. */
 function notApplicable(id: SystemId, scenario: ScenarioId, options: Options): string | null {
   if (EMBEDDED_SCENARIOS.has(scenario) && !EMBEDDED.has(id)) return 'needs its own etcd members (vipd-embedded-*)';
+  if (SERVICE_SCENARIOS.has(scenario) && EMBEDDED.has(id)) return 'measured on the external-etcd systems: the health path does not depend on where etcd runs';
+  if (options.quick && SERVICE_SCENARIOS.has(scenario) && !QUICK_SERVICE_SYSTEMS.has(id)) return LEFT_OUT_OF_QUICK;
   if (options.quick && EMBEDDED.has(id) && !QUICK_EMBEDDED_SCENARIOS.has(scenario)) return LEFT_OUT_OF_QUICK;
   return null;
 }
@@ -199,7 +211,8 @@ function describeTrial(record: TrialRecord): string {
   const moved = record.newHolder ? `${record.oldHolder}→${record.newHolder}` : `${record.oldHolder} kept it`;
   const extra = `${record.extraReleases ? `, ${record.extraReleases} extra release(s)` : ''}${record.moves > 1 ? `, ${record.moves} moves` : ''}${record.holderReleases && !record.newHolder ? `, holder dropped it ${record.holderReleases}×` : ''}`;
   const leader = record.etcdLeader !== null ? `; etcd leader ${record.etcdLeader}${record.faultNode && record.faultNode !== record.oldHolder ? `, fault on ${record.faultNode}` : ''}, after ${record.etcdLeaderAfter ?? '?'}` : '';
-  const base = `outage ${show(record.outageMs)}, garp ${show(record.garpMs)}, overlap ${Math.round(record.addressOverlapMs)}/${record.arpOverlapMs} ms (${moved}${extra}${leader})`;
+  const service = record.serviceMs !== null ? `service back ${show(record.serviceMs)}, ` : '';
+  const base = `${service}outage ${show(record.outageMs)}, garp ${show(record.garpMs)}, overlap ${Math.round(record.addressOverlapMs)}/${record.arpOverlapMs} ms (${moved}${extra}${leader})`;
   return record.ok ? base : `FAILED: ${record.error} [${base}]`;
 }
 
@@ -266,6 +279,7 @@ async function runSystem(id: SystemId, options: Options): Promise<SystemResult> 
   let system: SystemUnderTest | null = null;
   let probes: ClientProbes | null = null;
   let observer: VipObserver | null = null;
+  let services: NodeServices | null = null;
   const labStartedAt = nowMs();
   try {
     lab = await Lab.create({ nodes: EMBEDDED.has(id) ? options.members : 3, ...(id === 'vipd-fast' ? { config: { election: { profile: 'fast' } } } : {}) });
@@ -318,6 +332,20 @@ async function runSystem(id: SystemId, options: Options): Promise<SystemResult> 
           continue;
         }
       }
+      if (SERVICE_SCENARIOS.has(scenario)) {
+        services = await NodeServices.start(lab, SERVICE_CHECK, SERVICE_PROBE_INTERVAL_MS);
+        ctx.services = services;
+        log(`${result.label}: every node serves :${SERVICE_CHECK.port}; turning its health check on (interval ${SERVICE_CHECK.intervalSeconds} s, fall ${SERVICE_CHECK.fall}, rise ${SERVICE_CHECK.rise})`);
+        const why = await system.setServiceCheck(SERVICE_CHECK);
+        if (why) {
+          result.scenarios[scenario] = { ...summarizeScenario([]), available: false, reason: why };
+          log(`${result.label}: ${scenario} not available: ${why}`);
+          services.stop();
+          services = null;
+          delete ctx.services;
+          continue;
+        }
+      }
       const records: TrialRecord[] = [];
       for (let trial = 1; trial <= options.trials; trial += 1) {
         let record: TrialRecord;
@@ -352,6 +380,13 @@ async function runSystem(id: SystemId, options: Options): Promise<SystemResult> 
         }
       }
       result.scenarios[scenario] = summarizeScenario(records);
+      if (services) {
+        // The other scenarios run without the check, as they always have.
+        await system.setServiceCheck(null);
+        services.stop();
+        services = null;
+        delete ctx.services;
+      }
     }
   } catch (error) {
     result.error = (error as Error).message;
@@ -360,6 +395,7 @@ async function runSystem(id: SystemId, options: Options): Promise<SystemResult> 
   } finally {
     if (observer) result.overlaps = placeOverlaps(observer, result.trials, labStartedAt);
     probes?.stop();
+    services?.stop();
     observer?.stop();
     await system?.stopAll().catch(() => undefined);
     if (system && options.keepLogs) saveLogs(system);

@@ -1,16 +1,18 @@
 /** The benchmark's summaries and the table printed at the end. */
 import type { Footprint, ProcessRole } from './footprint';
-import { EMBEDDED_SCENARIOS, SCENARIO_IDS, SCENARIO_TITLES, type ScenarioId, type TrialRecord } from './scenarios';
+import { EMBEDDED_SCENARIOS, SCENARIO_IDS, SERVICE_SCENARIOS, SCENARIO_TITLES, type ScenarioId, type TrialRecord } from './scenarios';
 import { ratio, summarize, type Summary } from './stats';
 import type { SystemId } from './systems';
 
-export type Metric = 'outageMs' | 'garpMs' | 'addressOverlapMs' | 'arpOverlapMs';
+export type Metric = 'outageMs' | 'garpMs' | 'addressOverlapMs' | 'arpOverlapMs' | 'serviceMs';
 
-export const METRICS: ReadonlyArray<{ key: Metric; title: string }> = [
+/** `only`: the metric exists for these scenarios alone. */
+export const METRICS: ReadonlyArray<{ key: Metric; title: string; only?: ReadonlySet<ScenarioId> }> = [
   { key: 'outageMs', title: 'Client-visible outage: longest gap between ICMP replies (5 ms probes)' },
   { key: 'garpMs', title: "Fault to the new holder's first gratuitous ARP at the client" },
   { key: 'addressOverlapMs', title: 'Address overlap: two nodes with the VIP configured (5 ms sampling)' },
   { key: 'arpOverlapMs', title: 'ARP overlap: two MACs answering one 5 ms ARP round' },
+  { key: 'serviceMs', title: 'Service death to the first HTTP answer through the VIP from a healthy node (10 ms probes)', only: SERVICE_SCENARIOS },
 ];
 
 export interface ScenarioSummary {
@@ -107,7 +109,8 @@ export function compare(results: SystemResult[]): Comparison[] {
       const left = trialsOf(vipd);
       const right = trialsOf(keepalived);
       const indices = new Set([...left.keys(), ...right.keys()]);
-      for (const { key } of METRICS) {
+      for (const { key, only } of METRICS) {
+        if (only && !only.has(scenario)) continue;
         const xs: number[] = [];
         const ys: number[] = [];
         for (const index of indices) {
@@ -182,11 +185,12 @@ export function formatTables(results: SystemResult[], comparisons: Comparison[])
   const scenarios = SCENARIO_IDS.filter((scenario) => results.some((result) => result.scenarios[scenario]));
   const width = 24;
   const against = pairs.map(([a, b]) => `${labelOf(a)} against ${labelOf(b)}`).join(', ');
-  for (const { key, title } of METRICS) {
+  for (const { key, title, only } of METRICS) {
+    if (only && !scenarios.some((scenario) => only.has(scenario) && ran(scenario))) continue;
     header(`${title} — ms, median/p95/max over completed trials, (n failed) beside them; ratio = vipd/keepalived of the medians over the trials both completed (${against})`);
     lines.push([pad('scenario', 28), ...columns.map((id) => pad(labelOf(id), width)), ...pairs.map(([a]) => pad(`ratio ${labelOf(a).replace(/^vipd /, '')}`, width))].join(''));
     for (const scenario of scenarios) {
-      if (!ran(scenario)) continue;
+      if (!ran(scenario) || (only && !only.has(scenario))) continue;
       lines.push(
         [
           pad(SCENARIO_TITLES[scenario], 28),

@@ -7,6 +7,7 @@ import { freezeNode, healPartition, partitionNode, thawNode } from '../lab/fault
 import type { VipObserver } from '../lab/observer';
 import { mustRun, run, waitFor } from '../lab/shell';
 import type { ClientProbes } from './client-probes';
+import type { NodeServices } from './service';
 import { round } from './stats';
 import type { SystemUnderTest } from './systems';
 
@@ -21,7 +22,8 @@ export type ScenarioId =
   | 'holder-dies-not-leader'
   | 'leader-nonholder-dies'
   | 'member-frozen'
-  | 'member-frozen-holder';
+  | 'member-frozen-holder'
+  | 'holder-service-dies';
 
 export const SCENARIO_IDS: readonly ScenarioId[] = [
   'link-down',
@@ -35,6 +37,7 @@ export const SCENARIO_IDS: readonly ScenarioId[] = [
   'leader-nonholder-dies',
   'member-frozen',
   'member-frozen-holder',
+  'holder-service-dies',
 ];
 
 /** Scenarios that place or break an etcd member: only for systems with their own members. */
@@ -58,7 +61,11 @@ export const SCENARIO_TITLES: Record<ScenarioId, string> = {
   'leader-nonholder-dies': 'etcd leader dies (no VIP)',
   'member-frozen': 'other member frozen 20 s',
   'member-frozen-holder': "holder's member frozen 20 s",
+  'holder-service-dies': "holder's service dies",
 };
+
+/** Scenarios that need the nodes' service and the systems' health check on it (bench/service.ts). */
+export const SERVICE_SCENARIOS: ReadonlySet<ScenarioId> = new Set(['holder-service-dies']);
 
 export interface TrialTimings {
   freezeMs: number;
@@ -83,6 +90,8 @@ export interface TrialContext {
   macs: Map<string, string>;
   timings: TrialTimings;
   log: (message: string) => void;
+  /** The nodes' service, while a service scenario runs. */
+  services?: NodeServices;
 }
 
 export interface TrialRecord {
@@ -130,6 +139,8 @@ export interface TrialRecord {
   /** Embedded etcd only: the node whose member led raft just before the fault, and at the window's end. */
   etcdLeader: string | null;
   etcdLeaderAfter: string | null;
+  /** Service scenarios: the service's death to the first HTTP answer through the VIP from another node (10 ms probes). */
+  serviceMs: number | null;
   detail?: string;
 }
 
@@ -231,6 +242,23 @@ export async function settle(ctx: TrialContext): Promise<LabNode> {
   }
 }
 
+/**
+ * Every node's service check passes in the system's own view (a service restored after the
+ * last trial has risen), then settles as usual.
+ */
+async function servicesPass(ctx: TrialContext): Promise<LabNode> {
+  if (!ctx.services) throw new Error('the nodes\' service is not running');
+  const { lab, system, timings } = ctx;
+  for (const node of lab.nodes) await ctx.services.restore(node);
+  await waitFor(
+    "every node's service check to pass",
+    async () => (await Promise.all(lab.nodes.map((node) => system.serviceCheckPasses(node)))).every(Boolean),
+    timings.settleTimeoutMs,
+    100,
+  );
+  return await settle(ctx);
+}
+
 /** A trial with nothing measured yet. */
 export function emptyRecord(system: string, scenario: ScenarioId, trial: number): TrialRecord {
   return {
@@ -261,6 +289,7 @@ export function emptyRecord(system: string, scenario: ScenarioId, trial: number)
     faultNode: null,
     etcdLeader: null,
     etcdLeaderAfter: null,
+    serviceMs: null,
   };
 }
 
@@ -332,6 +361,8 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
     ({ holder } = await arrangeLeader(ctx, true));
   } else if (scenario === 'holder-dies-not-leader' || scenario === 'leader-nonholder-dies') {
     ({ holder } = await arrangeLeader(ctx, false));
+  } else if (SERVICE_SCENARIOS.has(scenario)) {
+    holder = await servicesPass(ctx);
   } else {
     holder = await settle(ctx);
   }
@@ -347,6 +378,7 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
   }
   record.faultNode = faulted.name;
   ctx.probes.prune(nowMs() - 10_000);
+  ctx.services?.prune(nowMs() - 10_000);
 
   let linkDown = false;
   let killed = false;
@@ -354,6 +386,7 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
   let frozen = false;
   let partitioned = false;
   let stopped = false;
+  let serviceKilled = false;
   let frozenMember: number | null = null;
   const t0 = nowMs();
   try {
@@ -420,6 +453,11 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
         record.detail = `${outcome.detail}; reached ${reached.name}${system.id.startsWith('vipd') ? ` (asked for ${target.name})` : ''}`;
         break;
       }
+      case 'holder-service-dies':
+        serviceKilled = true;
+        await ctx.services!.kill(holder);
+        await waitTakeover(ctx, holder);
+        break;
       case 'partition':
         partitioned = true;
         await partitionNode(lab, holder);
@@ -449,6 +487,7 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
   }
   if (daemonKilled) await system.afterDaemonKill(holder);
   if (stopped) await system.afterMove(holder);
+  if (serviceKilled) await ctx.services!.restore(holder);
   return record;
 }
 
@@ -508,4 +547,7 @@ function measure(ctx: TrialContext, record: TrialRecord, holder: LabNode, t0: nu
   record.arpOverlapMs = arp.ms;
   record.arpOverlapRounds = arp.rounds;
   record.arpMacs = arp.macs;
+
+  const answered = ctx.services?.firstAnswerFrom(t0, t1, holder.name) ?? null;
+  if (answered !== null) record.serviceMs = round(answered - t0);
 }

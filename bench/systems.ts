@@ -8,6 +8,7 @@ import { descendantPids as descendants, EmbeddedCluster, tryKill } from '../lab/
 import { alive } from '../lab/shell';
 import { KeepalivedCluster, masterDownIntervalMs } from '../lab/keepalived';
 import { run, waitFor } from '../lab/shell';
+import type { ServiceCheck } from './service';
 
 export type SystemId = 'vipd-default' | 'vipd-fast' | 'vipd-embedded-default' | 'vipd-embedded-fast' | 'keepalived-1' | 'keepalived-matched';
 
@@ -66,6 +67,13 @@ export interface SystemUnderTest {
   afterMove(holder: LabNode): Promise<void>;
   /** Every agent runs and is connected; false while one is still catching up. */
   healthy(): Promise<boolean>;
+  /**
+   * Gives every node a health check on the lab's service (or takes it away with null):
+   * each agent is reconfigured and restarted in turn. Returns why it cannot, or null.
+   */
+  setServiceCheck(check: ServiceCheck | null): Promise<string | null>;
+  /** The node's service check passes in the system's own view (vipd: its published health; keepalived: not in FAULT). */
+  serviceCheckPasses(node: LabNode): Promise<boolean>;
   stopAll(): Promise<void>;
   logTail(node: LabNode, lines?: number): string;
 }
@@ -205,6 +213,30 @@ export class VipdSystem implements SystemUnderTest {
     // A planned move stops nothing.
   }
 
+  async setServiceCheck(check: ServiceCheck | null): Promise<string | null> {
+    const extra = check
+      ? { health: { checks: [{ name: 'service', http: `http://127.0.0.1:${check.port}/`, interval: `${check.intervalSeconds}s`, fall: check.fall, rise: check.rise }] } }
+      : {};
+    for (const node of this.lab.nodes) this.lab.writeConfig(node, extra);
+    const refused = await this.checkConfig();
+    if (refused) return refused;
+    for (const node of this.lab.nodes) {
+      // SIGTERM: a holder hands the VIP on cleanly, as in a rolling restart.
+      await this.lab.stopAgent(node, 'SIGTERM');
+      await this.start(node);
+    }
+    return null;
+  }
+
+  async serviceCheckPasses(node: LabNode): Promise<boolean> {
+    const text = await this.lab.etcdctl('get', `/vipd/lab/health/${node.name}`, '--print-value-only').catch(() => '');
+    try {
+      return (JSON.parse(text) as { healthy?: unknown }).healthy === true;
+    } catch {
+      return false;
+    }
+  }
+
   async healthy(): Promise<boolean> {
     if (!this.lab.nodes.every((node) => this.isRunning(node))) return false;
     // Each agent keeps an alive key on its lease: all present means all are connected.
@@ -280,6 +312,10 @@ export class EmbeddedVipdSystem extends VipdSystem {
 
   override async etcdMetrics(): Promise<string[] | null> {
     return await this.cluster.metrics();
+  }
+
+  override async setServiceCheck(): Promise<string | null> {
+    return 'measured on the external-etcd systems: the health path does not depend on where etcd runs';
   }
 }
 
@@ -371,6 +407,31 @@ export class KeepalivedSystem implements SystemUnderTest {
 
   async healthy(): Promise<boolean> {
     return this.lab.nodes.every((node) => this.cluster.pids(node).length === 2);
+  }
+
+  async setServiceCheck(check: ServiceCheck | null): Promise<string | null> {
+    this.cluster.trackScript = check
+      ? {
+          script: `/usr/bin/curl -fsS --max-time ${check.intervalSeconds} -o /dev/null http://127.0.0.1:${check.port}/`,
+          intervalSeconds: check.intervalSeconds,
+          timeoutSeconds: check.intervalSeconds,
+          fall: check.fall,
+          rise: check.rise,
+        }
+      : null;
+    const refused = await this.prepare();
+    if (refused) return refused;
+    for (const node of this.lab.nodes) {
+      await this.cluster.stop(node, 'SIGTERM');
+      await this.cluster.start(node);
+    }
+    return null;
+  }
+
+  async serviceCheckPasses(node: LabNode): Promise<boolean> {
+    const states = [...tail(this.cluster.logPath(node), 200).matchAll(/\(VIP\) Entering (\w+) STATE/g)];
+    const last = states.at(-1)?.[1];
+    return last !== undefined && last !== 'FAULT';
   }
 
   async stopAll(): Promise<void> {

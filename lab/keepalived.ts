@@ -22,6 +22,16 @@ export interface KeepalivedOptions {
   virtualRouterId?: number;
 }
 
+/** A vrrp_script the instance tracks (weight 0: a failing script puts the instance in FAULT and the master lets go). */
+export interface TrackScript {
+  /** The command line keepalived runs (no shell). */
+  script: string;
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  fall: number;
+  rise: number;
+}
+
 /** Priorities 100, 150, 200: skew times 10 ms apart even at advert_int 0.05 s. */
 const BASE_PRIORITY = 100;
 const PRIORITY_STEP = 50;
@@ -46,6 +56,8 @@ export class KeepalivedCluster {
   private readonly running = new Map<string, Running>();
   readonly priorities: 'distinct' | 'equal';
   readonly virtualRouterId: number;
+  /** Written into the config from the next start (or check) on. */
+  trackScript: TrackScript | null = null;
 
   constructor(
     private readonly lab: Lab,
@@ -82,11 +94,17 @@ export class KeepalivedCluster {
   }
 
   writeConfig(node: LabNode): string {
+    const track = this.trackScript;
     const text = [
       'global_defs {',
       `  router_id ${node.name}`,
       '  vrrp_version 3',
+      // keepalived runs scripts as root only with script security on (and then checks the script's path is root's alone).
+      ...(track ? ['  enable_script_security', '  script_user root'] : []),
       '}',
+      ...(track
+        ? ['vrrp_script service {', `  script "${track.script}"`, `  interval ${track.intervalSeconds}`, `  timeout ${track.timeoutSeconds}`, `  fall ${track.fall}`, `  rise ${track.rise}`, '}']
+        : []),
       'vrrp_instance VIP {',
       '  state BACKUP',
       '  interface mgmt-br',
@@ -95,6 +113,7 @@ export class KeepalivedCluster {
       ...(this.priorities === 'distinct' ? ['  nopreempt'] : []),
       `  advert_int ${this.options.advertIntSeconds}`,
       '  garp_master_refresh 0',
+      ...(track ? ['  track_script {', '    service', '  }'] : []),
       '  virtual_ipaddress {',
       `    ${this.lab.vip}/32 dev mgmt-br`,
       '  }',

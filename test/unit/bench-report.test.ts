@@ -43,3 +43,16 @@ test("etcd's uint64 member ids survive parsing, as the hex move-leader takes", (
   assert.equal(parsed[0]!.Status.header.member_id, '10276657743932975437');
   assert.equal(hex(parsed[0]!.Status.leader), '8e9e05c52164694d');
 });
+
+test('the service figure has its own table, with only the service scenario in it', () => {
+  const withService = (system: SystemId, scenario: ScenarioId, index: number, serviceMs: number | null): TrialRecord => ({ ...trial(system, scenario, index, 50), serviceMs });
+  const vipd = result('vipd-default', [withService('vipd-default', 'holder-service-dies', 1, 2600), withService('vipd-default', 'link-down', 1, null)]);
+  const keepalived = result('keepalived-1', [withService('keepalived-1', 'holder-service-dies', 1, 2000), withService('keepalived-1', 'link-down', 1, null)]);
+  const comparisons = compare([vipd, keepalived]);
+  assert.equal(comparisons.find((entry) => entry.scenario === 'holder-service-dies' && entry.metric === 'serviceMs')?.median, 1.3);
+  assert.equal(comparisons.some((entry) => entry.scenario === 'link-down' && entry.metric === 'serviceMs'), false);
+  const table = formatTables([vipd, keepalived], comparisons);
+  const section = table.split('\n\n').find((part) => part.includes('Service death'))!;
+  assert.match(section, /holder's service dies +2600\/2600\/2600 +2000\/2000\/2000 +1\.30/);
+  assert.doesNotMatch(section, /holder's link down/);
+});
