@@ -71,6 +71,7 @@ export class Daemon {
         unhealthyReason: () => (this.health ? this.health.monitor.unhealthyReason() : config.health.checks.length ? 'health checks not started' : null),
         hasFailed: () => this.health?.monitor.hasFailed() ?? false,
         healthyPeers: () => this.health?.view.healthyPeers(config.node.name) ?? [],
+        moveTargets: () => this.health?.view.moveTargets(config.node.name) ?? [],
       },
     });
     const agent = this.agent;
@@ -184,6 +185,7 @@ export class Daemon {
         this.agent.reconcile();
       },
       onProbe: (check, result) => this.metrics.healthProbe(check, result.ok),
+      onWavering: () => this.health?.publisher.publish(),
     });
   }
 

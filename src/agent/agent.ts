@@ -53,6 +53,8 @@ export interface AgentOptions {
     hasFailed(): boolean;
     /** Running nodes other than this one whose checks all pass, in order of preference. */
     healthyPeers(): string[];
+    /** Of those, the ones with no check failing even once right now (./health-gate.ts). */
+    moveTargets(): string[];
   };
 }
 
@@ -353,7 +355,14 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async applyHealth(election: Election): Promise<void> {
     const health = this.options.health;
     const unhealthy = health?.unhealthyReason() ?? null;
-    const decision = decideByHealth({ unhealthy, failed: health?.hasFailed() ?? false, holdsKey: election.ownsLeaderKey, healthyPeers: unhealthy === null || !health ? [] : health.healthyPeers() });
+    const noPeers = unhealthy === null || !health;
+    const decision = decideByHealth({
+      unhealthy,
+      failed: health?.hasFailed() ?? false,
+      holdsKey: election.ownsLeaderKey,
+      healthyPeers: noPeers ? [] : health.healthyPeers(),
+      moveTargets: noPeers ? [] : health.moveTargets(),
+    });
     if (decision.eligible !== election.isEligible) await election.setEligible(decision.eligible, decision.reason);
     const stuck = decision.heldWhileUnhealthy ? unhealthy : null;
     if (stuck !== this.heldWhileUnhealthy) {

@@ -23,6 +23,14 @@ export interface HealthFacts {
   holdsKey: boolean;
   /** Running nodes other than this one whose checks all pass, in order of preference. */
   healthyPeers: string[];
+  /**
+   * Of those, the ones whose checks show no failure at all right now, not even below `fall`:
+   * the only nodes a holder leaves for. When every service dies at once, the first holder to
+   * reach `fall` would otherwise pick a peer that is only a probe or two from failing too, and
+   * the VIP would bounce. Its peers' first failures are published at once, at least one
+   * interval before the holder's `fall`-th (same check timing), so they are out by then.
+   */
+  moveTargets: string[];
 }
 
 export interface HealthDecision {
@@ -36,13 +44,12 @@ export interface HealthDecision {
 }
 
 export function decideByHealth(facts: HealthFacts): HealthDecision {
-  const { unhealthy, failed, holdsKey, healthyPeers } = facts;
+  const { unhealthy, failed, holdsKey, healthyPeers, moveTargets } = facts;
   if (unhealthy === null) return { eligible: true, reason: 'management interface is up and health checks pass', moveTo: null, heldWhileUnhealthy: false };
-  const target = healthyPeers[0] ?? null;
   if (holdsKey) {
-    const moveTo = failed ? target : null;
+    const moveTo = failed ? (moveTargets[0] ?? null) : null;
     return { eligible: true, reason: `unhealthy holder (${unhealthy})`, moveTo, heldWhileUnhealthy: moveTo === null };
   }
-  if (target !== null) return { eligible: false, reason: `unhealthy: ${unhealthy}`, moveTo: null, heldWhileUnhealthy: false };
+  if (healthyPeers.length) return { eligible: false, reason: `unhealthy: ${unhealthy}`, moveTo: null, heldWhileUnhealthy: false };
   return { eligible: true, reason: `unhealthy, but no running node is healthy (${unhealthy})`, moveTo: null, heldWhileUnhealthy: false };
 }

@@ -1,6 +1,6 @@
 import type { MoveAccepted } from '../election/move-request';
 import type { ClusterChange } from '../status/changes';
-import type { CheckStatusRecord, MoveEvent } from '../store/records';
+import type { CheckStatusRecord, HealthEvent, MoveEvent } from '../store/records';
 import type { ManagementAddress } from '../status/management-address';
 
 export interface NodeStatus {
@@ -39,6 +39,8 @@ export interface ApiBackend {
   nodes(): Promise<NodeStatus[]>;
   /** Newest last; at most `limit` of the most recent. */
   events(limit?: number): Promise<MoveEvent[]>;
+  /** Health verdicts (a node turned unhealthy or healthy again), newest last; at most `limit`. */
+  healthEvents(limit?: number): Promise<HealthEvent[]>;
   /** Moves, node health and DHCP lease changes as they happen; returns the function that unsubscribes. */
   subscribe(listener: (change: ClusterChange) => void): () => void;
   /**

@@ -149,7 +149,13 @@ const MoveEventSchema = Type.Object({
   term: Nullable(Type.Integer()),
   time: Timestamp,
 });
-export const EventsResponse = Type.Object({ events: Type.Array(MoveEventSchema) });
+const HealthEventSchema = Type.Object({
+  node: Type.String(),
+  healthy: Type.Boolean(),
+  failing: Type.Array(Type.Object({ check: Type.String(), detail: Nullable(Type.String()) })),
+  time: Timestamp,
+});
+export const EventsResponse = Type.Object({ events: Type.Array(MoveEventSchema), health: Type.Array(HealthEventSchema) });
 
 export const MoveAcceptedResponse = Type.Object({
   id: Type.String(),

@@ -238,7 +238,8 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
         await streams.serve(reply, limit, request.token?.id ?? '');
         return reply;
       }
-      return { events: await backend.events(limit) };
+      const [events, health] = await Promise.all([backend.events(limit), backend.healthEvents(limit)]);
+      return { events, health };
     },
   );
 

@@ -7,10 +7,10 @@ import { lastSeenOf } from '../status/management-address';
 import { readManagementAddress } from '../status/read';
 import { watchClusterChanges, type ClusterChange } from '../status/changes';
 import type { EtcdStore } from '../store/etcd-store';
-import { listMoves } from '../store/history';
+import { listHealthEvents, listMoves } from '../store/history';
 import type { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';
-import { parseLeader, type MoveEvent, type NodeHealthRecord } from '../store/records';
+import { parseLeader, type HealthEvent, type MoveEvent, type NodeHealthRecord } from '../store/records';
 import { readClusterHealth } from '../health/cluster';
 import type { ApiBackend, ApiManagementAddress, MoveAccepted, NodeStatus } from './backend';
 
@@ -98,6 +98,10 @@ export class StoreApiBackend implements ApiBackend {
 
   async events(limit?: number): Promise<MoveEvent[]> {
     return await listMoves(this.options.store, this.options.keys, limit);
+  }
+
+  async healthEvents(limit?: number): Promise<HealthEvent[]> {
+    return await listHealthEvents(this.options.store, this.options.keys, limit);
   }
 
   subscribe(listener: (change: ClusterChange) => void): () => void {

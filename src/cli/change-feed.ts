@@ -2,18 +2,18 @@ import type { IncomingMessage } from 'node:http';
 import type { ClusterContext } from './cluster';
 import type { ApiClient } from './api-client';
 import { parseSseFrames } from './sse';
-import { watchClusterChanges, type ClusterChange } from '../status/changes';
+import { mergeHistory, watchClusterChanges, type ClusterChange } from '../status/changes';
 import type { NodeHealth } from '../status/change-text';
 import type { ManagementAddress } from '../status/management-address';
 import { readManagementAddress } from '../status/read';
-import { listMoves } from '../store/history';
+import { listHealthEvents, listMoves } from '../store/history';
 import { Membership } from '../store/membership';
-import type { MoveEvent } from '../store/records';
+import type { HealthEvent, MoveEvent } from '../store/records';
 
 /** Where `vipd events` and `vipd status -w` read the cluster: etcd on a node, or the API. */
 export interface ChangeFeed {
-  /** The moves recorded so far, oldest first. */
-  history(): Promise<MoveEvent[]>;
+  /** The moves and health verdicts recorded so far, oldest first. */
+  history(): Promise<ClusterChange[]>;
   snapshot(): Promise<{ view: ManagementAddress; nodes: NodeHealth[] }>;
   /**
    * Calls `onChange` once per change until `stopped` aborts. `onResync` runs after a lost
@@ -30,8 +30,10 @@ const RECONNECT_MAX_MS = 2_000;
 export class EtcdChangeFeed implements ChangeFeed {
   constructor(private readonly cluster: ClusterContext) {}
 
-  async history(): Promise<MoveEvent[]> {
-    return await listMoves(this.cluster.store, this.cluster.keys);
+  async history(): Promise<ClusterChange[]> {
+    const { store, keys } = this.cluster;
+    const [moves, health] = await Promise.all([listMoves(store, keys), listHealthEvents(store, keys)]);
+    return mergeHistory(moves, health);
   }
 
   async snapshot(): Promise<{ view: ManagementAddress; nodes: NodeHealth[] }> {
@@ -60,10 +62,11 @@ export class ApiChangeFeed implements ChangeFeed {
 
   constructor(private readonly client: ApiClient) {}
 
-  async history(): Promise<MoveEvent[]> {
-    const { events } = await this.client.get<{ events: MoveEvent[] }>('/v1/events');
+  async history(): Promise<ClusterChange[]> {
+    // `health` is missing from a server older than the health history.
+    const { events, health } = await this.client.get<{ events: MoveEvent[]; health?: HealthEvent[] }>('/v1/events');
     for (const event of events) this.delivered.add(moveKey(event));
-    return events;
+    return mergeHistory(events, health ?? []);
   }
 
   async snapshot(): Promise<{ view: ManagementAddress; nodes: NodeHealth[] }> {

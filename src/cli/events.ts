@@ -15,15 +15,15 @@ interface EventsFlags extends Partial<ApiClientFlags> {
   limit?: string;
 }
 
-/** `vipd events [-w] [-o json]`: the history of moves, then, with -w, every change as it happens. */
+/** `vipd events [-w] [-o json]`: the history of moves and health verdicts, then, with -w, every change as it happens. */
 export function registerEvents(program: Command): void {
   const command = program
     .command('events')
-    .description('show the history of VIP moves; with -w, follow moves, node health and DHCP lease changes')
+    .description('show the history of VIP moves and health verdicts; with -w, follow moves, node health and DHCP lease changes')
     .option('-c, --config <file>', `${CONFIG_OPTION_HELP}; reads etcd directly`)
     .option('-o, --output <format>', 'json: one JSON object per line')
     .option('-w, --watch', 'after the history, print each change as it happens, until Ctrl-C')
-    .option('--limit <n>', 'show at most this many past moves (default: all that are kept)');
+    .option('--limit <n>', 'show at most this many past events (default: all that are kept)');
   addApiClientOptions(command, false).action(async (options: EventsFlags) => {
     if (options.output !== undefined && options.output !== 'json') throw new InputError('--output', `"${options.output}" is not a format events can print; use json`);
     const limit = options.limit === undefined ? Infinity : Number(options.limit);
@@ -34,7 +34,7 @@ export function registerEvents(program: Command): void {
     };
     const show = async (feed: ChangeFeed): Promise<void> => {
       const history = await feed.history();
-      for (const event of limit === Infinity ? history : history.slice(history.length - limit)) print({ type: 'move', event });
+      for (const change of limit === Infinity ? history : history.slice(history.length - limit)) print(change);
       if (options.watch) await followUntilInterrupted(feed, print, () => undefined);
     };
     if (configPath === null) await show(new ApiChangeFeed(ApiClient.fromFlags(options as ApiClientFlags)));

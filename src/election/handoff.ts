@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Watcher } from 'etcd3';
 import { monotonicMs } from '../clock';
-import { unhealthyTargetReason } from '../health/cluster';
+import { unhealthyTargetReason, unsteadyTargetReason } from '../health/cluster';
 import { parseRecord, type HandoffRecord, type Leader, type MoveRequest, type ReleaseRecord } from '../store/records';
 import { storedFromWatch, type EtcdStore, type StoredValue } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
@@ -107,15 +107,16 @@ export class PlannedMoves {
       await store.delete(keys.moveRequest);
       return;
     }
+    const cause: PlannedMoveCause = request.cause === 'health' ? 'health' : 'handoff';
     // An unhealthy target is not eligible and would never claim the reservation: the VIP would be gone until it expires.
-    const unhealthy = await unhealthyTargetReason(store, keys, request.to);
+    // A move for health also waits while the target's own checks have started failing (agent/health-gate.ts).
+    const unhealthy = await (cause === 'health' ? unsteadyTargetReason : unhealthyTargetReason)(store, keys, request.to);
     if (unhealthy) {
       logger.warn({ to: request.to, reason: unhealthy }, 'refusing a move to a node that is not healthy');
       await store.delete(keys.moveRequest);
       return;
     }
     const { leaseId, term } = held;
-    const cause: PlannedMoveCause = request.cause === 'health' ? 'health' : 'handoff';
     const reason =
       cause === 'health'
         ? `health: ${request.why ?? 'checks failing'}; planned move to ${request.to}${request.id ? ` (move ${request.id})` : ''}`

@@ -5,7 +5,8 @@
 import type { Watcher } from 'etcd3';
 import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
-import { parseHealthRecord, type NodeHealthRecord } from '../store/records';
+import { recordHealthEvent } from '../store/history';
+import { healthEventOf, parseHealthRecord, type NodeHealthRecord } from '../store/records';
 
 /** Every node's published health, by node name. A damaged record is left out (its node counts as unknown). */
 export async function readClusterHealth(store: EtcdStore, keys: ClusterKeys): Promise<Map<string, NodeHealthRecord>> {
@@ -16,6 +17,26 @@ export async function readClusterHealth(store: EtcdStore, keys: ClusterKeys): Pr
     if (record) result.set(entry.key.slice(keys.healthPrefix.length), record);
   }
   return result;
+}
+
+/** Healthy, and no check has failed since its last success: not about to turn unhealthy. */
+function steady(record: NodeHealthRecord): boolean {
+  return record.healthy && record.checks.every((check) => check.consecutiveFailures === 0);
+}
+
+/**
+ * Why `to` may not receive the VIP by a move for health, or null if it may: as
+ * unhealthyTargetReason, and also while any of its checks has started failing. Asked by the
+ * holder before it lets go: a refusal then leaves the VIP where it is, while a target that
+ * refused the reservation afterwards would leave it vacant until the reservation expired.
+ */
+export async function unsteadyTargetReason(store: EtcdStore, keys: ClusterKeys, to: string): Promise<string | null> {
+  const stored = await store.get(keys.health(to));
+  const record = stored ? parseHealthRecord(stored.value) : null;
+  if (!record || steady(record)) return null;
+  if (!record.healthy) return await unhealthyTargetReason(store, keys, to);
+  const starting = record.checks.filter((check) => check.consecutiveFailures > 0).map((check) => check.name);
+  return `node "${to}" has checks failing (${starting.join(', ')}), below fall so far`;
 }
 
 /**
@@ -32,10 +53,12 @@ export async function unhealthyTargetReason(store: EtcdStore, keys: ClusterKeys,
 /**
  * Publishes this node's health at start and whenever a check passes or fails anew. Not on a
  * timer: an idle node writes nothing, and every watcher (other agents, event streams) would
- * wake for a record that says the same.
+ * wake for a record that says the same. Each flip of the verdict also goes into the history.
  */
 export class HealthPublisher {
   private chain: Promise<void> = Promise.resolve();
+  /** The last verdict, null until the checks first rise after start: that rise is not a flip. */
+  private verdict: boolean | null = null;
 
   constructor(
     private readonly store: EtcdStore,
@@ -45,6 +68,7 @@ export class HealthPublisher {
   ) {}
 
   start(): void {
+    if (this.current().healthy) this.verdict = true;
     this.publish();
   }
 
@@ -52,8 +76,11 @@ export class HealthPublisher {
   publish(): void {
     this.chain = this.chain.then(async () => {
       const record = this.current();
+      const flipped = this.verdict !== null && this.verdict !== record.healthy;
+      if (this.verdict !== null || record.healthy) this.verdict = record.healthy;
       try {
         await this.store.put(this.keys.health(record.node), JSON.stringify(record));
+        if (flipped) await recordHealthEvent(this.store, this.keys, healthEventOf(record));
       } catch (error) {
         this.onError(error as Error);
       }
@@ -145,5 +172,10 @@ export class ClusterHealthView {
   /** Running nodes other than `self` whose checks all pass, by name. */
   healthyPeers(self: string): string[] {
     return [...this.alive].filter((node) => node !== self && this.health.get(node)?.healthy === true).sort();
+  }
+
+  /** Of those, the ones with no check failing at all right now (see agent/health-gate.ts). */
+  moveTargets(self: string): string[] {
+    return this.healthyPeers(self).filter((node) => steady(this.health.get(node)!));
   }
 }

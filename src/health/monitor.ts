@@ -20,6 +20,12 @@ export interface HealthMonitorOptions {
   onChange?: (health: NodeHealthRecord) => void;
   /** Every probe's result (metrics). Must return at once. */
   onProbe?: (check: string, result: ProbeResult) => void;
+  /**
+   * A passing check failed for the first time, or passed again before reaching `fall`: the
+   * verdict stands, but a holder must not move the VIP here meanwhile (agent/health-gate.ts).
+   * Must return at once.
+   */
+  onWavering?: (health: NodeHealthRecord) => void;
 }
 
 interface CheckState {
@@ -133,6 +139,7 @@ export class HealthMonitor {
   /** Applies one result: fall failures in a row fail a passing check, rise successes pass a failing one. */
   private record(state: CheckState, result: ProbeResult): void {
     const status = state.status;
+    const failedBefore = status.consecutiveFailures;
     const time = new Date().toISOString();
     const lastResult: CheckResultRecord = { ok: result.ok, detail: result.detail, output: result.output, durationMs: Math.round(result.durationMs), time };
     status.lastResult = lastResult;
@@ -145,7 +152,10 @@ export class HealthMonitor {
     }
     const flips = status.passing ? status.consecutiveFailures >= status.fall : status.consecutiveSuccesses >= status.rise;
     this.options.onProbe?.(status.name, result);
-    if (!flips) return;
+    if (!flips) {
+      if (status.passing && (result.ok ? failedBefore > 0 : failedBefore === 0)) this.options.onWavering?.(this.snapshot());
+      return;
+    }
     status.passing = !status.passing;
     status.since = time;
     const healthy = this.states.every((other) => other.status.passing);

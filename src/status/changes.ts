@@ -1,7 +1,7 @@
 import type { Watcher } from 'etcd3';
 import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
-import { parseHealthRecord, type MoveEvent, type NodeHealthRecord, type PublishedDhcpState } from '../store/records';
+import { healthEventOf, parseHealthRecord, type HealthEvent, type MoveEvent, type NodeHealthRecord, type PublishedDhcpState } from '../store/records';
 
 /** A node's agent started (its liveness key appeared) or stopped (its lease ended). */
 export interface NodeChange {
@@ -14,13 +14,7 @@ export interface NodeChange {
 export type LeaseChange = Omit<PublishedDhcpState, 'hwaddr' | 'requestedIP'> & { time: string };
 
 /** A node's health checks turned it healthy or unhealthy, or the set of failing checks changed (issue 13). */
-export interface HealthChange {
-  node: string;
-  healthy: boolean;
-  /** The failing checks with their last result, e.g. { check: 'api', detail: 'HTTP 503' }. */
-  failing: Array<{ check: string; detail: string | null }>;
-  time: string;
-}
+export type HealthChange = HealthEvent;
 
 /** Everything `vipd events -w` and `vipd status -w` follow, one record per change. */
 export type ClusterChange =
@@ -29,9 +23,20 @@ export type ClusterChange =
   | { type: 'lease'; event: LeaseChange }
   | { type: 'health'; event: HealthChange };
 
-export function healthChangeOf(record: NodeHealthRecord): HealthChange {
-  const failing = record.checks.filter((check) => !check.passing).map((check) => ({ check: check.name, detail: check.lastResult?.detail ?? null }));
-  return { node: record.node, healthy: record.healthy, failing, time: record.since };
+/**
+ * The stored history as `vipd events` prints it: moves and health verdicts, oldest first.
+ * Moves stay in term order; a verdict goes before the first move that is later than it.
+ */
+export function mergeHistory(moves: MoveEvent[], health: HealthEvent[]): ClusterChange[] {
+  const merged: ClusterChange[] = [];
+  const verdicts = [...health].sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+  let next = 0;
+  for (const event of moves) {
+    while (next < verdicts.length && Date.parse(verdicts[next]!.time) <= Date.parse(event.time)) merged.push({ type: 'health', event: verdicts[next++]! });
+    merged.push({ type: 'move', event });
+  }
+  for (const event of verdicts.slice(next)) merged.push({ type: 'health', event });
+  return merged;
 }
 
 /** A watch delivers whatever was written: a broken record is skipped, not thrown from an event handler. */
@@ -87,7 +92,7 @@ export async function watchClusterChanges(
       const read = verdictOf(storedFromWatch(kv).value);
       if (!read || verdicts.get(read.record.node) === read.verdict) return;
       verdicts.set(read.record.node, read.verdict);
-      listener({ type: 'health', event: healthChangeOf(read.record) });
+      listener({ type: 'health', event: healthEventOf(read.record) });
     });
     // Where each node starts, so a refresh with the same verdict is not reported as a change.
     for (const entry of await store.getPrefix(keys.healthPrefix)) {

@@ -1,19 +1,25 @@
-import type { MoveEvent } from './records';
+import { parseHealthEvent, type HealthEvent, type MoveEvent } from './records';
 import type { EtcdStore } from './etcd-store';
 import type { ClusterKeys } from './keys';
 
-
 /** The history keeps this many moves; older ones are deleted by whoever writes a new one. */
 export const HISTORY_LIMIT = 200;
+/** And this many health verdicts, trimmed the same way. */
+export const HEALTH_HISTORY_LIMIT = 200;
+
+/** Deletes the oldest keys under `prefix` (keys sort oldest first) beyond `limit`. */
+async function trim(store: EtcdStore, prefix: string, limit: number): Promise<void> {
+  const stored = await store.getPrefix(prefix);
+  if (stored.length <= limit) return;
+  const sorted = stored.map((entry) => entry.key).sort();
+  const firstKept = sorted[sorted.length - limit];
+  if (firstKept) await store.deleteRange(prefix, firstKept);
+}
 
 /** Records a move under its term, then trims the history to HISTORY_LIMIT entries. */
 export async function recordMove(store: EtcdStore, keys: ClusterKeys, event: MoveEvent): Promise<void> {
   await store.put(keys.event(event.term ?? 0), JSON.stringify(event));
-  const stored = await store.getPrefix(keys.eventsPrefix);
-  if (stored.length <= HISTORY_LIMIT) return;
-  const sorted = stored.map((entry) => entry.key).sort();
-  const firstKept = sorted[sorted.length - HISTORY_LIMIT];
-  if (firstKept) await store.deleteRange(keys.eventsPrefix, firstKept);
+  await trim(store, keys.eventsPrefix, HISTORY_LIMIT);
 }
 
 /** The most recent moves, oldest first. */
@@ -27,6 +33,29 @@ export async function listMoves(store: EtcdStore, keys: ClusterKeys, limit = HIS
       } catch {
         return [];
       }
+    });
+  return events.slice(-limit);
+}
+
+let healthSequence = 0;
+
+/** Records a node's new health verdict under its time, then trims to HEALTH_HISTORY_LIMIT entries. */
+export async function recordHealthEvent(store: EtcdStore, keys: ClusterKeys, event: HealthEvent): Promise<void> {
+  const timeMs = Date.parse(event.time);
+  // The sequence keeps two flips in one millisecond apart.
+  healthSequence = (healthSequence + 1) % 1_000_000;
+  await store.put(keys.healthEvent(Number.isNaN(timeMs) ? Date.now() : timeMs, event.node, healthSequence), JSON.stringify(event));
+  await trim(store, keys.healthEventsPrefix, HEALTH_HISTORY_LIMIT);
+}
+
+/** The most recent health verdicts of every node, oldest first; damaged records are left out. */
+export async function listHealthEvents(store: EtcdStore, keys: ClusterKeys, limit = HEALTH_HISTORY_LIMIT): Promise<HealthEvent[]> {
+  const stored = await store.getPrefix(keys.healthEventsPrefix);
+  const events = stored
+    .sort((a, b) => (a.key < b.key ? -1 : 1))
+    .flatMap((entry) => {
+      const event = parseHealthEvent(entry.value);
+      return event ? [event] : [];
     });
   return events.slice(-limit);
 }

@@ -80,6 +80,15 @@ export class ClusterKeys {
     return `${this.prefix}health/`;
   }
 
+  /** The history of health verdicts (a node turned unhealthy or healthy again), oldest first across nodes. */
+  healthEvent(timeMs: number, node: string, sequence: number): string {
+    return `${this.healthEventsPrefix}${String(timeMs).padStart(15, '0')}-${node}-${String(sequence).padStart(6, '0')}`;
+  }
+
+  get healthEventsPrefix(): string {
+    return `${this.prefix}health-events/`;
+  }
+
   get alivePrefix(): string {
     return `${this.prefix}alive/`;
   }

@@ -185,6 +185,33 @@ export interface NodeHealthRecord {
   updatedAt: string;
 }
 
+/**
+ * A node's verdict as the history and the live stream show it: healthy, or unhealthy with
+ * each failing check and its last result ({ check: 'api', detail: 'HTTP 503' }).
+ */
+export interface HealthEvent {
+  node: string;
+  healthy: boolean;
+  failing: Array<{ check: string; detail: string | null }>;
+  /** When the verdict was reached. */
+  time: string;
+}
+
+export function healthEventOf(record: NodeHealthRecord): HealthEvent {
+  const failing = record.checks.filter((check) => !check.passing).map((check) => ({ check: check.name, detail: check.lastResult?.detail ?? null }));
+  return { node: record.node, healthy: record.healthy, failing, time: record.since };
+}
+
+/** A stored health event, or null when it is damaged. */
+export function parseHealthEvent(value: string): HealthEvent | null {
+  try {
+    const event = JSON.parse(value) as HealthEvent;
+    return typeof event.node === 'string' && typeof event.healthy === 'boolean' && Array.isArray(event.failing) && typeof event.time === 'string' ? event : null;
+  } catch {
+    return null;
+  }
+}
+
 /** A stored health record, or null when it is damaged (its node then counts as unknown). */
 export function parseHealthRecord(value: string): NodeHealthRecord | null {
   try {

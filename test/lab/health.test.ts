@@ -137,10 +137,17 @@ describe('health-gated holding', { timeout: 600_000 }, () => {
       const failing = view.status.nodes.find((node) => node.name === holder.name)?.failing ?? [];
       assert.deepEqual(failing.map(({ check, detail }) => ({ check, detail })), [{ check: 'api', detail: 'HTTP 503' }]);
       assert.ok(failing.every((entry) => !Number.isNaN(Date.parse(entry.since))), 'each failing check says since when');
+      // The stored history (vipd events without -w) has the flip beside the move it caused.
+      const events = await lab.vipd(next, ['events', '--config', next.configPath]);
+      assert.equal(events.code, 0, events.stderr);
+      assert.match(events.stdout, new RegExp(`health ${holder.name} is unhealthy: check api failing \\(HTTP 503\\)`));
       // Healthy again, the old holder does not take the VIP back.
       setService(holder, 'up');
       await healthIs(holder, true);
       await staysPut(next, 3000);
+      const json = await lab.vipd(next, ['events', '--config', next.configPath, '-o', 'json']);
+      const flips = json.stdout.trim().split('\n').map((line) => JSON.parse(line) as { type: string; node?: string; healthy?: boolean }).filter((entry) => entry.type === 'health' && entry.node === holder.name);
+      assert.deepEqual(flips.slice(-2).map((entry) => entry.healthy), [false, true], 'the flip and the way back are both in the history');
     }));
 
   test('a move to an unhealthy node is refused with the reason', () =>
@@ -162,12 +169,12 @@ describe('health-gated holding', { timeout: 600_000 }, () => {
   test('every service stops: the VIP stays put, 0 moves over 20 s, and status says it is held while unhealthy', () =>
     explained(lab, async () => {
       const holder = await singleHolder(lab, observer);
-      // The followers first: a simultaneous stop may move the VIP once, to a node whose checks have not failed yet.
-      for (const node of lab.nodes.filter((candidate) => candidate !== holder)) setService(node, 'down');
-      for (const node of lab.nodes.filter((candidate) => candidate !== holder)) await healthIs(node, false);
-      setService(holder, 'down');
-      await healthIs(holder, false);
+      const moves = await moveCount();
+      // All at once: whichever node reaches fall first must not hand the VIP to a peer whose checks are failing too.
+      for (const node of lab.nodes) setService(node, 'down');
       await staysPut(holder, 20_000);
+      assert.equal(await moveCount(), moves, 'the VIP moved while every service was down');
+      for (const node of lab.nodes) assert.equal((await published(node))?.healthy, false, `${node.name} is not published unhealthy after 20 s`);
       assertNeverTwoHolders(observer);
       const view = await status();
       assert.equal(view.status.holder, holder.name);

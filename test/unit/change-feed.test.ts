@@ -62,7 +62,12 @@ describe('the CLI\'s change feed through the API', () => {
 
   test('follows moves, node health and leases, and after a dropped connection delivers what it missed, once', async () => {
     const feed = new ApiChangeFeed(new ApiClient({ server, token: world.readToken, ca: world.ca.certificatePem }));
-    assert.equal((await feed.history()).length, world.backend.history.length);
+    // The history holds the health verdicts beside the moves (issue 13), in time order.
+    world.backend.healthHistory = [{ node: 'node-3', healthy: false, failing: [{ check: 'api', detail: 'HTTP 503' }], time: new Date(Date.now() - 3600_000).toISOString() }];
+    const history = await feed.history();
+    assert.equal(history.length, world.backend.history.length + 1);
+    assert.deepEqual(history.map((change) => change.type), ['move', 'health', 'move']);
+    assert.deepEqual(history[1]!.event, world.backend.healthHistory[0]);
     const seen: ClusterChange[] = [];
     let resyncs = 0;
     const stopped = new AbortController();

@@ -13,6 +13,7 @@ import {
   type MoveEvent,
   type NodeStatus,
 } from '../../src/api/backend';
+import type { HealthEvent } from '../../src/store/records';
 import { buildApiServer, type ApiServer, type ApiServerOptions } from '../../src/api/server';
 import { describeManagementAddress } from '../../src/status/management-address';
 
@@ -37,6 +38,7 @@ export class FakeBackend implements ApiBackend {
     { from: null, to: 'node-2', reason: 'first holder elected', term: 5, time: new Date(Date.now() - 3 * 3600_000).toISOString() },
     { from: 'node-2', to: 'node-1', reason: 'lease expired: node-2 stopped renewing', term: 7, time: this.since },
   ];
+  healthHistory: HealthEvent[] = [];
   caFingerprint: string | undefined;
   certificateWarning: string | null = null;
   /** A field the response schema does not know: it must not reach clients. */
@@ -76,6 +78,10 @@ export class FakeBackend implements ApiBackend {
 
   async events(limit?: number): Promise<MoveEvent[]> {
     return limit === undefined ? [...this.history] : this.history.slice(-limit);
+  }
+
+  async healthEvents(limit?: number): Promise<HealthEvent[]> {
+    return limit === undefined ? [...this.healthHistory] : this.healthHistory.slice(-limit);
   }
 
   subscribe(listener: (change: ClusterChange) => void): () => void {

@@ -120,3 +120,22 @@ test('vipd move to a node whose checks fail is refused with the reason; one that
   await assert.rejects(prepareMove(store as unknown as EtcdStore, keys, 'node-2'), (error: unknown) => error instanceof MoveRefusedError && error.message === 'node "node-2" is unhealthy: check api failing');
   assert.equal((await prepareMove(store as unknown as EtcdStore, keys, 'node-3')).to, 'node-3');
 });
+
+test('a health move waits while the target\'s own checks have started failing, below fall; a person\'s move does not', async () => {
+  // node-2 is healthy by verdict, but its api check has failed once since its last success (every service died at once).
+  const wavering: NodeHealthRecord = {
+    node: 'node-2', healthy: true, failing: [], since: '', updatedAt: '',
+    checks: [{ name: 'api', kind: 'http', target: 'http://127.0.0.1/', passing: true, since: '', consecutiveFailures: 1, consecutiveSuccesses: 0, fall: 3, rise: 2, lastResult: null }],
+  };
+  const store = new MemoryStore();
+  store.values.set(keys.alive('node-2'), '{}');
+  store.values.set(keys.health('node-2'), JSON.stringify(wavering));
+  store.values.set(keys.moveRequest, request('node-2', { cause: 'health', why: 'check api failing: HTTP 503' }));
+  const { moves, released, begun } = holder(store);
+  await moves.check();
+  assert.deepEqual([begun, released, store.resigned], [[], [], []], 'the VIP stays where it is');
+  assert.equal(store.values.has(keys.moveRequest), false);
+  store.values.set(keys.moveRequest, request('node-2', { requestedBy: 'admin' }));
+  await moves.check();
+  assert.deepEqual(begun.map(([to, , cause]) => [to, cause]), [['node-2', 'handoff']]);
+});

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { changeAsJson, formatChangeLine, formatStatusLine } from '../../src/status/change-text';
-import { healthChangeOf } from '../../src/status/changes';
+import { healthEventOf } from '../../src/store/records';
 import { describeManagementAddress, formatManagementAddressTable, type NodeHealthStatus } from '../../src/status/management-address';
 
 const leader = { node: 'node-1', ip: '192.0.2.11', mac: '8c:dc:d4:b5:f0:01', since: '2026-12-07T10:00:00.000Z', term: 7 };
@@ -32,7 +32,7 @@ test('the status table lists every node\'s health and failing checks', () => {
 test('a health change is one line in vipd events and one JSON object with -o json', () => {
   const change = {
     type: 'health' as const,
-    event: healthChangeOf({
+    event: healthEventOf({
       node: 'node-2',
       healthy: false,
       failing: ['api'],
