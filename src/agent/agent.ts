@@ -366,7 +366,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (decision.eligible !== election.isEligible) await election.setEligible(decision.eligible, decision.reason);
     const stuck = decision.heldWhileUnhealthy ? unhealthy : null;
     if (stuck !== this.heldWhileUnhealthy) {
-      const why = decision.moveTo === null && health?.hasFailed() ? 'no running node is healthy to move it to' : 'its checks have not risen since the agent started';
+      const waiting = health?.healthyPeers().length ? "the healthy nodes' checks have started failing too" : 'no running node is healthy to move it to';
+      const why = decision.moveTo === null && health?.hasFailed() ? waiting : 'its checks have not risen since the agent started';
       if (stuck) this.logger.warn({ reason: stuck, why }, 'holding the VIP while unhealthy');
       this.heldWhileUnhealthy = stuck;
     }
