@@ -24,19 +24,14 @@ function steady(record: NodeHealthRecord): boolean {
   return record.healthy && record.checks.every((check) => check.consecutiveFailures === 0);
 }
 
-/**
- * Why `to` may not receive the VIP by a move for health, or null if it may: as
- * unhealthyTargetReason, and also while any of its checks has started failing. Asked by the
- * holder before it lets go: a refusal then leaves the VIP where it is, while a target that
- * refused the reservation afterwards would leave it vacant until the reservation expired.
- */
-export async function unsteadyTargetReason(store: EtcdStore, keys: ClusterKeys, to: string): Promise<string | null> {
-  const stored = await store.get(keys.health(to));
-  const record = stored ? parseHealthRecord(stored.value) : null;
-  if (!record || steady(record)) return null;
-  if (!record.healthy) return await unhealthyTargetReason(store, keys, to);
-  const starting = record.checks.filter((check) => check.consecutiveFailures > 0).map((check) => check.name);
-  return `node "${to}" has checks failing (${starting.join(', ')}), below fall so far`;
+async function readHealth(store: EtcdStore, keys: ClusterKeys, node: string): Promise<NodeHealthRecord | null> {
+  const stored = await store.get(keys.health(node));
+  return stored ? parseHealthRecord(stored.value) : null;
+}
+
+function unhealthyReason(record: NodeHealthRecord | null, to: string): string | null {
+  if (!record || record.healthy) return null;
+  return `node "${to}" is unhealthy: ${record.failing.length ? `check ${record.failing.join(', ')} failing` : 'its checks have not passed yet'}`;
 }
 
 /**
@@ -44,10 +39,20 @@ export async function unsteadyTargetReason(store: EtcdStore, keys: ClusterKeys, 
  * health (an agent from before health checks) is not refused: only a known failure is.
  */
 export async function unhealthyTargetReason(store: EtcdStore, keys: ClusterKeys, to: string): Promise<string | null> {
-  const stored = await store.get(keys.health(to));
-  const record = stored ? parseHealthRecord(stored.value) : null;
-  if (!record || record.healthy) return null;
-  return `node "${to}" is unhealthy: ${record.failing.length ? `check ${record.failing.join(', ')} failing` : 'its checks have not passed yet'}`;
+  return unhealthyReason(await readHealth(store, keys, to), to);
+}
+
+/**
+ * Why `to` may not receive the VIP by a move for health, or null if it may: as
+ * unhealthyTargetReason, and also while any of its checks has started failing. Asked by the
+ * holder before it lets go: a refusal then leaves the VIP where it is, while a target that
+ * refused the reservation afterwards would leave it vacant until the reservation expired.
+ */
+export async function unsteadyTargetReason(store: EtcdStore, keys: ClusterKeys, to: string): Promise<string | null> {
+  const record = await readHealth(store, keys, to);
+  if (!record || steady(record)) return null;
+  const starting = record.checks.filter((check) => check.consecutiveFailures > 0).map((check) => check.name);
+  return unhealthyReason(record, to) ?? `node "${to}" has checks failing (${starting.join(', ')}), below fall so far`;
 }
 
 /**

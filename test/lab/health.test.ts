@@ -120,11 +120,16 @@ describe('health-gated holding', { timeout: 600_000 }, () => {
   /** Watches for `ms`: the holder must stay `holder` and no move may be recorded. A measurement window, not a synchronisation. */
   async function staysPut(holder: LabNode, ms: number): Promise<void> {
     const moves = await moveCount();
+    const from = process.hrtime.bigint();
     const until = Date.now() + ms;
     while (Date.now() < until) {
-      assert.deepEqual(observer.currentHolders(), [holder.name], `the VIP left ${holder.name}`);
+      // Another node holding it is a move. The holder alone without it for a moment is not: an
+      // etcd stall on the busy shared machine let its address lifetime run out, and it held the same term again.
+      const others = observer.intervals.filter((entry) => entry.node !== holder.name && (entry.goneAt === null || entry.goneAt >= from));
+      assert.deepEqual(others.map((entry) => entry.node), [], `the VIP left ${holder.name}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    await waitFor(`${holder.name} to hold the VIP`, () => observer.currentHolders().join() === holder.name, 10_000, 50);
     assert.equal(await moveCount(), moves, 'moves were recorded');
   }
 
