@@ -411,9 +411,25 @@ export class EtcdStore {
     return { member: toMember(response.member), members: response.members.map(toMember) };
   }
 
-  /** Fails until the learner has caught up with the leader's log. */
+  /**
+   * Fails until the learner has caught up with the leader's log. Sent to the raft leader:
+   * etcd 3.4 forwards a promotion from a follower without the caller's user, and with
+   * access control on, the leader refuses it until the call times out.
+   */
   async promoteMember(id: string): Promise<void> {
-    await this.client.cluster.memberPromote({ ID: id });
+    const members = await this.listMembers();
+    let leader: EtcdMember | undefined;
+    for (const member of members.filter((candidate) => !candidate.isLearner)) {
+      const url = member.clientURLs[0];
+      if (!url) continue;
+      const status = await this.clientFor(url).maintenance.status({ deadline: Date.now() + this.connection.callTimeoutMs }).catch(() => null);
+      if (status) {
+        leader = members.find((candidate) => candidate.id === String(status.leader));
+        break;
+      }
+    }
+    const client = leader?.clientURLs[0] ? this.clientFor(leader.clientURLs[0]) : this.client;
+    await client.cluster.memberPromote({ ID: id });
   }
 
   async removeMember(id: string): Promise<void> {
