@@ -51,10 +51,11 @@ export class EmbeddedCluster {
   /** member id (hex) by node name, learnt from each member's own status. */
   private readonly ids = new Map<string, string>();
 
-  /** Every lab node takes part: the first `voters` carry an etcd member. */
+  /** Every lab node takes part: the first `voters` carry an etcd member, the first `signers` hold the cluster key. */
   constructor(
     readonly lab: Lab,
     readonly voters: 3 | 5 = 3,
+    readonly signers = 2,
   ) {
     if (lab.nodes.length < voters) throw new Error(`${voters} etcd voters need ${voters} lab nodes, the lab has ${lab.nodes.length}`);
   }
@@ -99,9 +100,12 @@ export class EmbeddedCluster {
     if (init.code !== 0) throw new Error(`vipd init failed (${init.code}): ${(init.stderr || init.stdout).trim().split('\n').slice(-3).join(' ')}`);
     const token = /--token (\S+)/.exec(init.stdout)?.[1];
     if (!token) throw new Error(`vipd init printed no join token: ${init.stdout.trim().slice(0, 300)}`);
+    const clusterKey = /VIPD_CLUSTER_KEY=(\S+)/.exec(init.stdout)?.[1];
+    if (!clusterKey) throw new Error(`vipd init printed no cluster key: ${init.stdout.trim().slice(0, 300)}`);
     for (const [index, node] of rest.entries()) {
+      const signs = index + 2 <= this.signers ? ['--cluster-key', clusterKey] : [];
       const joined = await this.cli(node, ['join', `https://${this.lab.vip}`, '--token', token, '--node-name', node.name,
-        '--data-dir', this.dataDir(node), '--config', this.configPath(node)]);
+        '--data-dir', this.dataDir(node), '--config', this.configPath(node), ...signs]);
       if (joined.code !== 0) throw new Error(`vipd join on ${node.name} failed (${joined.code}): ${(joined.stderr || joined.stdout).trim().split('\n').slice(-3).join(' ')}`);
       // etcd admits one learner at a time: the next join waits until this member votes.
       const expected = Math.min(index + 2, this.voters);

@@ -58,11 +58,14 @@ async function main(): Promise<void> {
     process.stdout.write(indent(init.stdout));
     const command = /vipd join (\S+) --token (\S+)/.exec(init.stdout);
     if (!command) throw new Error('vipd init printed no join command');
-    for (const node of lab.nodes.slice(1)) {
-      say(`on ${node.name}: vipd join ${command[1]} --token …`);
-      const joined = await vipd(node, ['join', command[1]!, '--token', command[2]!, '--node-name', node.name, '--data-dir', dataDir(node), '--config', configPath(node)]);
+    const clusterKey = /VIPD_CLUSTER_KEY=(\S+)/.exec(init.stdout)?.[1];
+    for (const [index, node] of lab.nodes.slice(1).entries()) {
+      // The second node gets the cluster key too, so that signing survives the first.
+      const signs = index === 0 && clusterKey ? ['--cluster-key', clusterKey] : [];
+      say(`on ${node.name}: vipd join ${command[1]} --token …${signs.length > 0 ? ' --cluster-key …' : ''}`);
+      const joined = await vipd(node, ['join', command[1]!, '--token', command[2]!, '--node-name', node.name, '--data-dir', dataDir(node), '--config', configPath(node), ...signs]);
       if (joined.code !== 0) throw new Error(`vipd join on ${node.name} failed: ${joined.stderr}`);
-      process.stdout.write(indent(joined.stdout.split('\n').filter((line) => /joined|Cluster store/.test(line)).join('\n')));
+      process.stdout.write(indent(joined.stdout.split('\n').filter((line) => /joined|Cluster store|Signs/.test(line)).join('\n')));
     }
 
     const holderName = await holderOtherThan(observer, null);

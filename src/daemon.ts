@@ -14,7 +14,8 @@ import { hookEventOf } from './hooks/context';
 import { HookRunner } from './hooks/runner';
 import { AgentMetrics } from './metrics/metrics';
 import { ClusterCa } from './security/ca';
-import { ServingCertificates } from './security/certificates';
+import { CertificateIssuedAtJoin, ServingCertificates } from './security/certificates';
+import { readClusterKeyFile } from './security/cluster-key';
 import { TokenStore } from './security/tokens';
 import { EtcdLeadership } from './election/etcd-leadership';
 import { ClusterHealthView, HealthPublisher } from './health/cluster';
@@ -42,6 +43,8 @@ export class Daemon {
   private readonly hooks: HookRunner;
   private readonly metrics: AgentMetrics;
   private readonly join: JoinService;
+  /** Null unless this node signs (src/security/cluster-key.ts). */
+  private readonly clusterKey: Buffer | null;
   private etcd: EmbeddedEtcd | null = null;
   private api: RunningApi | null = null;
   private stopping = false;
@@ -100,7 +103,8 @@ export class Daemon {
       onCooldownChange: () => agent.reconcile(),
     });
     this.hooks = hooks;
-    this.join = new JoinService(config, logger);
+    this.clusterKey = config.security.clusterKeyFile ? readClusterKeyFile(config.security.clusterKeyFile) : null;
+    this.join = new JoinService(config, logger, this.clusterKey);
     this.wire();
   }
 
@@ -215,7 +219,10 @@ export class Daemon {
     const { config, logger } = this;
     const kv = new EtcdKeyValue(this.store);
     const keys = securityKeys(this.keys);
-    const ca = await ClusterCa.loadOrCreate(kv, keys.ca, { cluster: config.cluster });
+    const issuedAtJoin = config.security.servingCertificate;
+    const ca = !this.clusterKey && issuedAtJoin
+      ? new CertificateIssuedAtJoin(issuedAtJoin)
+      : await ClusterCa.loadOrCreate(kv, keys.ca, { cluster: config.cluster, clusterKey: this.clusterKey });
     const certificates = new ServingCertificates({
       kv,
       keys,

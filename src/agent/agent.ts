@@ -140,6 +140,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       mac: local.managementInterface.mac,
       mtu: local.managementInterface.mtu,
       registeredAt: new Date().toISOString(),
+      ...(config.security.clusterKeyFile ? { signer: true } : {}),
     };
     const self = this.self;
     const membership = new Membership(this.store, this.keys);

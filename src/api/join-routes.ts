@@ -39,7 +39,7 @@ function bearer(request: FastifyRequest): string | null {
  */
 export function registerJoinRoutes(app: ApiServer, handler: JoinHandler, failures: AuthFailures | null = null): void {
   // The token each request was let in with: POST /v1/join spends one of its uses.
-  const tokenIds = new WeakMap<FastifyRequest, string>();
+  const tokens = new WeakMap<FastifyRequest, { id: string; bearer: string }>();
   const authorize = async (request: FastifyRequest): Promise<void> => {
     const token = bearer(request);
     if (token) await failures?.refuseIfThrottled(request);
@@ -58,7 +58,7 @@ export function registerJoinRoutes(app: ApiServer, handler: JoinHandler, failure
       if (token && failures && checked.reason === 'invalid') await failures.failed(request, refusal);
       throw refusal;
     }
-    tokenIds.set(request, checked.record.id);
+    tokens.set(request, { id: checked.record.id, bearer: token! });
     request.log.info({ tokenId: checked.record.id }, 'join token accepted');
   };
 
@@ -71,6 +71,6 @@ export function registerJoinRoutes(app: ApiServer, handler: JoinHandler, failure
   app.post<{ Body: JoinRequest }>(
     '/v1/join',
     { schema: { querystring: NoQuery, body: JoinRequest, response: { 200: JoinResponse } }, config: { access: 'public' }, onRequest: authorize },
-    async (request) => await handler.join(request.body, tokenIds.get(request)!),
+    async (request) => await handler.join(request.body, tokens.get(request)!),
   );
 }

@@ -180,6 +180,7 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
     if (error instanceof MoveRefusedError) return reply.code(409).send(errorBody(409, 'Conflict', error.message));
     if (error instanceof JoinRefused) {
       if (error.kind === 'unauthorized') return reply.code(401).send(errorBody(401, 'Unauthorized', error.message));
+      if (error.kind === 'invalid') return reply.code(400).send(errorBody(400, 'Bad Request', error.message));
       return error.kind === 'conflict'
         ? reply.code(409).send(errorBody(409, 'Conflict', error.message))
         : reply.code(503).send(errorBody(503, 'Service Unavailable', error.message));

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { newMoveRequest, prepareMove, submitMove } from '../election/move-request';
-import type { ClusterCa } from '../security/ca';
 import type { ServingCertificates } from '../security/certificates';
 import { lastSeenOf } from '../status/management-address';
 import { readManagementAddress } from '../status/read';
@@ -29,7 +28,7 @@ export class StoreApiBackend implements ApiBackend {
       keys: ClusterKeys;
       config: Config;
       self: { name: string; ip: string };
-      ca: ClusterCa;
+      ca: { caFingerprint(): string };
       certificates: ServingCertificates;
       logger: Logger;
     },

@@ -4,6 +4,7 @@ import { InputError } from '../config/schema-check';
 import { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
 import { StoredDataError } from '../store/records';
+import { isPermissionDenied } from '../store/access';
 import { EXIT_UNAVAILABLE } from '../output/exit-codes';
 
 
@@ -27,6 +28,14 @@ export async function withCluster(configPath: string | undefined, action: (clust
     if (error instanceof InputError) throw error;
     if (error instanceof StoredDataError) {
       process.stderr.write(`vipd: ${error.message}\n`);
+      process.exitCode = EXIT_UNAVAILABLE;
+      return;
+    }
+    if (isPermissionDenied(error)) {
+      process.stderr.write(
+        'vipd: etcd refused this node\'s certificate for that: only a signing node (one with the cluster key, security.clusterKeyFile) ' +
+          'may change tokens, nodes, certificates or settings; or this node was removed from the cluster (docs/security.md)\n',
+      );
       process.exitCode = EXIT_UNAVAILABLE;
       return;
     }

@@ -158,6 +158,12 @@ export function formatInitResult(result: InitResult): string {
     '',
     `  vipd join ${result.managementUrl} --token ${result.token}`,
     '',
+    'A node joined that way holds the VIP like any other, but cannot sign (issue certificates,',
+    'serve joins, mint tokens). Give one or two more nodes the cluster key, so that signing',
+    'survives this node; keep the key secret, it opens the cluster CA (docs/security.md):',
+    '',
+    `  VIPD_CLUSTER_KEY=${result.clusterKey} vipd join ${result.managementUrl} --token ${result.token}`,
+    '',
   );
   return lines.join('\n');
 }

@@ -13,6 +13,7 @@ interface JoinFlags {
   config: string;
   etcdCert?: string;
   etcdKey?: string;
+  clusterKey?: string;
 }
 
 export function formatJoinResult(result: JoinResult): string {
@@ -22,6 +23,7 @@ export function formatJoinResult(result: JoinResult): string {
     ['This node', `${config.node.name}, ${result.nodeIp} on ${config.node.interface}`],
     ['Cluster store', result.role === 'etcd member' ? `etcd member (${config.etcd.embedded?.clientURL ?? ''})` : `${result.role}, etcd at ${config.etcd.endpoints.join(', ')}`],
     ['Cluster CA', `SHA-256 ${result.caFingerprint}`],
+    ['Signs', result.signer ? 'yes: holds the cluster key (issues certificates, serves joins)' : 'no: joins through it are passed on to a signing node'],
     ['Agent', describeStartedAgent(result.started)],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
@@ -41,6 +43,7 @@ export function registerJoin(program: Command): void {
     .option('-c, --config <file>', 'the config file to write', DEFAULT_CONFIG_PATH)
     .option('--etcd-cert <file>', 'external etcd only: this node\'s client certificate (PEM)')
     .option('--etcd-key <file>', 'external etcd only: this node\'s client key (PEM)')
+    .option('--cluster-key <key>', 'the cluster key `vipd init` printed: this node will sign (issue certificates, serve joins) (default: $VIPD_CLUSTER_KEY)')
     .action(async (server: string, flags: JoinFlags) => {
       await reportUnavailable(async () => {
         // From the environment, the token stays out of `ps` and shell history.
@@ -56,6 +59,8 @@ export function registerJoin(program: Command): void {
           configPath: flags.config,
           etcdCert: flags.etcdCert ?? null,
           etcdKey: flags.etcdKey ?? null,
+          // From the environment, the key stays out of `ps` and shell history.
+          clusterKey: flags.clusterKey ?? process.env['VIPD_CLUSTER_KEY'] ?? null,
           progress: (line) => process.stderr.write(`${line}\n`),
         });
         process.stdout.write(formatJoinResult(result));

@@ -15,7 +15,7 @@ export function registerNode(program: Command): void {
     .action(async (name: string, options: { force?: boolean; config?: string }) => {
       await withCluster(options.config, async ({ store, keys }) => {
         const removed = await removeNode(store, keys, name, { force: options.force ?? false });
-        const parts = [removed.record ? 'its registration' : null, removed.etcdMember ? `etcd member ${removed.etcdMember}` : null].filter(Boolean);
+        const parts = [removed.record ? 'its registration' : null, removed.etcdMember ? `etcd member ${removed.etcdMember}` : null, removed.revoked ? 'its etcd user (its certificate is refused from now on)' : null].filter(Boolean);
         process.stdout.write(`removed node ${name}: ${parts.join(' and ')}\n`);
       });
     });

@@ -7,7 +7,9 @@ import { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
 import { generateVipMac } from '../store/membership';
 import { Netlink } from '../holding/netlink';
-import { certificateFingerprint } from '../security/ca';
+import { certificateFingerprint, ClusterCa, encodeCaRecord, type CaMaterial } from '../security/ca';
+import { generateClusterKey, parseClusterKey } from '../security/cluster-key';
+import { enableAccessControl, nodeUser } from '../store/access';
 import { EtcdKeyValue } from '../store/kv';
 import { securityKeys } from '../store/keys';
 import { TokenStore } from '../security/tokens';
@@ -16,7 +18,7 @@ import { clusterSetupKeys } from '../store/keys';
 import { type StoreInfo } from '../store/records';
 import { EmbeddedEtcd } from './embedded-etcd';
 import { checkNode, checkPathsFree, checkVipUnused, obtainDhcpLease, waitForAgent, writeConfigFile } from './node-setup';
-import { ClusterIssuer, generateClusterCa, generateKeyPair, pkiPaths, writePrivateFile, type StoredCaMaterial } from './pki';
+import { ClusterIssuer, clusterKeyPath, generateKeyPair, pkiPaths, writePrivateFile } from './pki';
 import { startAgent, type StartedAgent } from './service';
 
 export interface ExternalEtcd {
@@ -52,6 +54,8 @@ export interface InitResult {
   managementUrl: string;
   token: string;
   tokenExpires: string | null;
+  /** For `vipd join --cluster-key`: makes the joining node a signing node. */
+  clusterKey: string;
   caFingerprint: string;
   started: StartedAgent;
   holder: string | null;
@@ -64,12 +68,13 @@ export function managementUrl(address: string, port: number): string {
   return port === 443 ? `https://${host}` : `https://${host}:${port}`;
 }
 
-/** The config document init writes: the shared part (also stored as the join template) plus node and etcd. */
+/** The config document init writes: the shared part (also stored as the join template) plus node, etcd and the cluster key. */
 function documentFor(options: InitOptions, vip: string | null, hwaddr: string | null, etcd: Record<string, unknown>): Record<string, unknown> {
   return {
     ...sharedDocument(options, vip, hwaddr),
     node: { ...(options.nodeName ? { name: options.nodeName } : {}), interface: options.interface },
     etcd,
+    security: { clusterKeyFile: clusterKeyPath(join(resolve(options.dataDir), 'pki')) },
   };
 }
 
@@ -82,8 +87,8 @@ function sharedDocument(options: InitOptions, vip: string | null, hwaddr: string
 }
 
 /** Writes this node's etcd key pairs and the certificates the cluster CA gives them. */
-async function writeMemberPki(pkiDir: string, ca: StoredCaMaterial, name: string, ip: string): Promise<void> {
-  const issuer = await ClusterIssuer.fromStored(ca);
+async function writeMemberPki(pkiDir: string, ca: CaMaterial, name: string, ip: string): Promise<void> {
+  const issuer = await ClusterIssuer.fromMaterial(ca);
   const paths = pkiPaths(pkiDir);
   writePrivateFile(paths.ca, ca.certificate, 0o644);
   const pairs: Array<[string, string, Array<'server' | 'client'>, string[] | undefined]> = [
@@ -94,7 +99,7 @@ async function writeMemberPki(pkiDir: string, ca: StoredCaMaterial, name: string
   for (const [certPath, keyPath, uses, altNames] of pairs) {
     const pair = await generateKeyPair();
     writePrivateFile(keyPath, pair.privateKeyPem);
-    const commonName = uses.length === 1 ? `vipd-node-${name}` : name;
+    const commonName = uses.length === 1 ? nodeUser(name) : name;
     writePrivateFile(certPath, await issuer.issue({ commonName, publicKeyPem: pair.publicKeyPem, uses, ...(altNames ? { altNames } : {}) }), 0o644);
   }
 }
@@ -161,7 +166,9 @@ export async function initCluster(options: InitOptions): Promise<InitResult> {
 
     // Every check passed: from here on init writes, and undoes what it wrote if it fails.
     written = true;
-    const ca = await generateClusterCa(config.cluster);
+    const ca = await ClusterCa.generate({ cluster: config.cluster });
+    const clusterKey = generateClusterKey();
+    writePrivateFile(clusterKeyPath(pkiDir), `${clusterKey}\n`);
     if (!external) await writeMemberPki(pkiDir, ca, config.node.name, nodeIp);
     writeConfigFile(configPath, document);
     progress(`wrote ${configPath}`);
@@ -172,7 +179,7 @@ export async function initCluster(options: InitOptions): Promise<InitResult> {
     const etcd = external ? null : await startEmbedded(config, progress);
     let token: Awaited<ReturnType<TokenStore['create']>>;
     try {
-      token = await seedStore(config, ca, sharedDocument(options, vip, hwaddr), storeInfo, options.tokenTtlMs);
+      token = await seedStore(config, encodeCaRecord(ca, { clusterKey: parseClusterKey(clusterKey, 'cluster key'), cluster: config.cluster }), sharedDocument(options, vip, hwaddr), storeInfo, options.tokenTtlMs);
     } finally {
       await etcd?.stop();
     }
@@ -188,6 +195,7 @@ export async function initCluster(options: InitOptions): Promise<InitResult> {
       managementUrl: managementUrl(vip!, config.api.port),
       token: token.token,
       tokenExpires: token.record.expires,
+      clusterKey,
       caFingerprint: certificateFingerprint(ca.certificate),
       started,
       holder,
@@ -235,7 +243,7 @@ async function checkExternalStoreIsNew(config: Config): Promise<void> {
 /** The cluster CA goes in before any agent runs, so ClusterCa.loadOrCreate finds this one. */
 async function seedStore(
   config: Config,
-  ca: StoredCaMaterial,
+  caRecord: string,
   template: Record<string, unknown>,
   storeInfo: StoreInfo,
   tokenTtlMs: number | null,
@@ -245,17 +253,20 @@ async function seedStore(
   const security = securityKeys(keys);
   const setup = clusterSetupKeys(keys);
   try {
-    const stored = await store.putIfAbsent(security.ca, JSON.stringify(ca));
-    if (JSON.parse(stored.value).certificate !== ca.certificate) {
+    const stored = await store.putIfAbsent(security.ca, caRecord);
+    if (stored.value !== caRecord) {
       throw new InputError('--cluster', `cluster "${config.cluster}" already has a CA in this etcd`);
     }
     await store.put(setup.template, JSON.stringify(template));
     await store.put(setup.store, JSON.stringify(storeInfo));
-    return await new TokenStore(new EtcdKeyValue(store), security).create({
+    const token = await new TokenStore(new EtcdKeyValue(store), security).create({
       role: 'join',
       description: `made by vipd init on ${config.node.name}`,
       ttlMs: tokenTtlMs,
     });
+    // Last: from here on every client needs a user (an external etcd's rules are its operator's; docs/security.md).
+    if (storeInfo.kind === 'embedded') await enableAccessControl(store, keys, config.node.name);
+    return token;
   } finally {
     store.close();
   }

@@ -104,6 +104,16 @@ export class JoinClient {
     );
   }
 
+  /** A client for a node whose CA is already known: how a node that cannot sign passes a join on to one that can. */
+  static toKnownNode(origin: string, caPem: string, bearer: string): JoinClient {
+    return new JoinClient(parseServerUrl(origin), caPem, bearer);
+  }
+
+  /** POST /v1/join, with the server's status and answer as they are. */
+  async forwardJoin(request: JoinRequest): Promise<{ status: number; body: unknown }> {
+    return await this.exchange('POST', '/v1/join', request);
+  }
+
   async clusterInfo(): Promise<JoinClusterInfo> {
     return JoinClusterInfoSchema.check(await this.request('GET', '/v1/join/cluster'), 'the server\'s answer');
   }
@@ -113,6 +123,17 @@ export class JoinClient {
   }
 
   private async request(method: string, path: string, body?: unknown): Promise<unknown> {
+    const { status, body: parsed } = await this.exchange(method, path, body);
+    if (status >= 200 && status < 300) return parsed;
+    const message = (parsed as { message?: unknown } | null)?.message;
+    const said = typeof message === 'string' ? message : `HTTP ${status}`;
+    if (status === 401) throw new InputError('--token', said);
+    if (status === 404) throw new InputError('server', `${this.target.origin} has no join API (${said}): not a vipd server that accepts joins`);
+    if (status === 400 || status === 409) throw new InputError('', `the cluster refused this node: ${said}`);
+    throw new UnreachableError(`${this.target.origin} could not handle the join (${status}): ${said}`);
+  }
+
+  private async exchange(method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = httpsRequest(
@@ -149,12 +170,6 @@ export class JoinClient {
     } catch {
       throw new InputError('server', `${this.target.origin} answered ${method} ${path} with something other than JSON: not a vipd server`);
     }
-    if (status >= 200 && status < 300) return parsed;
-    const message = (parsed as { message?: unknown } | null)?.message;
-    const said = typeof message === 'string' ? message : `HTTP ${status}`;
-    if (status === 401) throw new InputError('--token', said);
-    if (status === 404) throw new InputError('server', `${this.target.origin} has no join API (${said}): not a vipd server that accepts joins`);
-    if (status === 400 || status === 409) throw new InputError('', `the cluster refused this node: ${said}`);
-    throw new UnreachableError(`${this.target.origin} could not handle the join (${status}): ${said}`);
+    return { status, body: parsed };
   }
 }

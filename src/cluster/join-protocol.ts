@@ -28,9 +28,17 @@ export const JoinRequest = Type.Object(
     mtu: Type.Integer({ minimum: 68, maximum: 65535, description: 'an MTU from 68 to 65535' }),
     /** SPKI public keys: the server certifies them; private keys never leave the joining node. */
     publicKeys: Type.Object(
-      { client: Pem, server: Pem, peer: Pem },
+      {
+        client: Pem,
+        server: Pem,
+        peer: Pem,
+        /** The key of this node's HTTPS certificate, issued here when the node will not sign its own. */
+        api: Type.Optional(Pem),
+      },
       { additionalProperties: false },
     ),
+    /** Shows the joiner holds the cluster key (src/security/cluster-key.ts): it becomes a signing node. */
+    signerProof: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'an HMAC-SHA256 in base64url' })),
   },
   { additionalProperties: false },
 );
@@ -78,7 +86,11 @@ export const JoinResponse = Type.Object({
     client: Type.Union([Pem, Type.Null()]),
     server: Type.Union([Pem, Type.Null()]),
     peer: Type.Union([Pem, Type.Null()]),
+    /** A non-signing node's HTTPS certificate chain (leaf, then the CA). */
+    api: Type.Optional(Type.Union([Pem, Type.Null()])),
   }),
+  /** Whether the node joined as a signing node (it proved it holds the cluster key). */
+  signer: Type.Optional(Type.Boolean()),
   /** Which node answered: it has checked the joiner at layer 2 from its side. */
   servedBy: Type.String(),
 });
@@ -95,8 +107,11 @@ export const JoinResponseSchema = new Schema(JoinResponse);
  */
 export class JoinRefused extends Error {
   constructor(
-    /** unauthorized: the join token was spent or expired while this join was checked. */
-    readonly kind: 'conflict' | 'unavailable' | 'unauthorized',
+    /**
+     * unauthorized: the join token was spent or expired while this join was checked, or the
+     * cluster key is wrong; invalid: the request itself is wrong (a forwarded 400).
+     */
+    readonly kind: 'conflict' | 'unavailable' | 'unauthorized' | 'invalid',
     message: string,
   ) {
     super(message);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
@@ -11,15 +12,18 @@ import { parseMac } from '../holding/codecs/mac';
 import { probeForOtherHolders } from '../holding/conflict-probe';
 import { Netlink } from '../holding/netlink';
 import { checkLocalNetwork } from '../holding/preflight';
-import { ClusterCa } from '../security/ca';
+import { caCertificateOf, CaLockedError, ClusterCa, decodeCaRecord, type CaMaterial, type CaSeal } from '../security/ca';
+import { checkSignerProof } from '../security/cluster-key';
+import { grantNode, nodeUser, revokeNode } from '../store/access';
 import { EtcdKeyValue } from '../store/kv';
 import { securityKeys } from '../store/keys';
 import { TokenStore, type JoinTokenCheck } from '../security/tokens';
 import { DEFAULT_VOTERS, ETCD_CLIENT_PORT, ETCD_PEER_PORT, urlFor } from './etcd-endpoints';
 import { clusterSetupKeys } from '../store/keys';
 import { type StoreInfo } from '../store/records';
-import { JoinRefused, type JoinClusterInfo, type JoinRequest, type JoinResponse, type JoinStore } from './join-protocol';
-import { ClusterIssuer, parseStoredCa } from './pki';
+import { JoinRefused, JoinResponseSchema, type JoinClusterInfo, type JoinRequest, type JoinResponse, type JoinStore } from './join-protocol';
+import { JoinClient } from './join-client';
+import { ClusterIssuer } from './pki';
 import { claimNameAndIp } from './join-claims';
 import { SERVER_CIPHERS } from '../security/tls-policy';
 
@@ -29,19 +33,26 @@ export interface JoinHandler {
   sniContext(servername: string): Promise<SecureContext | null>;
   checkToken(bearer: string): Promise<JoinTokenCheck>;
   clusterInfo(): Promise<JoinClusterInfo>;
-  /** `tokenId`: the join token the route checked; one of its uses is spent once the node's name and IP are claimed. */
-  join(request: JoinRequest, tokenId: string): Promise<JoinResponse>;
+  /**
+   * `token`: the join token the route checked (its id, and the bearer text a node that cannot
+   * sign passes on); one of its uses is spent once the node's name and IP are claimed.
+   */
+  join(request: JoinRequest, token: { id: string; bearer: string }): Promise<JoinResponse>;
 }
 
 const SNI_CONTEXT_MS = 12 * 60 * 60 * 1000;
 const L2_PROBE_MS = 600;
 /** etcd's health interval is 5 s; a little more covers a voter that is still catching up. */
 const UNHEALTHY_CLUSTER_WAIT_MS = 15_000;
+/** A learner catches up in seconds; a joiner that never starts is left a learner (it costs no quorum). */
+const PROMOTE_FOR_MS = 10 * 60 * 1000;
 
 /**
- * The server side of `vipd join`, run by every agent: checks the joining node, registers it,
- * certifies its keys with the cluster CA and, for the embedded store, adds it to etcd as a
- * learner (it promotes itself once caught up, so a joiner that never starts cannot cost quorum).
+ * The server side of `vipd join`, run by every agent. A signing node (it has the cluster
+ * key) checks the joining node, registers it, certifies its keys with the cluster CA, gives
+ * it an etcd user and, for the embedded store, adds it to etcd as a learner and promotes it
+ * once it has caught up (a joiner that never starts costs no quorum). Any other node passes
+ * the join on to a running signing node.
  */
 export class JoinService implements JoinHandler {
   private store: EtcdStore | null = null;
@@ -50,11 +61,19 @@ export class JoinService implements JoinHandler {
   /** One join at a time on this node: the voter count must not race. */
   private queue: Promise<unknown> = Promise.resolve();
 
+  private closed = false;
+
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
+    /** Null on a node that does not sign. */
+    private readonly clusterKey: Buffer | null,
   ) {
     this.keys = new ClusterKeys(config.cluster);
+  }
+
+  private get seal(): CaSeal | null {
+    return this.clusterKey ? { clusterKey: this.clusterKey, cluster: this.config.cluster } : null;
   }
 
   private etcd(): EtcdStore {
@@ -67,6 +86,7 @@ export class JoinService implements JoinHandler {
   }
 
   close(): void {
+    this.closed = true;
     this.store?.close();
     this.store = null;
   }
@@ -75,10 +95,19 @@ export class JoinService implements JoinHandler {
     return await this.tokens().checkJoin(bearer);
   }
 
-  private async caMaterial() {
+  private async caRecord(): Promise<string> {
     const stored = await this.etcd().get(securityKeys(this.keys).ca);
     if (!stored) throw new JoinRefused('unavailable', 'this cluster has no CA yet: its first agent is still starting');
-    return parseStoredCa(stored.value);
+    return stored.value;
+  }
+
+  private async caMaterial(): Promise<CaMaterial> {
+    try {
+      return decodeCaRecord(await this.caRecord(), securityKeys(this.keys).ca, this.seal);
+    } catch (error) {
+      if (error instanceof CaLockedError) throw new JoinRefused('unavailable', error.message);
+      throw error;
+    }
   }
 
   /** This node's own facts: its management IP and MAC, read fresh (the link may have changed). */
@@ -94,6 +123,14 @@ export class JoinService implements JoinHandler {
 
   async sniContext(): Promise<SecureContext | null> {
     if (this.sni && Date.now() < this.sni.until) return this.sni.context;
+    const issuedAtJoin = this.config.security.servingCertificate;
+    if (!this.clusterKey) {
+      // A node that cannot sign shows the certificate the cluster CA gave it at join.
+      if (!issuedAtJoin) return null;
+      const context = createSecureContext({ key: readFileSync(issuedAtJoin.key), cert: readFileSync(issuedAtJoin.cert), ciphers: SERVER_CIPHERS });
+      this.sni = { context, until: Date.now() + SNI_CONTEXT_MS };
+      return context;
+    }
     const material = await this.caMaterial();
     const ca = await ClusterCa.fromPem(material.certificate, material.privateKey);
     const { ip } = await this.local();
@@ -144,13 +181,46 @@ export class JoinService implements JoinHandler {
     };
   }
 
-  join(request: JoinRequest, tokenId: string): Promise<JoinResponse> {
-    const result = this.queue.then(() => this.joinOne(request, tokenId));
+  join(request: JoinRequest, token: { id: string; bearer: string }): Promise<JoinResponse> {
+    if (!this.clusterKey) return this.passOn(request, token.bearer);
+    const result = this.queue.then(() => this.joinOne(request, token.id));
     this.queue = result.catch(() => undefined);
     return result;
   }
 
+  /** This node cannot sign: a running signing node serves the join, and its answer goes back as it is. */
+  private async passOn(request: JoinRequest, bearer: string): Promise<JoinResponse> {
+    const membership = new Membership(this.etcd(), this.keys);
+    const [nodes, live, caRecord] = await Promise.all([membership.listNodes(), membership.liveNodeNames(), this.caRecord()]);
+    const signers = nodes.filter((node) => node.signer === true && live.has(node.name) && node.name !== this.config.node.name);
+    if (signers.length === 0) {
+      throw new JoinRefused('unavailable', 'no signing node is running: a join is served by a node with the cluster key (the `vipd init` node, or one joined with --cluster-key)');
+    }
+    const caPem = caCertificateOf(caRecord, securityKeys(this.keys).ca);
+    let lastError: Error | null = null;
+    for (const signer of signers) {
+      const origin = urlFor(signer.ip, this.config.api.port);
+      let answer: { status: number; body: unknown };
+      try {
+        answer = await JoinClient.toKnownNode(origin, caPem, bearer).forwardJoin(request);
+      } catch (error) {
+        lastError = error as Error;
+        continue;
+      }
+      this.logger.info({ node: request.name, signer: signer.name, status: answer.status }, 'passed a join on to a signing node');
+      if (answer.status === 200) return JoinResponseSchema.check(answer.body, `${signer.name}'s answer`);
+      const message = (answer.body as { message?: unknown } | null)?.message;
+      const said = typeof message === 'string' ? message : `HTTP ${answer.status} from ${signer.name}`;
+      const kind = answer.status === 400 ? 'invalid' : answer.status === 401 ? 'unauthorized' : answer.status === 409 ? 'conflict' : 'unavailable';
+      throw new JoinRefused(kind, said);
+    }
+    throw new JoinRefused('unavailable', `no signing node answered (${signers.map((node) => node.name).join(', ')}): ${lastError?.message ?? ''}`);
+  }
+
   private async joinOne(request: JoinRequest, tokenId: string): Promise<JoinResponse> {
+    if (request.signerProof !== undefined && !checkSignerProof(this.clusterKey!, this.config.cluster, request.name, request.signerProof)) {
+      throw new JoinRefused('unauthorized', `--cluster-key: this is not the cluster key of cluster "${this.config.cluster}"`);
+    }
     const store = this.etcd();
     const membership = new Membership(store, this.keys);
     const setup = clusterSetupKeys(this.keys);
@@ -189,9 +259,10 @@ export class JoinService implements JoinHandler {
     membership: Membership,
     info: StoreInfo,
     template: Awaited<ReturnType<EtcdStore['get']>>,
-    material: Awaited<ReturnType<JoinService['caMaterial']>>,
+    material: CaMaterial,
   ): Promise<JoinResponse> {
-    const issuer = await ClusterIssuer.fromStored(material);
+    const issuer = await ClusterIssuer.fromMaterial(material);
+    const signer = request.signerProof !== undefined;
     const record: NodeRecord = {
       name: request.name,
       interface: request.interface,
@@ -200,14 +271,23 @@ export class JoinService implements JoinHandler {
       mac: request.mac.toLowerCase(),
       mtu: request.mtu,
       registeredAt: new Date().toISOString(),
+      ...(signer ? { signer: true } : {}),
     };
-    const certificates: JoinResponse['certificates'] = { ca: material.certificate, client: null, server: null, peer: null };
+    const certificates: JoinResponse['certificates'] = { ca: material.certificate, client: null, server: null, peer: null, api: null };
+    if (!signer && request.publicKeys.api) {
+      const vip = await this.vipAddress(await this.settings());
+      const altNames = [...new Set([vip, request.ip, request.name, this.config.api.fqdn].filter((name): name is string => Boolean(name)))];
+      const leaf = await issuer.issue({ commonName: request.name, publicKeyPem: request.publicKeys.api, uses: ['server'], altNames });
+      certificates.api = leaf + material.certificate.trim() + '\n';
+    }
     let joinStore: JoinStore;
     if (info.kind === 'external') {
       joinStore = { kind: 'external', endpoints: info.endpoints, ca: info.ca };
       await membership.register(record);
     } else {
-      certificates.client = await issuer.issue({ commonName: `vipd-node-${request.name}`, publicKeyPem: request.publicKeys.client, uses: ['client'] });
+      certificates.client = await issuer.issue({ commonName: nodeUser(request.name), publicKeyPem: request.publicKeys.client, uses: ['client'] });
+      // Its etcd user before anything else: the node's certificate works from its first call.
+      await grantNode(store, this.keys, request.name, signer);
       const members = await store.listMembers();
       const maxVoters = info.maxVoters || DEFAULT_VOTERS;
       if (members.length < maxVoters && !members.some((member) => member.isLearner)) {
@@ -219,7 +299,10 @@ export class JoinService implements JoinHandler {
           altNames: [...altNames, '127.0.0.1', 'localhost'],
         });
         certificates.peer = await issuer.issue({ commonName: request.name, publicKeyPem: request.publicKeys.peer, uses: ['server', 'client'], altNames });
-        joinStore = await this.addMember(record, members, membership);
+        joinStore = await this.addMember(record, members, membership).catch(async (error: unknown) => {
+          await revokeNode(store, this.keys, request.name).catch(() => undefined);
+          throw error;
+        });
       } else {
         await membership.register(record);
         joinStore = { kind: 'embedded', role: 'agent', endpoints: await this.healthyClientUrls(members) };
@@ -231,8 +314,33 @@ export class JoinService implements JoinHandler {
       config: template ? (JSON.parse(template.value) as Record<string, unknown>) : this.fallbackTemplate(),
       store: joinStore,
       certificates,
+      signer,
       servedBy: this.config.node.name,
     };
+  }
+
+  /**
+   * A node that does not sign may not change etcd's membership, so the node that added it
+   * promotes it; etcd refuses until the learner has caught up with the leader's log.
+   */
+  private async promoteWhenCaughtUp(memberId: string, name: string): Promise<void> {
+    const until = Date.now() + PROMOTE_FOR_MS;
+    let lastReason = '';
+    while (!this.closed && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 1000).unref());
+      try {
+        const member = (await this.etcd().listMembers()).find((candidate) => candidate.id === memberId);
+        if (!member || !member.isLearner) return;
+        await this.etcd().promoteMember(memberId);
+        this.logger.info({ node: name, member: memberId }, 'promoted the new etcd member to a voter');
+        return;
+      } catch (error) {
+        // Not caught up yet, or etcd busy: the next round asks again.
+        const reason = (error as Error).message;
+        if (reason !== lastReason) this.logger.info({ node: name, member: memberId, reason }, 'the new etcd member is not promoted yet');
+        lastReason = reason;
+      }
+    }
   }
 
   /** Registers first: once the learner is added, a failure is undone by removing both. */
@@ -252,6 +360,7 @@ export class JoinService implements JoinHandler {
       await store.delete(this.keys.node(record.name)).catch(() => undefined);
       throw new JoinRefused('unavailable', `could not add an etcd member for ${record.name}: ${(error as Error).message}`);
     }
+    void this.promoteWhenCaughtUp(added.member.id, record.name);
     const initialCluster = added.members
       .map((member) => `${member.id === added.member.id ? record.name : member.name}=${member.peerURLs[0] ?? ''}`)
       .join(',');

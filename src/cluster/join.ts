@@ -4,11 +4,12 @@ import type { Config } from '../config/config';
 import { InputError } from '../config/schema-check';
 import { Netlink } from '../holding/netlink';
 import { certificateFingerprint } from '../security/ca';
+import { formatClusterKey, parseClusterKey, signerProof } from '../security/cluster-key';
 import { managementUrl } from './init';
 import { JoinClient } from './join-client';
 import type { JoinResponse } from './join-protocol';
 import { checkNode, checkNodesReachable, checkPathsFree, interfaceForVip, waitForAgent, writeConfigFile } from './node-setup';
-import { generateKeyPair, pkiPaths, writePrivateFile, type KeyPair } from './pki';
+import { clusterKeyPath, generateKeyPair, pkiPaths, servingCertificatePaths, writePrivateFile, type KeyPair } from './pki';
 import { startAgent, type StartedAgent } from './service';
 
 export interface JoinOptions {
@@ -21,6 +22,8 @@ export interface JoinOptions {
   /** External store only: this node's own etcd client certificate and key. */
   etcdCert: string | null;
   etcdKey: string | null;
+  /** Makes this node a signing node (src/security/cluster-key.ts). */
+  clusterKey: string | null;
   progress: (line: string) => void;
 }
 
@@ -29,6 +32,7 @@ export interface JoinResult {
   nodeIp: string;
   role: 'etcd member' | 'agent only' | 'external etcd';
   servedBy: string;
+  signer: boolean;
   managementUrl: string;
   caFingerprint: string;
   started: StartedAgent;
@@ -44,6 +48,7 @@ export async function joinCluster(options: JoinOptions): Promise<JoinResult> {
   const dataDir = resolve(options.dataDir);
   const configPath = resolve(options.configPath);
   const pkiDir = join(dataDir, 'pki');
+  const clusterKey = options.clusterKey === null ? null : parseClusterKey(options.clusterKey, '--cluster-key');
   const netlink = Netlink.open();
   try {
     const client = await JoinClient.connect(options.server, options.token);
@@ -74,7 +79,7 @@ export async function joinCluster(options: JoinOptions): Promise<JoinResult> {
     progress(`checking layer 2 from ${interfaceName}: ARP probes for ${live.map((other) => `${other.name} (${other.ip})`).join(', ') || 'no live nodes'}`);
     await checkNodesReachable(interfaceName, mac, live);
 
-    const pairs = { client: await generateKeyPair(), server: await generateKeyPair(), peer: await generateKeyPair() };
+    const pairs = { client: await generateKeyPair(), server: await generateKeyPair(), peer: await generateKeyPair(), api: await generateKeyPair() };
     const response = await client.join({
       name,
       interface: interfaceName,
@@ -82,12 +87,13 @@ export async function joinCluster(options: JoinOptions): Promise<JoinResult> {
       prefixLength: local.managementAddress.prefixLength,
       mac,
       mtu: local.managementInterface.mtu,
-      publicKeys: { client: pairs.client.publicKeyPem, server: pairs.server.publicKeyPem, peer: pairs.peer.publicKeyPem },
+      publicKeys: { client: pairs.client.publicKeyPem, server: pairs.server.publicKeyPem, peer: pairs.peer.publicKeyPem, api: pairs.api.publicKeyPem },
+      ...(clusterKey ? { signerProof: signerProof(clusterKey, info.cluster, name) } : {}),
     });
     progress(`${response.servedBy} registered ${name} (${ip}) and checked it at layer 2 from its side`);
 
     const etcd = writePki(response, pairs, pkiDir, dataDir, options);
-    const document = { ...response.config, node, etcd };
+    const document = { ...response.config, node, etcd, security: writeSecurity(response, pairs.api, pkiDir, clusterKey) };
     const checked = await checkNode(document, netlink);
     writeConfigFile(configPath, document);
     progress(`wrote ${configPath}`);
@@ -100,6 +106,7 @@ export async function joinCluster(options: JoinOptions): Promise<JoinResult> {
       nodeIp: ip,
       role: store.kind === 'external' ? 'external etcd' : store.role === 'member' ? 'etcd member' : 'agent only',
       servedBy: response.servedBy,
+      signer: response.signer === true,
       managementUrl: managementUrl(vip ?? checked.config.vip.address ?? ip, checked.config.api.port),
       caFingerprint: certificateFingerprint(client.caPem),
       started,
@@ -119,6 +126,19 @@ function checkReadable(...paths: Array<string | null>): void {
       throw new InputError('--etcd-cert', `cannot read ${path}: ${(error as Error).message}`);
     }
   }
+}
+
+/** A signing node keeps the cluster key; any other node the HTTPS certificate issued for it. Returns the config's security section. */
+function writeSecurity(response: JoinResponse, api: KeyPair, pkiDir: string, clusterKey: Buffer | null): Record<string, unknown> {
+  if (clusterKey && response.signer) {
+    writePrivateFile(clusterKeyPath(pkiDir), `${formatClusterKey(clusterKey)}\n`);
+    return { clusterKeyFile: clusterKeyPath(pkiDir) };
+  }
+  if (!response.certificates.api) return {};
+  const paths = servingCertificatePaths(pkiDir);
+  writePrivateFile(paths.key, api.privateKeyPem);
+  writePrivateFile(paths.cert, response.certificates.api, 0o644);
+  return { servingCertificate: paths };
 }
 
 /** Writes the certificates the cluster issued beside the keys made here; returns the config's etcd section. */

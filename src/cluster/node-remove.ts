@@ -6,11 +6,14 @@ import { ETCD_PEER_PORT, urlFor } from './etcd-endpoints';
 import { clusterSetupKeys } from '../store/keys';
 import { type StoreInfo } from '../store/records';
 import { releaseClaims } from './join-claims';
+import { revokeNode } from '../store/access';
 
 export interface RemovedNode {
   name: string;
   record: boolean;
   etcdMember: string | null;
+  /** Its etcd user was deleted: its certificate is refused from now on. */
+  revoked: boolean;
 }
 
 /**
@@ -43,5 +46,7 @@ export async function removeNode(store: EtcdStore, keys: ClusterKeys, name: stri
   await store.delete(keys.lastSeen(name));
   await store.delete(keys.health(name));
   if (options.force) await store.delete(keys.alive(name));
-  return { name, record: record !== null, etcdMember: member?.id ?? null };
+  // Last: the node's own certificate stops working here, and it must not be this command's.
+  const revoked = embedded ? await revokeNode(store, keys, name) : false;
+  return { name, record: record !== null, etcdMember: member?.id ?? null, revoked };
 }

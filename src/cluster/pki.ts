@@ -6,8 +6,7 @@ import { chmodSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 // ca.ts also installs WebCrypto as x509's provider; importing it keeps that in one place.
-import { ClusterCa } from '../security/ca';
-import { MemoryKeyValue } from '../store/kv';
+import type { CaMaterial } from '../security/ca';
 
 const KEY_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGNING_ALGORITHM = { name: 'ECDSA', hash: 'SHA-256' } as const;
@@ -15,13 +14,6 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const BACKDATE_MS = 5 * 60 * 1000;
 /** etcd certificates are not rotated yet: they live as long as the CA allows, up to this. */
 const ETCD_CERT_DAYS = 5 * 365;
-
-/** The cluster CA as it is stored in etcd (src/security/ca.ts writes the same shape). */
-export interface StoredCaMaterial {
-  version: 1;
-  certificate: string;
-  privateKey: string;
-}
 
 export type CertificateUse = 'server' | 'client';
 
@@ -37,25 +29,6 @@ export interface CertificateRequest {
 export interface KeyPair {
   publicKeyPem: string;
   privateKeyPem: string;
-}
-
-/** A new cluster CA, made the way the agent's ClusterCa.loadOrCreate makes one, so either finds the other's. */
-export async function generateClusterCa(cluster: string): Promise<StoredCaMaterial> {
-  const scratch = new MemoryKeyValue();
-  await ClusterCa.loadOrCreate(scratch, 'ca', { cluster });
-  return parseStoredCa((await scratch.get('ca')) ?? '');
-}
-
-export function parseStoredCa(text: string): StoredCaMaterial {
-  try {
-    const value = JSON.parse(text) as Partial<StoredCaMaterial>;
-    if (value.version === 1 && typeof value.certificate === 'string' && typeof value.privateKey === 'string') {
-      return { version: 1, certificate: value.certificate, privateKey: value.privateKey };
-    }
-  } catch {
-    // Reported below.
-  }
-  throw new Error('the stored cluster CA is unreadable');
 }
 
 /** SHA-256 of the CA certificate's DER, lower-case hex without colons: what a join token carries. */
@@ -81,7 +54,7 @@ export class ClusterIssuer {
     private readonly signingKey: webcrypto.CryptoKey,
   ) {}
 
-  static async fromStored(material: StoredCaMaterial): Promise<ClusterIssuer> {
+  static async fromMaterial(material: CaMaterial): Promise<ClusterIssuer> {
     const pkcs8 = createPrivateKey(material.privateKey).export({ type: 'pkcs8', format: 'der' });
     const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, KEY_ALGORITHM, false, ['sign']);
     return new ClusterIssuer(material.certificate, new x509.X509Certificate(material.certificate), signingKey);
@@ -123,6 +96,16 @@ export function pkiPaths(pkiDir: string) {
     clientCert: join(pkiDir, 'etcd-client.pem'),
     clientKey: join(pkiDir, 'etcd-client-key.pem'),
   };
+}
+
+/** The cluster key's file, beside this node's etcd PKI (0600); only signing nodes have one. */
+export function clusterKeyPath(pkiDir: string): string {
+  return join(pkiDir, 'cluster.key');
+}
+
+/** This node's HTTPS certificate, issued at join for a node that cannot sign its own. */
+export function servingCertificatePaths(pkiDir: string): { cert: string; key: string } {
+  return { cert: join(pkiDir, 'api.pem'), key: join(pkiDir, 'api-key.pem') };
 }
 
 /** Writes through a temporary file with mode 0600, so a key is never readable by others, not even briefly. */

@@ -196,6 +196,26 @@ export const ConfigSchema = new Schema(
       ),
       hooks: Type.Optional(Type.Array(Hook, { maxItems: 32, description: 'a list of at most 32 hooks' })),
       health: Type.Optional(HealthSchema),
+      /** Written by vipd init and vipd join (docs/security.md). */
+      security: Type.Optional(
+        Type.Object(
+          {
+            /** A signing node's cluster key, which opens the CA's sealed private key. */
+            clusterKeyFile: Type.Optional(Type.String({ pattern: '^/', description: 'an absolute path' })),
+            /** A non-signing node's HTTPS certificate and key, issued at join. */
+            servingCertificate: Type.Optional(
+              Type.Object(
+                {
+                  cert: Type.String({ pattern: '^/', description: 'an absolute path' }),
+                  key: Type.String({ pattern: '^/', description: 'an absolute path' }),
+                },
+                { additionalProperties: false },
+              ),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+      ),
       log: Type.Optional(
         Type.Object(
           {
@@ -236,6 +256,8 @@ export interface Config {
   hooks: HookConfig[];
   /** Checks that must pass for this node to be eligible (src/health/). */
   health: HealthConfig;
+  /** A signing node has the cluster key; another node has a serving certificate issued at join. */
+  security: { clusterKeyFile: string | null; servingCertificate: { cert: string; key: string } | null };
   logLevel: string;
 }
 
@@ -412,6 +434,7 @@ export function resolveConfig(document: unknown): Config {
     api: { enabled: file.api?.enabled ?? true, port: file.api?.port ?? 443, fqdn: file.api?.fqdn?.toLowerCase() ?? null },
     hooks,
     health: resolveHealth(file.health, parseDuration),
+    security: { clusterKeyFile: file.security?.clusterKeyFile ?? null, servingCertificate: file.security?.servingCertificate ?? null },
     logLevel: file.log?.level ?? 'info',
   };
 }

@@ -256,7 +256,7 @@ export function checkRenewalLatency(durationsMs: number[], election: ElectionCon
  * is killed, and deleted afterwards.
  */
 export async function timeRenewalWrites(store: EtcdStore, keys: ClusterKeys, node: string, count = 20): Promise<number[]> {
-  const key = `${keys.prefix}doctor/${node}-${randomBytes(4).toString('hex')}`;
+  const key = `${keys.doctorPrefix}${node}-${randomBytes(4).toString('hex')}`;
   const lease = await store.grantLease(10);
   const durations: number[] = [];
   try {

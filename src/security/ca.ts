@@ -6,6 +6,7 @@ import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import type { KeyValue } from '../store/kv';
+import { openSecret, sealSecret, type SealedSecret } from './cluster-key';
 
 // Node's crypto verifies certificates but cannot issue them; x509 signs through WebCrypto.
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -16,10 +17,72 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 // Nodes' clocks differ a little; a certificate valid "from now" would fail on a node behind.
 const BACKDATE_MS = 5 * 60 * 1000;
 
-interface StoredCa {
-  version: 1;
+/**
+ * The CA record at security/ca. Version 2 seals the private key with the cluster key;
+ * version 1 kept it in plain text and is still read (a cluster set up by hand, without
+ * `vipd init`, has no cluster key).
+ */
+type StoredCa =
+  | { version: 1; certificate: string; privateKey: string }
+  | { version: 2; certificate: string; sealedKey: SealedSecret };
+
+/** The CA's certificate and private key, in memory only. */
+export interface CaMaterial {
   certificate: string;
   privateKey: string;
+}
+
+/** What opens a sealed CA key: the cluster key and the cluster's name. */
+export interface CaSeal {
+  clusterKey: Buffer;
+  cluster: string;
+}
+
+const SEALED_NAME = 'cluster CA private key';
+
+/** A node without the cluster key cannot sign: it is told so, not handed a cryptic error. */
+export class CaLockedError extends Error {
+  constructor() {
+    super('the cluster CA\'s private key is sealed with the cluster key, which this node does not have: only signing nodes (vipd init, vipd join --cluster-key) issue certificates');
+    this.name = 'CaLockedError';
+  }
+}
+
+function parseCaRecord(text: string, key: string): StoredCa {
+  try {
+    const value = JSON.parse(text) as Partial<{ version: number; certificate: string; privateKey: string; sealedKey: Partial<SealedSecret> }>;
+    if (typeof value.certificate === 'string') {
+      if (value.version === 1 && typeof value.privateKey === 'string') return { version: 1, certificate: value.certificate, privateKey: value.privateKey };
+      const sealed = value.sealedKey;
+      if (value.version === 2 && sealed?.alg === 'A256GCM' && typeof sealed.iv === 'string' && typeof sealed.tag === 'string' && typeof sealed.data === 'string') {
+        return { version: 2, certificate: value.certificate, sealedKey: { alg: 'A256GCM', iv: sealed.iv, tag: sealed.tag, data: sealed.data } };
+      }
+    }
+  } catch {
+    // Reported below.
+  }
+  throw new Error(`the cluster CA stored at ${key} is unreadable; delete the key to create a new CA`);
+}
+
+/** The record to store: sealed when a cluster key is given. */
+export function encodeCaRecord(material: CaMaterial, seal: CaSeal | null): string {
+  const record: StoredCa = seal
+    ? { version: 2, certificate: material.certificate, sealedKey: sealSecret(seal.clusterKey, seal.cluster, SEALED_NAME, material.privateKey) }
+    : { version: 1, certificate: material.certificate, privateKey: material.privateKey };
+  return JSON.stringify(record);
+}
+
+/** Certificate and key from the stored record; CaLockedError when sealed and this node has no cluster key. */
+export function decodeCaRecord(text: string, key: string, seal: CaSeal | null): CaMaterial {
+  const record = parseCaRecord(text, key);
+  if (record.version === 1) return { certificate: record.certificate, privateKey: record.privateKey };
+  if (!seal) throw new CaLockedError();
+  return { certificate: record.certificate, privateKey: openSecret(seal.clusterKey, seal.cluster, SEALED_NAME, record.sealedKey) };
+}
+
+/** The CA certificate alone (public): what status, `vipd ca` and plain nodes read. */
+export function caCertificateOf(text: string, key: string): string {
+  return parseCaRecord(text, key).certificate;
 }
 
 export interface ServingCertificateRequest {
@@ -41,6 +104,8 @@ export interface IssuedCertificate {
 export interface ClusterCaOptions {
   /** Used in the CA's name, so people can tell clusters' CAs apart. */
   cluster: string;
+  /** Seals a new CA's key, and opens a sealed one; null: a version 1 record (plain text). */
+  clusterKey?: Buffer | null;
   /** Writes the CA key here with mode 0600; nothing is written without it. */
   keyCopyPath?: string;
   validityYears?: number;
@@ -69,14 +134,12 @@ export class ClusterCa {
 
   /** Reads the cluster's CA, creating it first if there is none; racing nodes agree on one. */
   static async loadOrCreate(kv: KeyValue, key: string, options: ClusterCaOptions): Promise<ClusterCa> {
+    const seal = options.clusterKey ? { clusterKey: options.clusterKey, cluster: options.cluster } : null;
     let stored = await kv.get(key);
-    if (stored === null) {
-      const candidate = await ClusterCa.generate(options);
-      stored = await kv.putIfAbsent(key, JSON.stringify(candidate));
-    }
-    const parsed = ClusterCa.parseStored(stored, key);
-    if (options.keyCopyPath) writePrivateFile(options.keyCopyPath, parsed.privateKey);
-    return await ClusterCa.fromPem(parsed.certificate, parsed.privateKey);
+    if (stored === null) stored = await kv.putIfAbsent(key, encodeCaRecord(await ClusterCa.generate(options), seal));
+    const material = decodeCaRecord(stored, key, seal);
+    if (options.keyCopyPath) writePrivateFile(options.keyCopyPath, material.privateKey);
+    return await ClusterCa.fromPem(material.certificate, material.privateKey);
   }
 
   static async fromPem(certificatePem: string, privateKeyPem: string): Promise<ClusterCa> {
@@ -85,19 +148,8 @@ export class ClusterCa {
     return new ClusterCa(certificatePem, new x509.X509Certificate(certificatePem), signingKey);
   }
 
-  private static parseStored(text: string, key: string): StoredCa {
-    try {
-      const value = JSON.parse(text) as Partial<StoredCa>;
-      if (value.version === 1 && typeof value.certificate === 'string' && typeof value.privateKey === 'string') {
-        return value as StoredCa;
-      }
-    } catch {
-      // Reported below.
-    }
-    throw new Error(`the cluster CA stored at ${key} is unreadable; delete the key to create a new CA`);
-  }
-
-  private static async generate(options: ClusterCaOptions): Promise<StoredCa> {
+  /** A new CA's certificate and key. */
+  static async generate(options: { cluster: string; validityYears?: number; now?: Date }): Promise<CaMaterial> {
     const now = options.now ?? new Date();
     const keys = await webcrypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify']);
     const certificate = await x509.X509CertificateGenerator.createSelfSigned({
@@ -113,7 +165,7 @@ export class ClusterCa {
       ],
     });
     const privateKey = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
-    return { version: 1, certificate: certificate.toString('pem'), privateKey: toPem(privateKey, 'PRIVATE KEY') };
+    return { certificate: certificate.toString('pem'), privateKey: toPem(privateKey, 'PRIVATE KEY') };
   }
 
   caFingerprint(): string {

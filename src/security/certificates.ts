@@ -1,8 +1,10 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Server as TlsServer } from 'node:tls';
 import type { Logger } from 'pino';
 import { InputError } from '../config/schema-check';
-import type { ClusterCa } from './ca';
+import type { IssuedCertificate, ServingCertificateRequest } from './ca';
+import { isPermissionDenied } from '../store/access';
 import type { KeyValue } from '../store/kv';
 import type { SecurityKeys } from '../store/keys';
 import { SERVER_CIPHERS, SERVER_MIN_TLS } from './tls-policy';
@@ -146,10 +148,34 @@ interface StoredUpload {
   uploaded: string;
 }
 
+/** Where a node's own HTTPS certificate comes from: the cluster CA (a signing node) or its join. */
+export interface ServingIssuer {
+  issueServingCertificate(request: ServingCertificateRequest): Promise<IssuedCertificate>;
+  caFingerprint(): string;
+}
+
+/**
+ * A node without the cluster key cannot sign: it serves the certificate the cluster CA gave
+ * it at join (names: the VIP, its IP and name, the FQDN), read from its data dir.
+ */
+export class CertificateIssuedAtJoin implements ServingIssuer {
+  constructor(private readonly paths: { cert: string; key: string }) {}
+
+  async issueServingCertificate(): Promise<IssuedCertificate> {
+    const chain = readFileSync(this.paths.cert, 'utf8');
+    return { chain, privateKey: readFileSync(this.paths.key, 'utf8'), notAfter: new Date(new X509Certificate(chain).validTo) };
+  }
+
+  caFingerprint(): string {
+    const blocks = readFileSync(this.paths.cert, 'utf8').match(PEM_CERTIFICATE) ?? [];
+    return new X509Certificate(blocks[blocks.length - 1] ?? '').fingerprint256;
+  }
+}
+
 export interface ServingCertificatesOptions {
   kv: KeyValue;
   keys: SecurityKeys;
-  ca: ClusterCa;
+  ca: ServingIssuer;
   node: { name: string; ip: string };
   vip: string;
   fqdn: string | null;
@@ -242,7 +268,13 @@ export class ServingCertificates implements CertificateUploader {
       privateKey: checked.privateKey,
       uploaded: this.now().toISOString(),
     };
-    await this.options.kv.put(this.options.keys.uploadedCertificate, JSON.stringify(stored));
+    try {
+      await this.options.kv.put(this.options.keys.uploadedCertificate, JSON.stringify(stored));
+    } catch (error) {
+      if (!isPermissionDenied(error)) throw error;
+      // 503: the same request through a signing node's own address works.
+      throw Object.assign(new Error('this node may not store certificates (it does not hold the cluster key): upload through a signing node\'s address, or move the VIP to one'), { statusCode: 503 });
+    }
     await this.refresh();
     return checked.summary;
   }

@@ -227,10 +227,28 @@ export class EtcdStore {
    * Takes the leader key if nobody holds it and no planned move reserves it; otherwise reads
    * who holds it and any reservation. One round trip.
    */
+  /**
+   * With access control on, etcd refuses a write whose user's rights changed while it was in
+   * flight ("revision of auth store is old", e.g. as a node joins or is removed). It was not
+   * applied, so it is sent once more, within the same deadline.
+   */
+  private async retryOnAuthChange<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      if (!/revision of auth store is old/.test((error as Error).message)) throw error;
+      return await call();
+    }
+  }
+
+  private async txn(...args: Parameters<Etcd3['kv']['txn']>): ReturnType<Etcd3['kv']['txn']> {
+    return await this.retryOnAuthChange(() => this.client.kv.txn(...args));
+  }
+
   async campaign(leaderKey: string, handoffKey: string, value: string, leaseId: string): Promise<CampaignResult> {
     const key = Buffer.from(leaderKey);
     const handoff = Buffer.from(handoffKey);
-    const response = await this.client.kv.txn({
+    const response = await this.txn({
       compare: [
         { key, target: 'Create', result: 'Equal', create_revision: 0 },
         { key: handoff, target: 'Create', result: 'Equal', create_revision: 0 },
@@ -255,7 +273,7 @@ export class EtcdStore {
   async claimHandoff(leaderKey: string, handoff: StoredValue, value: string, leaseId: string): Promise<number | null> {
     const key = Buffer.from(leaderKey);
     const handoffKey = Buffer.from(handoff.key);
-    const response = await this.client.kv.txn({
+    const response = await this.txn({
       compare: [
         { key, target: 'Create', result: 'Equal', create_revision: 0 },
         { key: handoffKey, target: 'Mod', result: 'Equal', mod_revision: handoff.modRevision },
@@ -274,7 +292,7 @@ export class EtcdStore {
    */
   async compareAndSwap(key: string, value: string, leaseId: string, expectedModRevision: number): Promise<SwapResult> {
     const keyBytes = Buffer.from(key);
-    const response = await this.client.kv.txn({
+    const response = await this.txn({
       compare: [{ key: keyBytes, target: 'Mod', result: 'Equal', mod_revision: expectedModRevision }],
       success: [{ request_put: { key: keyBytes, value: Buffer.from(value), lease: leaseId } }],
       failure: [{ request_range: { key: keyBytes } }],
@@ -291,7 +309,7 @@ export class EtcdStore {
   async compareValueAndPut(key: string, value: string, leaseId: string): Promise<SwapResult> {
     const keyBytes = Buffer.from(key);
     const valueBytes = Buffer.from(value);
-    const response = await this.client.kv.txn({
+    const response = await this.txn({
       compare: [{ key: keyBytes, target: 'Value', result: 'Equal', value: valueBytes }],
       success: [{ request_put: { key: keyBytes, value: valueBytes, lease: leaseId } }],
       failure: [{ request_range: { key: keyBytes } }],
@@ -304,7 +322,7 @@ export class EtcdStore {
   /** Deletes the leader key only if our lease still owns it, with the extra writes, atomically. */
   async resign(leaderKey: string, leaseId: string, writes: ReleaseWrites = {}): Promise<boolean> {
     const key = Buffer.from(leaderKey);
-    const response = await this.client.kv.txn({
+    const response = await this.txn({
       compare: [{ key, target: 'Lease', result: 'Equal', lease: leaseId }],
       success: [
         { request_delete_range: { key } },
@@ -356,13 +374,13 @@ export class EtcdStore {
   }
 
   async put(key: string, value: string, leaseId?: string): Promise<void> {
-    await this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), ...(leaseId ? { lease: leaseId } : {}) });
+    await this.retryOnAuthChange(() => this.client.kv.put({ key: Buffer.from(key), value: Buffer.from(value), ...(leaseId ? { lease: leaseId } : {}) }));
   }
 
   /** Writes the key only if it does not exist yet; returns what is stored afterwards. */
   async putIfAbsent(key: string, value: string): Promise<StoredValue> {
     const keyBytes = Buffer.from(key);
-    const response = await this.client.kv.txn({
+    const response = await this.txn({
       compare: [{ key: keyBytes, target: 'Create', result: 'Equal', create_revision: 0 }],
       success: [{ request_put: { key: keyBytes, value: Buffer.from(value) } }],
       failure: [{ request_range: { key: keyBytes } }],
@@ -379,7 +397,7 @@ export class EtcdStore {
    */
   async putAllIfAbsent(entries: Array<{ key: string; value: string }>, alsoAbsent: string[] = []): Promise<{ ok: true } | { ok: false; existing: StoredValue[] }> {
     const keys = [...entries.map((entry) => entry.key), ...alsoAbsent].map((key) => Buffer.from(key));
-    const response = await this.client.kv.txn({
+    const response = await this.txn({
       compare: keys.map((key) => ({ key, target: 'Create' as const, result: 'Equal' as const, create_revision: 0 })),
       success: entries.map((entry) => ({ request_put: { key: Buffer.from(entry.key), value: Buffer.from(entry.value) } })),
       failure: keys.map((key) => ({ request_range: { key } })),
@@ -391,7 +409,7 @@ export class EtcdStore {
   /** Deletes the key only if nobody wrote it since `modRevision`. */
   async deleteIfUnchanged(key: string, modRevision: number): Promise<boolean> {
     const keyBytes = Buffer.from(key);
-    const response = await this.client.kv.txn({
+    const response = await this.txn({
       compare: [{ key: keyBytes, target: 'Mod', result: 'Equal', mod_revision: modRevision }],
       success: [{ request_delete_range: { key: keyBytes } }],
     });
@@ -411,9 +429,25 @@ export class EtcdStore {
     return { member: toMember(response.member), members: response.members.map(toMember) };
   }
 
-  /** Fails until the learner has caught up with the leader's log. */
+  /**
+   * Fails until the learner has caught up with the leader's log. Sent to the raft leader:
+   * etcd 3.4 forwards a promotion from a follower without the caller's user, and with
+   * access control on, the leader refuses it until the call times out.
+   */
   async promoteMember(id: string): Promise<void> {
-    await this.client.cluster.memberPromote({ ID: id });
+    const members = await this.listMembers();
+    let leader: EtcdMember | undefined;
+    for (const member of members.filter((candidate) => !candidate.isLearner)) {
+      const url = member.clientURLs[0];
+      if (!url) continue;
+      const status = await this.clientFor(url).maintenance.status({ deadline: Date.now() + this.connection.callTimeoutMs }).catch(() => null);
+      if (status) {
+        leader = members.find((candidate) => candidate.id === String(status.leader));
+        break;
+      }
+    }
+    const client = leader?.clientURLs[0] ? this.clientFor(leader.clientURLs[0]) : this.client;
+    await client.cluster.memberPromote({ ID: id });
   }
 
   async removeMember(id: string): Promise<void> {

@@ -5,7 +5,7 @@
 export class ClusterKeys {
   readonly prefix: string;
 
-  constructor(cluster: string) {
+  constructor(readonly cluster: string) {
     this.prefix = `/vipd/${cluster}/`;
   }
 
@@ -82,6 +82,11 @@ export class ClusterKeys {
 
   get alivePrefix(): string {
     return `${this.prefix}alive/`;
+  }
+
+  /** Scratch keys of `vipd doctor`'s write timing, each bound to a short lease. */
+  get doctorPrefix(): string {
+    return `${this.prefix}doctor/`;
   }
 
   /** A join's claim on a node name: created with create_revision == 0, so one of two racing joins wins. */

@@ -42,7 +42,8 @@ export class Membership {
       vip.mode === 'static'
         ? { address: vip.address, mode: 'static', hwaddr: null }
         : { address: vip.address, mode: 'dhcp', hwaddr: vip.hwaddr ?? generateVipMac() };
-    const stored = await this.store.putIfAbsent(this.keys.settings, JSON.stringify(proposed));
+    // Read first: a node that may not write the settings (src/store/access.ts) only reads them.
+    const stored = (await this.store.get(this.keys.settings)) ?? (await this.store.putIfAbsent(this.keys.settings, JSON.stringify(proposed)));
     const existing = JSON.parse(stored.value) as ClusterSettings;
     if (existing.mode !== vip.mode) {
       throw new InputError('vip.mode', `this cluster's VIP mode is ${existing.mode}, not ${vip.mode}`);

@@ -104,6 +104,8 @@ export interface NodeRecord {
   /** The management interface's MTU: every node on the segment should agree. */
   mtu: number;
   registeredAt: string;
+  /** The node holds the cluster key: it can issue certificates and serve joins (absent: no). */
+  signer?: boolean;
 }
 
 /** The VIP settings every node of the cluster must agree on. */

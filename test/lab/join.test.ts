@@ -3,7 +3,7 @@ import * as x509 from '@peculiar/x509';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 // Installs WebCrypto as x509's provider.
@@ -66,6 +66,7 @@ describe('vipd init on the first node, vipd join on the others (embedded etcd)',
   let observer: VipObserver;
   let dns: LabDns;
   let joinToken = '';
+  let clusterKey = '';
   let adminToken = '';
   let clusterCaPath = '';
 
@@ -175,6 +176,8 @@ describe('vipd init on the first node, vipd join on the others (embedded etcd)',
     const command = /vipd join https:\/\/192\.0\.2\.10 --token (vipd-join:[0-9a-f]{64}:vipd_[0-9a-f]{16}\.[A-Za-z0-9_-]{43})\n/.exec(result.stdout);
     assert.ok(command, result.stdout);
     joinToken = command[1]!;
+    clusterKey = /VIPD_CLUSTER_KEY=(vipd-key:[A-Za-z0-9_-]{43}) vipd join/.exec(result.stdout)?.[1] ?? '';
+    assert.ok(clusterKey, 'init prints the cluster key for signing nodes');
     await waitFor('node-1 to hold the VIP', () => observer.currentHolders().join() === 'node-1', 20_000, 20);
     await lab.waitClientReaches('node-1');
     assert.equal((await members(node)).length, 1);
@@ -184,12 +187,18 @@ describe('vipd init on the first node, vipd join on the others (embedded etcd)',
     assert.equal(joinToken.split(':')[1], (/SHA-256 fingerprint: (\S+)/.exec(ca.stderr)?.[1] ?? '').replace(/:/g, '').toLowerCase(), 'the token carries the CA hash');
   });
 
-  test('node-2 joins by the VIP and becomes the second etcd member', async () => {
+  test('node-2 joins by the VIP with the cluster key, and becomes the second etcd member and a signing node', async () => {
     const node = lab.node('node-2');
-    const result = await vipd(node, joinArgs(node, `https://${lab.vip}`, joinToken));
+    const wrongKey = await vipd(node, joinArgs(node, `https://${lab.vip}`, joinToken, ['--cluster-key', `vipd-key:${'A'.repeat(43)}`]));
+    assert.equal(wrongKey.code, 2, `${wrongKey.stdout}\n${wrongKey.stderr}`);
+    assert.match(wrongKey.stderr, /--cluster-key: this is not the cluster key of cluster "lab"/);
+    assertNothingWritten(node);
+    const result = await vipd(node, joinArgs(node, `https://${lab.vip}`, joinToken, ['--cluster-key', clusterKey]));
     assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
     assert.match(result.stdout, /node-2 joined cluster "lab"/);
     assert.match(result.stdout, /etcd member/);
+    assert.match(result.stdout, /Signs +yes/);
+    assert.equal(statSync(join(dataDir(node), 'pki', 'cluster.key')).mode & 0o777, 0o600);
     await waitFor('two voting etcd members', async () => {
       const list = await members(node);
       return list.length === 2 && list.every((member) => !member.isLearner);
@@ -224,6 +233,35 @@ describe('vipd init on the first node, vipd join on the others (embedded etcd)',
     const status = await sameStatusOn([node1, lab.node('node-2'), node]);
     assert.equal(status.status.holder, 'node-1');
     assert.deepEqual((await members(lab.node('node-2'))).map((member) => member.name).sort(), ['node-1', 'node-2', 'node-3']);
+  });
+
+  /** etcdctl with a node's own client certificate, against another node's member; never throws. */
+  async function etcdctlAs(certOf: LabNode, via: LabNode, ...args: string[]): Promise<CommandResult> {
+    const pki = join(dataDir(certOf), 'pki');
+    return await run('ip', ['netns', 'exec', via.namespace, 'etcdctl', `--endpoints=https://${via.ip}:2379`, `--cacert=${join(pki, 'ca.pem')}`,
+      `--cert=${join(pki, 'etcd-client.pem')}`, `--key=${join(pki, 'etcd-client-key.pem')}`, '--dial-timeout=2s', ...args]);
+  }
+
+  test('a node joined without the cluster key cannot open the CA key, mint tokens, or write the settings or another node\'s record', async () => {
+    const node3 = lab.node('node-3');
+    const ca = await etcdctlAs(node3, node3, 'get', '--print-value-only', '/vipd/lab/security/ca');
+    assert.equal(ca.code, 0, ca.stderr);
+    assert.match(ca.stdout, /"sealedKey"/);
+    assert.doesNotMatch(ca.stdout, /PRIVATE KEY/, 'the CA key is sealed in etcd');
+    for (const [key, value] of [['/vipd/lab/security/tokens/vipd_0000000000000000', '{}'], ['/vipd/lab/nodes/node-1', '{}'], ['/vipd/lab/settings', '{}'], ['/vipd/lab/security/ca', '{}']] as const) {
+      const put = await etcdctlAs(node3, node3, 'put', key, value);
+      assert.notEqual(put.code, 0, `node-3 wrote ${key}`);
+      assert.match(put.stderr, /permission denied/);
+    }
+    const add = await etcdctlAs(node3, node3, 'member', 'add', 'intruder', '--peer-urls=https://192.0.2.99:2380', '--learner');
+    assert.match(add.stderr, /permission denied/);
+    const token = await vipd(node3, ['token', 'create', '--role', 'admin', '--config', configPath(node3)], 30_000);
+    assert.equal(token.code, 1, token.stdout);
+    assert.match(token.stderr, /only a signing node \(one with the cluster key/);
+    assert.ok(!existsSync(join(dataDir(node3), 'pki', 'cluster.key')));
+    // Its own records it writes: the agent is alive and publishes its health.
+    const status = await statusOf(node3);
+    assert.equal(status.status.holder, 'node-1');
   });
 
   test('bad input is refused with the requirement that failed, and nothing is written, registered or added', async () => {
@@ -323,7 +361,13 @@ describe('vipd init on the first node, vipd join on the others (embedded etcd)',
     const node2 = lab.node('node-2');
     const result = await vipd(node2, ['node', 'remove', 'node-1', '--config', configPath(node2)], 30_000);
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /removed node node-1: its registration and etcd member/);
+    assert.match(result.stdout, /removed node node-1: its registration and etcd member \S+ and its etcd user/);
+    // node-1's certificate is refused at once, by every member.
+    for (const via of [node2, lab.node('node-3')]) {
+      const read = await etcdctlAs(lab.node('node-1'), via, 'get', '/vipd/lab/settings');
+      assert.notEqual(read.code, 0, read.stdout);
+      assert.match(read.stderr, /permission denied|user name not found|authentication failed/);
+    }
     assert.deepEqual((await members(node2)).map((member) => member.name).sort(), ['node-2', 'node-3']);
     assert.deepEqual(await registeredNodes(node2), ['node-2', 'node-3', 'node-4']);
     const running = await vipd(node2, ['node', 'remove', 'node-3', '--config', configPath(node2)], 30_000);

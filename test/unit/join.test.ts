@@ -8,7 +8,7 @@ import { completeInteractively, formatInitResult, type Prompter } from '../../sr
 import { JoinClient, parseServerUrl } from '../../src/cluster/join-client';
 import { JOIN_SERVER_NAME, type JoinClusterInfo, type JoinRequest, type JoinResponse } from '../../src/cluster/join-protocol';
 import type { JoinHandler } from '../../src/cluster/join-service';
-import { caHash, ClusterIssuer, generateClusterCa, generateKeyPair } from '../../src/cluster/pki';
+import { caHash, ClusterIssuer, generateKeyPair } from '../../src/cluster/pki';
 import { renderDropIn, renderUnit } from '../../src/cluster/service';
 import { resolveConfig } from '../../src/config/config';
 import { ClusterKeys } from '../../src/store/keys';
@@ -60,8 +60,8 @@ describe('join tokens', () => {
 
 describe('the embedded store\'s PKI', () => {
   test('certificates issued for a public key chain to the cluster CA, with the right uses', async () => {
-    const material = await generateClusterCa('demo');
-    const issuer = await ClusterIssuer.fromStored(material);
+    const material = await ClusterCa.generate({ cluster: 'demo' });
+    const issuer = await ClusterIssuer.fromMaterial(material);
     const pair = await generateKeyPair();
     const pem = await issuer.issue({ commonName: 'node-2', publicKeyPem: pair.publicKeyPem, uses: ['server', 'client'], altNames: ['192.0.2.12', 'node-2'] });
     const certificate = new X509Certificate(pem);
@@ -246,11 +246,12 @@ describe('what init prints and installs', () => {
     const config = resolveConfig({ cluster: 'demo', node: { name: 'node-1', interface: 'mgmt-br' }, vip: { mode: 'static', address: '192.0.2.10' }, etcd: { endpoints: ['https://192.0.2.11:2379'] } });
     const text = formatInitResult({
       config, nodeIp: '192.0.2.11', managementUrl: managementUrl('192.0.2.10', 443), token: 'vipd-join:x', tokenExpires: null,
-      caFingerprint: 'AB', started: { how: 'background', pid: 42, logPath: '/d/vipd.log', pidPath: '/d/vipd.pid' }, holder: 'node-1', dhcp: null,
+      clusterKey: 'vipd-key:K', caFingerprint: 'AB', started: { how: 'background', pid: 42, logPath: '/d/vipd.log', pidPath: '/d/vipd.pid' }, holder: 'node-1', dhcp: null,
     });
     assert.match(text, /Management address +https:\/\/192\.0\.2\.10\n/);
     assert.match(text, /This node +node-1, 192\.0\.2\.11 on mgmt-br/);
     assert.match(text, /\n  vipd join https:\/\/192\.0\.2\.10 --token vipd-join:x\n/);
+    assert.match(text, /\n  VIPD_CLUSTER_KEY=vipd-key:K vipd join https:\/\/192\.0\.2\.10 --token vipd-join:x\n/);
     assert.equal(managementUrl('2001:db8::10', 8443), 'https://[2001:db8::10]:8443');
   });
 

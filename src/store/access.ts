@@ -1,0 +1,140 @@
+import { randomBytes } from 'node:crypto';
+import type { EtcdStore } from './etcd-store';
+import { hookFailuresPrefix, hookRunsPrefix, type ClusterKeys } from './keys';
+
+/**
+ * Who may touch which keys, as etcd users and roles (embedded store). etcd maps a client
+ * certificate's CN to a user of that name, so each node's client certificate is its user.
+ * A signing node's user has etcd's `root` role; any other node's user may read the
+ * cluster's keys and write only the election's shared keys and its own records: not the
+ * tokens, the CA, the settings or another node's registration.
+ */
+export interface KeyPermission {
+  permission: 'Read' | 'Write' | 'Readwrite';
+  key: string;
+  /** Every key that starts with `key`, not the one key. */
+  prefix: boolean;
+}
+
+/** The CN of a node's etcd client certificate, and so its etcd user. */
+export function nodeUser(name: string): string {
+  return `vipd-node-${name}`;
+}
+
+export const ROOT_ROLE = 'root';
+const ROOT_USER = 'root';
+
+/** The role every non-signing node of the cluster has. */
+export function nodesRole(keys: ClusterKeys): string {
+  return `vipd-${keys.cluster}-nodes`;
+}
+
+/** The role for one node's own records. */
+export function ownRole(keys: ClusterKeys, name: string): string {
+  return `vipd-${keys.cluster}-node-${name}`;
+}
+
+// Readiness probes read these keys outside the cluster prefix (src/cluster).
+const PROBE_KEYS: KeyPermission[] = [
+  { permission: 'Read', key: '/vipd-embedded-health/', prefix: true },
+  { permission: 'Read', key: '/vipd-join-health', prefix: false },
+];
+
+export function sharedPermissions(keys: ClusterKeys): KeyPermission[] {
+  const readwrite = (key: string, prefix = false): KeyPermission => ({ permission: 'Readwrite', key, prefix });
+  return [
+    // The CA record can be read: its private key is sealed with the cluster key (src/security/cluster-key.ts).
+    { permission: 'Read', key: keys.prefix, prefix: true },
+    ...PROBE_KEYS,
+    readwrite(keys.leader),
+    readwrite(keys.handoff),
+    readwrite(keys.moveRequest),
+    readwrite(keys.lastRelease),
+    readwrite(keys.dhcp),
+    readwrite(keys.eventsPrefix, true),
+    readwrite(hookRunsPrefix(keys), true),
+    // Any agent notes when another's liveness key vanished.
+    readwrite(keys.lastSeenPrefix, true),
+    readwrite(keys.doctorPrefix, true),
+  ];
+}
+
+export function ownPermissions(keys: ClusterKeys, name: string): KeyPermission[] {
+  return [keys.node(name), keys.alive(name), keys.health(name), `${hookFailuresPrefix(keys)}${name}`].map((key) => ({
+    permission: 'Readwrite',
+    key,
+    prefix: false,
+  }));
+}
+
+function rangeEnd(permission: KeyPermission): Buffer {
+  if (!permission.prefix) return Buffer.alloc(0);
+  const end = Buffer.from(permission.key);
+  end[end.length - 1] = end[end.length - 1]! + 1;
+  return end;
+}
+
+function already(error: unknown, what: 'exists' | 'not found'): boolean {
+  const message = (error as Error).message;
+  return what === 'exists' ? /already exists/.test(message) : /not found/.test(message);
+}
+
+async function putRole(store: EtcdStore, role: string, permissions: KeyPermission[]): Promise<void> {
+  const auth = store.client.auth;
+  await auth.roleAdd({ name: role }).catch((error: unknown) => {
+    if (!already(error, 'exists')) throw error;
+  });
+  // One at a time: each grant rewrites the role.
+  for (const permission of permissions) {
+    await auth.roleGrantPermission({ name: role, perm: { permType: permission.permission, key: Buffer.from(permission.key), range_end: rangeEnd(permission) } });
+  }
+}
+
+/** Nobody logs in with a password: the user is its certificate's CN. The password is random and forgotten. */
+async function putUser(store: EtcdStore, user: string, roles: string[]): Promise<void> {
+  const auth = store.client.auth;
+  await auth.userAdd({ name: user, password: randomBytes(32).toString('base64url') }).catch((error: unknown) => {
+    if (!already(error, 'exists')) throw error;
+  });
+  for (const role of roles) await auth.userGrantRole({ user, role });
+}
+
+/** Gives a node its etcd user: `root` for a signing node, the shared and its own role otherwise. */
+export async function grantNode(store: EtcdStore, keys: ClusterKeys, name: string, signer: boolean): Promise<void> {
+  if (signer) {
+    await putUser(store, nodeUser(name), [ROOT_ROLE]);
+    return;
+  }
+  await putRole(store, ownRole(keys, name), ownPermissions(keys, name));
+  await putUser(store, nodeUser(name), [nodesRole(keys), ownRole(keys, name)]);
+}
+
+/** Deletes a node's etcd user and own role: its certificate is refused from the next request on. */
+export async function revokeNode(store: EtcdStore, keys: ClusterKeys, name: string): Promise<boolean> {
+  const auth = store.client.auth;
+  let deleted = true;
+  await auth.userDelete({ name: nodeUser(name) }).catch((error: unknown) => {
+    if (!already(error, 'not found')) throw error;
+    deleted = false;
+  });
+  await auth.roleDelete({ role: ownRole(keys, name) }).catch((error: unknown) => {
+    if (!already(error, 'not found')) throw error;
+  });
+  return deleted;
+}
+
+/**
+ * Turns access control on in a new embedded store: etcd wants a `root` user first. The
+ * first node signs, so its user gets `root`; the shared role is made for the nodes to come.
+ */
+export async function enableAccessControl(store: EtcdStore, keys: ClusterKeys, firstNode: string): Promise<void> {
+  await putUser(store, ROOT_USER, [ROOT_ROLE]);
+  await putRole(store, nodesRole(keys), sharedPermissions(keys));
+  await grantNode(store, keys, firstNode, true);
+  await store.client.auth.authEnable({});
+}
+
+/** Whether etcd refused a call for want of rights: the caller's certificate is not a signing node's, or was revoked. */
+export function isPermissionDenied(error: unknown): boolean {
+  return /permission denied|user name not found|user name is empty|authentication failed/i.test((error as Error)?.message ?? '');
+}
