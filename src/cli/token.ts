@@ -9,8 +9,8 @@ import { withCluster } from './cluster';
 import { EXIT_BAD_INPUT } from '../output/exit-codes';
 
 /** Runs one action against the cluster's token store. */
-async function withTokenStore(configPath: string | undefined, action: (tokens: TokenStore) => Promise<void>): Promise<void> {
-  await withCluster(configPath, async ({ store, keys }) => await action(new TokenStore(new EtcdKeyValue(store), securityKeys(keys))));
+async function withTokenStore(configPath: string | undefined, action: (tokens: TokenStore, node: string) => Promise<void>): Promise<void> {
+  await withCluster(configPath, async ({ store, keys, config }) => await action(new TokenStore(new EtcdKeyValue(store), securityKeys(keys)), config.node.name));
 }
 
 function parseRole(text: string): TokenRole {
@@ -41,8 +41,8 @@ export function registerToken(program: Command): void {
       const usesGiven = command.getOptionValueSource('uses') === 'cli';
       if (usesGiven && role !== 'join') throw new InputError('--uses', 'only join tokens have a use limit');
       const uses = role === 'join' ? parseTokenUses(options.uses) : null;
-      await withTokenStore(options.config, async (tokens) => {
-        const created = await tokens.create({ role, ttlMs, uses, ...(options.description ? { description: options.description } : {}) });
+      await withTokenStore(options.config, async (tokens, node) => {
+        const created = await tokens.create({ role, ttlMs, uses, createdOn: node, ...(options.description ? { description: options.description } : {}) });
         // The token alone on stdout, so `TOKEN=$(vipd token create …)` works; the note goes to stderr.
         process.stdout.write(`${created.token}\n`);
         const expires = created.record.expires ? `expires ${created.record.expires}` : 'never expires';
@@ -64,7 +64,7 @@ export function registerToken(program: Command): void {
         const table = (): string => {
           if (records.length === 0) return 'no tokens\n';
           const rows = [
-            ['ID', 'ROLE', 'EXPIRES', 'USES LEFT', 'CREATED', 'DESCRIPTION'],
+            ['ID', 'ROLE', 'EXPIRES', 'USES LEFT', 'CREATED', 'MADE ON', 'DESCRIPTION'],
             ...records.map((record) => [
               record.id,
               record.role,
@@ -72,6 +72,7 @@ export function registerToken(program: Command): void {
               // Join tokens: what is left of the limit, or how many joins an unlimited one has let through.
               record.role !== 'join' ? '-' : record.remaining === null || record.remaining === undefined ? `unlimited (${record.used ?? 0} used)` : `${record.remaining} of ${record.uses}`,
               record.created,
+              record.createdOn ?? '-',
               record.description,
             ]),
           ];

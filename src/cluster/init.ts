@@ -263,6 +263,7 @@ async function seedStore(
       role: 'join',
       description: `made by vipd init on ${config.node.name}`,
       ttlMs: tokenTtlMs,
+      createdOn: config.node.name,
     });
     // Last: from here on every client needs a user (an external etcd's rules are its operator's; docs/security.md).
     if (storeInfo.kind === 'embedded') await enableAccessControl(store, keys, config.node.name);

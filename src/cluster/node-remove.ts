@@ -7,6 +7,9 @@ import { clusterSetupKeys } from '../store/keys';
 import { type StoreInfo } from '../store/records';
 import { releaseClaims } from './join-claims';
 import { revokeNode } from '../store/access';
+import { EtcdKeyValue } from '../store/kv';
+import { securityKeys } from '../store/keys';
+import { TokenStore } from '../security/tokens';
 
 export interface RemovedNode {
   name: string;
@@ -14,6 +17,8 @@ export interface RemovedNode {
   etcdMember: string | null;
   /** Its etcd user was deleted: its certificate is refused from now on. */
   revoked: boolean;
+  /** The tokens made on it, deleted with it (a removed node may have been compromised). */
+  tokens: string[];
 }
 
 /**
@@ -21,7 +26,7 @@ export interface RemovedNode {
  * store, its etcd member (found by name, or by peer URL if it never started). A running
  * node is refused unless forced: removing its member would stop its etcd under it.
  */
-export async function removeNode(store: EtcdStore, keys: ClusterKeys, name: string, options: { force: boolean }): Promise<RemovedNode> {
+export async function removeNode(store: EtcdStore, keys: ClusterKeys, name: string, options: { force: boolean; keepTokens?: boolean }): Promise<RemovedNode> {
   const membership = new Membership(store, keys);
   const [nodes, live, info] = await Promise.all([membership.listNodes(), membership.liveNodeNames(), store.get(clusterSetupKeys(keys).store)]);
   const embedded = info !== null && (JSON.parse(info.value) as StoreInfo).kind === 'embedded';
@@ -48,5 +53,12 @@ export async function removeNode(store: EtcdStore, keys: ClusterKeys, name: stri
   if (options.force) await store.delete(keys.alive(name));
   // Last: the node's own certificate stops working here, and it must not be this command's.
   const revoked = embedded ? await revokeNode(store, keys, name) : false;
-  return { name, record: record !== null, etcdMember: member?.id ?? null, revoked };
+  const tokens: string[] = [];
+  if (!options.keepTokens) {
+    const tokenStore = new TokenStore(new EtcdKeyValue(store), securityKeys(keys));
+    for (const token of await tokenStore.list()) {
+      if (token.createdOn === name && (await tokenStore.delete(token.id))) tokens.push(token.id);
+    }
+  }
+  return { name, record: record !== null, etcdMember: member?.id ?? null, revoked, tokens };
 }

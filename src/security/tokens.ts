@@ -19,6 +19,8 @@ export interface TokenRecord {
   uses?: number | null;
   /** Join tokens: joins it has let through so far. */
   used?: number;
+  /** The node whose CLI made it: `vipd node remove` deletes a removed node's tokens with it. */
+  createdOn?: string;
 }
 
 interface StoredToken extends TokenRecord {
@@ -39,6 +41,8 @@ export interface CreateTokenRequest {
   ttlMs?: number | null;
   /** Join tokens only: how many joins it allows; null or absent: any number until it expires. */
   uses?: number | null;
+  /** The node making it. */
+  createdOn?: string;
 }
 
 /** What the API server needs: who is calling, or null for any kind of bad token. */
@@ -143,6 +147,7 @@ export class TokenStore implements TokenVerifier {
         created: created.toISOString(),
         expires: ttlMs === null ? null : new Date(created.getTime() + ttlMs).toISOString(),
         ...(request.role === 'join' ? { uses, used: 0 } : {}),
+        ...(request.createdOn ? { createdOn: request.createdOn } : {}),
       };
       const stored: StoredToken = { ...record, hash: hashSecret(secret).toString('hex') };
       const value = JSON.stringify(stored);
