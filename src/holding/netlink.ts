@@ -1,5 +1,5 @@
 import { isIPv4 } from 'node:net';
-import { createRtNetlink, FlagsNew, type RtNetlinkSocket } from 'netlink';
+import { createRtNetlink, FlagsNew, type rt, type RtNetlinkSocket } from 'netlink';
 import { bytesToIp, ipToBytes } from './codecs/ip';
 import { formatMac } from './codecs/mac';
 
@@ -53,6 +53,19 @@ function macvlanLinkInfo(): Buffer {
   ]);
 }
 
+type LinkMessage = rt.LinkMessage;
+
+function interfaceInfo(link: LinkMessage): InterfaceInfo {
+  return {
+    index: link.data.index ?? 0,
+    name: link.attrs.ifname ?? '',
+    mac: link.attrs.address ? formatMac(link.attrs.address) : '',
+    mtu: link.attrs.mtu ?? 0,
+    usable: Boolean(link.data.flags?.up && link.data.flags?.lowerUp),
+    kind: linkKind(link.attrs.linkinfo),
+  };
+}
+
 /** IFLA_INFO_KIND out of a raw IFLA_LINKINFO payload. */
 function linkKind(linkinfo: Buffer | undefined): string | null {
   for (let offset = 0; linkinfo && offset + 4 <= linkinfo.length; ) {
@@ -98,18 +111,24 @@ export class Netlink {
 
   async interfaces(): Promise<InterfaceInfo[]> {
     const links = await this.serial(() => this.socket.getLinks());
-    return links.map((link) => ({
-      index: link.data.index ?? 0,
-      name: link.attrs.ifname ?? '',
-      mac: link.attrs.address ? formatMac(link.attrs.address) : '',
-      mtu: link.attrs.mtu ?? 0,
-      usable: Boolean(link.data.flags?.up && link.data.flags?.lowerUp),
-      kind: linkKind(link.attrs.linkinfo),
-    }));
+    return links.map(interfaceInfo);
   }
 
+  /**
+   * One RTM_GETLINK by IFLA_IFNAME rather than a dump of every link: the agent asks this at
+   * every reconcile, and a hypervisor node can carry hundreds of links.
+   */
   async interfaceByName(name: string): Promise<InterfaceInfo | null> {
-    return (await this.interfaces()).find((candidate) => candidate.name === name) ?? null;
+    // Longer than IFNAMSIZ - 1: no such interface can exist, and the kernel would answer EINVAL.
+    if (!name || Buffer.byteLength(name) > 15) return null;
+    try {
+      const [link] = await this.serial(() => this.socket.getLink({}, { ifname: name }));
+      return link && link.attrs.ifname === name ? interfaceInfo(link) : null;
+    } catch (error) {
+      // The netlink package reports the kernel's errno only in the message.
+      if (/\bENODEV\b/.test((error as Error).message)) return null;
+      throw error;
+    }
   }
 
   /** Every IPv4 and IPv6 address on this node, or on one interface. */
