@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { EtcdStore } from './etcd-store';
 import { hookFailuresPrefix, hookRunsPrefix, type ClusterKeys } from './keys';
 
@@ -92,10 +91,14 @@ async function putRole(store: EtcdStore, role: string, permissions: KeyPermissio
   }
 }
 
-/** Nobody logs in with a password: the user is its certificate's CN. The password is random and forgotten. */
+/**
+ * Nobody logs in with a password: the user is its certificate's CN. No password at all,
+ * because etcd 3.4 bcrypt-hashes a password inside its apply loop, stalling every member's
+ * writes (the fast profile's renewals) for as long as it takes.
+ */
 async function putUser(store: EtcdStore, user: string, roles: string[]): Promise<void> {
   const auth = store.client.auth;
-  await auth.userAdd({ name: user, password: randomBytes(32).toString('base64url') }).catch((error: unknown) => {
+  await auth.userAdd({ name: user, options: { no_password: true } }).catch((error: unknown) => {
     if (!already(error, 'exists')) throw error;
   });
   for (const role of roles) await auth.userGrantRole({ user, role });
