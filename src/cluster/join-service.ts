@@ -12,7 +12,7 @@ import { parseMac } from '../holding/codecs/mac';
 import { probeForOtherHolders } from '../holding/conflict-probe';
 import { Netlink } from '../holding/netlink';
 import { checkLocalNetwork } from '../holding/preflight';
-import { caCertificateOf, CaLockedError, ClusterCa, decodeCaRecord, type CaMaterial, type CaSeal } from '../security/ca';
+import { caCertificateOf, CaLockedError, ClusterCa, decodeCaRecord, isSealedCaRecord, type CaMaterial, type CaSeal } from '../security/ca';
 import { checkSignerProof } from '../security/cluster-key';
 import { grantNode, nodeUser, revokeNode } from '../store/access';
 import { EtcdKeyValue } from '../store/kv';
@@ -124,9 +124,8 @@ export class JoinService implements JoinHandler {
   async sniContext(): Promise<SecureContext | null> {
     if (this.sni && Date.now() < this.sni.until) return this.sni.context;
     const issuedAtJoin = this.config.security.servingCertificate;
-    if (!this.clusterKey) {
+    if (!this.clusterKey && issuedAtJoin) {
       // A node that cannot sign shows the certificate the cluster CA gave it at join.
-      if (!issuedAtJoin) return null;
       const context = createSecureContext({ key: readFileSync(issuedAtJoin.key), cert: readFileSync(issuedAtJoin.cert), ciphers: SERVER_CIPHERS });
       this.sni = { context, until: Date.now() + SNI_CONTEXT_MS };
       return context;
@@ -181,11 +180,12 @@ export class JoinService implements JoinHandler {
     };
   }
 
-  join(request: JoinRequest, token: { id: string; bearer: string }): Promise<JoinResponse> {
-    if (!this.clusterKey) return this.passOn(request, token.bearer);
+  async join(request: JoinRequest, token: { id: string; bearer: string }): Promise<JoinResponse> {
+    // A cluster set up by hand keeps its CA key unsealed (version 1): every node signs there.
+    if (!this.clusterKey && isSealedCaRecord(await this.caRecord(), securityKeys(this.keys).ca)) return await this.passOn(request, token.bearer);
     const result = this.queue.then(() => this.joinOne(request, token.id));
     this.queue = result.catch(() => undefined);
-    return result;
+    return await result;
   }
 
   /** This node cannot sign: a running signing node serves the join, and its answer goes back as it is. */

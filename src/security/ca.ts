@@ -80,6 +80,11 @@ export function decodeCaRecord(text: string, key: string, seal: CaSeal | null): 
   return { certificate: record.certificate, privateKey: openSecret(seal.clusterKey, seal.cluster, SEALED_NAME, record.sealedKey) };
 }
 
+/** Whether signing needs the cluster key (version 2); a version 1 record any node can use. */
+export function isSealedCaRecord(text: string, key: string): boolean {
+  return parseCaRecord(text, key).version === 2;
+}
+
 /** The CA certificate alone (public): what status, `vipd ca` and plain nodes read. */
 export function caCertificateOf(text: string, key: string): string {
   return parseCaRecord(text, key).certificate;

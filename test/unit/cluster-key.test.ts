@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { CaLockedError, caCertificateOf, ClusterCa, decodeCaRecord, encodeCaRecord } from '../../src/security/ca';
+import { CaLockedError, caCertificateOf, ClusterCa, decodeCaRecord, encodeCaRecord, isSealedCaRecord } from '../../src/security/ca';
 import { checkSignerProof, generateClusterKey, openSecret, parseClusterKey, sealSecret, signerProof, WrongClusterKeyError } from '../../src/security/cluster-key';
 import { nodesRole, ownPermissions, ownRole, sharedPermissions } from '../../src/store/access';
 import { ClusterKeys, hookFailuresPrefix } from '../../src/store/keys';
@@ -49,6 +49,7 @@ describe('the CA record', () => {
     assert.ok(!record.includes('PRIVATE KEY'));
     assert.equal(JSON.parse(record).version, 2);
     assert.equal(caCertificateOf(record, 'ca'), material.certificate);
+    assert.equal(isSealedCaRecord(record, 'ca'), true);
     assert.deepEqual(decodeCaRecord(record, 'ca', { clusterKey: key, cluster: 'lab' }), material);
     assert.throws(() => decodeCaRecord(record, 'ca', null), CaLockedError);
     assert.throws(() => decodeCaRecord(record, 'ca', { clusterKey: parseClusterKey(generateClusterKey(), 'k'), cluster: 'lab' }), WrongClusterKeyError);
@@ -58,6 +59,8 @@ describe('the CA record', () => {
     const material = await ClusterCa.generate({ cluster: 'lab' });
     const record = encodeCaRecord(material, null);
     assert.equal(JSON.parse(record).version, 1);
+    // Every node of such a cluster signs: joins are not passed on.
+    assert.equal(isSealedCaRecord(record, 'ca'), false);
     assert.deepEqual(decodeCaRecord(record, 'ca', null), material);
     assert.throws(() => decodeCaRecord('{"version":2,"certificate":"x"}', '/vipd/lab/security/ca', null), /the cluster CA stored at \/vipd\/lab\/security\/ca is unreadable/);
   });
