@@ -22,19 +22,27 @@ export async function recordMove(store: EtcdStore, keys: ClusterKeys, event: Mov
   await trim(store, keys.eventsPrefix, HISTORY_LIMIT);
 }
 
-/** The most recent moves, oldest first. */
-export async function listMoves(store: EtcdStore, keys: ClusterKeys, limit = HISTORY_LIMIT): Promise<MoveEvent[]> {
-  const stored = await store.getPrefix(keys.eventsPrefix);
-  const events = stored
+/** The newest `limit` records under a prefix, oldest first, in key order; what `parse` refuses is left out. */
+async function listNewest<T>(store: EtcdStore, prefix: string, parse: (value: string) => T | null, limit: number): Promise<T[]> {
+  const stored = await store.getPrefix(prefix);
+  return stored
     .sort((a, b) => (a.key < b.key ? -1 : 1))
     .flatMap((entry) => {
-      try {
-        return [JSON.parse(entry.value) as MoveEvent];
-      } catch {
-        return [];
-      }
-    });
-  return events.slice(-limit);
+      const record = parse(entry.value);
+      return record ? [record] : [];
+    })
+    .slice(-limit);
+}
+
+/** The most recent moves, oldest first. */
+export async function listMoves(store: EtcdStore, keys: ClusterKeys, limit = HISTORY_LIMIT): Promise<MoveEvent[]> {
+  return await listNewest(store, keys.eventsPrefix, (value) => {
+    try {
+      return JSON.parse(value) as MoveEvent;
+    } catch {
+      return null;
+    }
+  }, limit);
 }
 
 let healthSequence = 0;
@@ -50,12 +58,5 @@ export async function recordHealthEvent(store: EtcdStore, keys: ClusterKeys, eve
 
 /** The most recent health verdicts of every node, oldest first; damaged records are left out. */
 export async function listHealthEvents(store: EtcdStore, keys: ClusterKeys, limit = HEALTH_HISTORY_LIMIT): Promise<HealthEvent[]> {
-  const stored = await store.getPrefix(keys.healthEventsPrefix);
-  const events = stored
-    .sort((a, b) => (a.key < b.key ? -1 : 1))
-    .flatMap((entry) => {
-      const event = parseHealthEvent(entry.value);
-      return event ? [event] : [];
-    });
-  return events.slice(-limit);
+  return await listNewest(store, keys.healthEventsPrefix, parseHealthEvent, limit);
 }

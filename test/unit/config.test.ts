@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -89,9 +89,13 @@ test('durations', () => {
 
 test('files: unreadable, not YAML, not a mapping', () => {
   const dir = mkdtempSync(join(tmpdir(), 'vipd-config-'));
-  assert.throws(() => loadConfig(join(dir, 'missing.yaml')), /--config: cannot read/);
-  writeFileSync(join(dir, 'broken.yaml'), 'cluster: [demo\n');
-  assert.throws(() => loadConfig(join(dir, 'broken.yaml')), /not valid YAML at line/);
-  writeFileSync(join(dir, 'list.yaml'), '- a\n- b\n');
-  assert.throws(() => loadConfig(join(dir, 'list.yaml')), /must hold a YAML mapping/);
+  try {
+    assert.throws(() => loadConfig(join(dir, 'missing.yaml')), /--config: cannot read/);
+    writeFileSync(join(dir, 'broken.yaml'), 'cluster: [demo\n');
+    assert.throws(() => loadConfig(join(dir, 'broken.yaml')), /not valid YAML at line/);
+    writeFileSync(join(dir, 'list.yaml'), '- a\n- b\n');
+    assert.throws(() => loadConfig(join(dir, 'list.yaml')), /must hold a YAML mapping/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -29,15 +29,19 @@ class MemoryStore {
   }
 }
 
-function monitor(): HealthMonitor {
-  const config = resolveConfig({
+/** One tcp check, fall 3, rise 2. */
+function apiCheck() {
+  return resolveConfig({
     cluster: 'demo',
     node: { name: 'node-1', interface: 'mgmt-br' },
     vip: { mode: 'static', address: '192.0.2.10' },
     etcd: { endpoints: ['http://192.0.2.11:2379'] },
     health: { checks: [{ name: 'api', tcp: '127.0.0.1:1', fall: 3, rise: 2 }] },
-  });
-  return new HealthMonitor({ node: 'node-1', checks: config.health.checks });
+  }).health.checks;
+}
+
+function monitor(): HealthMonitor {
+  return new HealthMonitor({ node: 'node-1', checks: apiCheck() });
 }
 
 const ok: ProbeResult = { ok: true, detail: 'connected', output: '', durationMs: 1 };
@@ -114,16 +118,9 @@ test('vipd events prints moves and health verdicts in time order, as lines and a
 test('a passing check that starts failing, or recovers below fall, is published without a verdict change', () => {
   const wavering: boolean[] = [];
   const verdicts: boolean[] = [];
-  const config = resolveConfig({
-    cluster: 'demo',
-    node: { name: 'node-1', interface: 'mgmt-br' },
-    vip: { mode: 'static', address: '192.0.2.10' },
-    etcd: { endpoints: ['http://192.0.2.11:2379'] },
-    health: { checks: [{ name: 'api', tcp: '127.0.0.1:1', fall: 3, rise: 2 }] },
-  });
   const health = new HealthMonitor({
     node: 'node-1',
-    checks: config.health.checks,
+    checks: apiCheck(),
     onChange: (record) => verdicts.push(record.healthy),
     onWavering: (record) => wavering.push(record.checks[0]!.consecutiveFailures > 0),
   });
