@@ -182,16 +182,19 @@ export class JoinService implements JoinHandler {
 
   async join(request: JoinRequest, token: { id: string; bearer: string }): Promise<JoinResponse> {
     // A cluster set up by hand keeps its CA key unsealed (version 1): every node signs there.
-    if (!this.clusterKey && isSealedCaRecord(await this.caRecord(), securityKeys(this.keys).ca)) return await this.passOn(request, token.bearer);
+    if (!this.clusterKey) {
+      const caRecord = await this.caRecord();
+      if (isSealedCaRecord(caRecord, securityKeys(this.keys).ca)) return await this.passOn(request, token.bearer, caRecord);
+    }
     const result = this.queue.then(() => this.joinOne(request, token.id));
     this.queue = result.catch(() => undefined);
     return await result;
   }
 
   /** This node cannot sign: a running signing node serves the join, and its answer goes back as it is. */
-  private async passOn(request: JoinRequest, bearer: string): Promise<JoinResponse> {
+  private async passOn(request: JoinRequest, bearer: string, caRecord: string): Promise<JoinResponse> {
     const membership = new Membership(this.etcd(), this.keys);
-    const [nodes, live, caRecord] = await Promise.all([membership.listNodes(), membership.liveNodeNames(), this.caRecord()]);
+    const [nodes, live] = await Promise.all([membership.listNodes(), membership.liveNodeNames()]);
     const signers = nodes.filter((node) => node.signer === true && live.has(node.name) && node.name !== this.config.node.name);
     if (signers.length === 0) {
       throw new JoinRefused('unavailable', 'no signing node is running: a join is served by a node with the cluster key (the `vipd init` node, or one joined with --cluster-key)');
