@@ -84,6 +84,7 @@ export class EndpointSteering {
   private closed = false;
   private readonly checking = new Set<string>();
   private readonly failedAt = new Map<string, number>();
+  private readonly answeredAt = new Map<string, number>();
 
   constructor(private readonly options: SteeringOptions) {
     this.endpoints = [...new Set(options.endpoints)];
@@ -95,6 +96,11 @@ export class EndpointSteering {
 
   get all(): readonly string[] {
     return this.endpoints;
+  }
+
+  /** Where calls would go next if they left the active member: null with one endpoint. */
+  get standby(): string | null {
+    return this.endpoints.length < 2 ? null : this.endpoints[this.nextIndex()]!;
   }
 
   /** The client calls should use now. */
@@ -157,7 +163,14 @@ export class EndpointSteering {
 
   /** A call to `endpoint` succeeded. */
   succeeded(endpoint: string): void {
+    this.answeredAt.set(endpoint, Date.now());
     if (endpoint === this.endpoint) this.leaderlessSince = null;
+  }
+
+  /** How long `endpoint` has answered no call (Infinity if it never has). */
+  silentForMs(endpoint: string): number {
+    const at = this.answeredAt.get(endpoint);
+    return at === undefined ? Infinity : Date.now() - at;
   }
 
   /**
@@ -182,16 +195,20 @@ export class EndpointSteering {
   /** The next endpoint: the one that failed longest ago (or never). */
   private steer(reason: string): void {
     const from = this.endpoint;
+    this.activeIndex = this.nextIndex();
+    this.leaderlessSince = null;
+    this.options.onSteer?.(from, this.endpoint, reason);
+    this.probePreferredLater();
+    this.warmStandbys();
+  }
+
+  private nextIndex(): number {
     let best = (this.activeIndex + 1) % this.endpoints.length;
     for (let step = 1; step < this.endpoints.length; step += 1) {
       const index = (this.activeIndex + step) % this.endpoints.length;
       if ((this.failedAt.get(this.endpoints[index]!) ?? 0) < (this.failedAt.get(this.endpoints[best]!) ?? 0)) best = index;
     }
-    this.activeIndex = best;
-    this.leaderlessSince = null;
-    this.options.onSteer?.(from, this.endpoint, reason);
-    this.probePreferredLater();
-    this.warmStandbys();
+    return best;
   }
 
   private probePreferredLater(): void {

@@ -45,6 +45,11 @@ export interface EtcdConnection {
    * store then moves to the next endpoint: well inside the holder's fencing window.
    */
   steerAfterMs?: number;
+  /**
+   * The fast profile's renewal (compareValueAndPut) is sent to a second member as well when
+   * the first has not answered within this long. Unset: never.
+   */
+  hedgeAfterMs?: number;
   onSteer?: SteerListener;
 }
 
@@ -56,6 +61,24 @@ function toStored(kv: IKeyValue): StoredValue {
     modRevision: Number(kv.mod_revision),
     lease: String(kv.lease),
   };
+}
+
+/**
+ * `first`'s answer; if it has none within `afterMs` and `stillSilent()` says so then, the
+ * first answer of `first` and `second()`. A failure before `afterMs` is `first`'s to report,
+ * as without a hedge.
+ */
+export async function hedge<T>(first: Promise<T>, second: () => Promise<T>, afterMs: number, stillSilent: () => boolean = () => true): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), afterMs)));
+  const settled = await Promise.race([first.then(() => 'settled' as const, () => 'settled' as const), late]);
+  clearTimeout(timer);
+  if (settled === 'settled' || !stillSilent()) return await first;
+  try {
+    return await Promise.any([first, second()]);
+  } catch (error) {
+    throw (error as AggregateError).errors[0];
+  }
 }
 
 /** A keepalive was waiting on a member the store has just left: send it again. */
@@ -345,11 +368,22 @@ export class EtcdStore {
   async compareValueAndPut(key: string, value: string, leaseId: string): Promise<SwapResult> {
     const keyBytes = Buffer.from(key);
     const valueBytes = Buffer.from(value);
-    const response = await this.txn({
-      compare: [{ key: keyBytes, target: 'Value', result: 'Equal', value: valueBytes }],
+    const request = {
+      compare: [{ key: keyBytes, target: 'Value' as const, result: 'Equal' as const, value: valueBytes }],
       success: [{ request_put: { key: keyBytes, value: valueBytes, lease: leaseId } }],
       failure: [{ request_range: { key: keyBytes } }],
-    }, this.hot());
+    };
+    const send = (client: Etcd3): ReturnType<Etcd3['kv']['txn']> => this.retryOnAuthChange(() => client.kv.txn(request, this.hot()));
+    const standby = this.steering.standby;
+    const hedgeAfterMs = this.connection.hedgeAfterMs;
+    const endpoint = this.endpoint;
+    // The same value compared and written again is idempotent, so a renewal may go to two
+    // members: a frozen own member then costs nothing but the wait (docs/safety.md). Only a
+    // member that answered nothing at all meanwhile: a slow, busy etcd that still answers
+    // would only get twice the writes.
+    const response = standby && hedgeAfterMs
+      ? await hedge(send(this.client), () => send(this.steering.clientFor(standby)), hedgeAfterMs, () => this.steering.silentForMs(endpoint) >= hedgeAfterMs)
+      : await send(this.client);
     if (response.succeeded) return { swapped: true, revision: Number(response.header.revision), current: null };
     const current = response.responses[0]?.response_range.kvs[0];
     return { swapped: false, revision: Number(response.header.revision), current: current ? toStored(current) : null };

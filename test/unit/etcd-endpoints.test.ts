@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { NoopPolicy } from 'cockatiel';
 import type { Etcd3 } from 'etcd3';
 import { EndpointSteering, steerDeadlineMs } from '../../src/store/etcd-endpoints';
+import { hedge } from '../../src/store/etcd-store';
 
 /** A member that answers Status and range reads, or never answers (frozen) until thawed. */
 class FakeMember {
@@ -93,4 +94,47 @@ test('a member that answers Status stays: every member is in the same etcd elect
 test('the election calls deadline: a third of the window in the default profile, all of it in the fast one', () => {
   assert.equal(steerDeadlineMs(2000, 200, 'default'), 600);
   assert.equal(steerDeadlineMs(200, 40, 'fast'), 160);
+});
+
+test('the standby is the next member, the one that failed longest ago', () => {
+  const { steering: s } = steering(['https://a:2379']);
+  assert.equal(s.standby, null, 'one endpoint: no standby');
+  s.setEndpoints(['https://b:2379', 'https://c:2379']);
+  assert.equal(s.standby, 'https://b:2379');
+  s.close();
+});
+
+const after = <T>(ms: number, value: T, fail = false): Promise<T> =>
+  new Promise((resolve, reject) => setTimeout(() => (fail ? reject(new Error(String(value))) : resolve(value)), ms));
+
+test('hedge: an answer in time is the answer, and nothing else is sent', async () => {
+  let sent = 0;
+  assert.equal(await hedge(after(5, 'first'), () => { sent += 1; return after(0, 'second'); }, 50), 'first');
+  assert.equal(sent, 0);
+});
+
+test('hedge: a silent first call gets a second, and the first answer of the two wins', async () => {
+  assert.equal(await hedge(after(1000, 'first'), () => after(5, 'second'), 20), 'second');
+  assert.equal(await hedge(after(40, 'first'), () => after(500, 'second'), 20), 'first');
+});
+
+test('hedge: no second call while the first member still answers other calls (busy, not frozen)', async () => {
+  let sent = 0;
+  assert.equal(await hedge(after(60, 'first'), () => { sent += 1; return after(0, 'second'); }, 20, () => false), 'first');
+  assert.equal(sent, 0);
+});
+
+test('silence per member: since its last answer', async () => {
+  const { steering: s } = steering(['https://a:2379']);
+  assert.equal(s.silentForMs('https://a:2379'), Infinity);
+  await s.clientFor('https://a:2379').maintenance.status();
+  assert.ok(s.silentForMs('https://a:2379') < 1000);
+  s.close();
+});
+
+test("hedge: a failure in time is the first call's, and when both fail the first's error is thrown", async () => {
+  let sent = 0;
+  await assert.rejects(hedge(after(5, 'no leader', true), () => { sent += 1; return after(0, 'second'); }, 50), /no leader/);
+  assert.equal(sent, 0);
+  await assert.rejects(hedge(after(60, 'first failed', true), () => after(5, 'second failed', true), 20), /first failed/);
 });
