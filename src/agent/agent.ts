@@ -97,6 +97,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private announceConfig: Config['announce'];
   private preferences: PreferenceView | null = null;
   private electionStartedAt = 0;
+  /** Peers seen running since this agent started: the start window waits only for the others. */
+  private readonly seenRunning = new Set<string>();
   /** Since when this node has been healthy and uncordoned without a break (monotonic ms), or null. */
   private preferredSince: number | null = null;
   /** When this node last asked for a planned move for its cordon or to take the VIP back (monotonic ms). */
@@ -267,7 +269,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (!health) return [];
     const steady = new Set(health.moveTargets());
     const view = this.preferences;
-    return health.healthyPeers().map((name) => ({
+    const peers = health.healthyPeers();
+    for (const name of peers) this.seenRunning.add(name);
+    return peers.map((name) => ({
       name,
       priority: view?.priorityOf(name) ?? 100,
       cordon: view?.cordonOf(name) ?? 'none',
@@ -282,7 +286,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     const self = this.config.node.name;
     const peers = this.peerFacts().filter((peer) => peer.cordon === 'none');
     const running = new Set(peers.map((peer) => peer.name));
-    const starting = view.knownNodes().filter((name) => name !== self && !running.has(name) && view.cordonOf(name) === 'none');
+    // A preferred node that ran since this agent started and is gone now has failed: not waited for.
+    const starting = view.knownNodes().filter((name) => name !== self && !running.has(name) && !this.seenRunning.has(name) && view.cordonOf(name) === 'none');
     const { profile, leaseTtlSeconds } = this.config.election;
     return campaignDelayMs({
       priority: this.priority,
