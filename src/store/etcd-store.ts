@@ -58,6 +58,13 @@ function toStored(kv: IKeyValue): StoredValue {
   };
 }
 
+/** A keepalive was waiting on a member the store has just left: send it again. */
+class MovedToAnotherMember extends Error {
+  constructor() {
+    super('moved to another etcd member');
+  }
+}
+
 /** One member of the etcd cluster; the name is empty until the member has started once. */
 export interface EtcdMember {
   id: string;
@@ -107,7 +114,10 @@ export class EtcdStore {
       probeIntervalMs: 1000,
       leaderlessMs: 3000,
       statusDeadlineMs: Math.max(20, Math.floor((connection.steerAfterMs ?? connection.callTimeoutMs) / 2)),
-      ...(connection.onSteer ? { onSteer: connection.onSteer } : {}),
+      onSteer: (from, to, reason) => {
+        if (this.keepAliveStream) this.dropKeepAliveStream(new MovedToAnotherMember());
+        connection.onSteer?.(from, to, reason);
+      },
       connect: (endpoint, policy) => {
         const options: IOptions = {
           hosts: [endpoint],
@@ -164,30 +174,56 @@ export class EtcdStore {
 
   /**
    * Sends one keepalive on a long-lived stream and resolves with the TTL etcd granted
-   * (0 means the lease no longer exists). Callers keep at most one renewal in flight.
+   * (0 means the lease no longer exists). Callers keep at most one renewal in flight. When
+   * the store moves to another member while the keepalive waits (its member froze), it is
+   * sent again there at once, within the same deadline: waiting for the next renewal tick
+   * cost the holder its fencing deadline in the lab.
    */
   async renewLease(leaseId: string, timeoutMs: number): Promise<number> {
-    const stream = await this.openKeepAliveStream();
-    const endpoint = this.keepAliveEndpoint;
     const limitMs = Math.min(timeoutMs, this.connection.steerAfterMs ?? timeoutMs);
+    const deadline = Date.now() + limitMs;
+    for (;;) {
+      try {
+        return await this.sendKeepAlive(leaseId, deadline, limitMs);
+      } catch (error) {
+        if (!(error instanceof MovedToAnotherMember) || Date.now() >= deadline) throw error;
+      }
+    }
+  }
+
+  private async sendKeepAlive(leaseId: string, deadline: number, limitMs: number): Promise<number> {
     return await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const error = new Error(`lease renewal timed out after ${limitMs}ms`);
-        this.dropKeepAliveStream(error);
-        this.steering.report(endpoint, error);
-      }, limitMs);
-      this.pendingRenewals.push((result) => {
+      let done = false;
+      let endpoint = this.endpoint;
+      const settle = (result: number | Error): void => {
+        if (done) return;
+        done = true;
         clearTimeout(timer);
         if (result instanceof Error) reject(result);
         else resolve(result);
-      });
-      stream.write({ ID: leaseId });
+      };
+      const timer = setTimeout(() => {
+        const error = new Error(`lease renewal timed out after ${limitMs}ms`);
+        // The stream waits on a silent member: drop it, with every renewal on it.
+        if (this.keepAliveStream && this.keepAliveEndpoint === endpoint) this.dropKeepAliveStream(error);
+        settle(error);
+        this.steering.report(endpoint, error);
+      }, Math.max(0, deadline - Date.now()));
+      this.openKeepAliveStream().then(
+        (stream) => {
+          if (done) return;
+          endpoint = this.keepAliveEndpoint;
+          this.pendingRenewals.push(settle);
+          stream.write({ ID: leaseId });
+        },
+        (error: unknown) => settle(error instanceof Error ? error : new Error(String(error))),
+      );
     });
   }
 
   private async openKeepAliveStream(): Promise<NonNullable<EtcdStore['keepAliveStream']>> {
     // A stream opened on a member the store has since left goes too.
-    if (this.keepAliveStream && this.keepAliveEndpoint !== this.endpoint) this.dropKeepAliveStream(new Error('moved to another etcd member'));
+    if (this.keepAliveStream && this.keepAliveEndpoint !== this.endpoint) this.dropKeepAliveStream(new MovedToAnotherMember());
     if (this.keepAliveStream) return this.keepAliveStream;
     const endpoint = this.endpoint;
     const stream = await this.client.leaseClient.leaseKeepAlive();
