@@ -87,6 +87,8 @@ describe('node preference, cordons and live reload', { timeout: 900_000 }, () =>
       // The first start of a cluster has no priorities on record yet: whoever campaigns first wins.
       const first = await singleHolder(lab, observer, 60_000);
       await waitFor('every priority on record', async () => (await lab.etcdctl('get', '--prefix', '/vipd/lab/priorities/', '--keys-only')).split('\n').filter(Boolean).length === 3, 20_000, 100);
+      // A holder hands off only to a running node: wait until every agent runs.
+      await waitFor('every agent running', async () => (await lab.etcdctl('get', '--prefix', '/vipd/lab/alive/', '--keys-only')).split('\n').filter(Boolean).length === 3, 60_000, 100);
       // systemctl stop on the holder: a planned move, not a drop and a campaign.
       assert.equal(await lab.stopAgent(first, 'SIGTERM'), 0);
       const next = await takeoverFrom(lab, observer, first);
