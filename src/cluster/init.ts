@@ -7,9 +7,9 @@ import { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
 import { generateVipMac } from '../store/membership';
 import { Netlink } from '../holding/netlink';
-import { certificateFingerprint, ClusterCa, encodeCaRecord, type CaMaterial } from '../security/ca';
+import { certificateCommonName, certificateFingerprint, ClusterCa, encodeCaRecord, type CaMaterial } from '../security/ca';
 import { generateClusterKey, parseClusterKey } from '../security/cluster-key';
-import { enableAccessControl, nodeUser } from '../store/access';
+import { enableAccessControl, isPermissionDenied, listUsers, managesAccess, nodeUser, ROOT_ROLE, ROOT_USER } from '../store/access';
 import { EtcdKeyValue } from '../store/kv';
 import { securityKeys } from '../store/keys';
 import { TokenStore } from '../security/tokens';
@@ -26,6 +26,8 @@ export interface ExternalEtcd {
   ca: string | null;
   cert: string | null;
   key: string | null;
+  /** The operator lets vipd manage etcd's users and roles, through `cert` (docs/security.md). */
+  manageAccess: boolean;
 }
 
 export interface InitOptions {
@@ -57,6 +59,8 @@ export interface InitResult {
   /** For `vipd join --cluster-key`: makes the joining node a signing node. */
   clusterKey: string;
   caFingerprint: string;
+  /** An external etcd whose users and roles vipd keeps. */
+  etcdAccessManaged: boolean;
   started: StartedAgent;
   holder: string | null;
   dhcp: { hwaddr: string; leasedIp: string } | null;
@@ -162,6 +166,7 @@ export async function initCluster(options: InitOptions): Promise<InitResult> {
     }
     const document = documentFor(options, vip, hwaddr, etcdSection);
     ({ config } = await checkNode(document, netlink));
+    if (external?.manageAccess) await checkAccessManageable(config, external);
     if (external) await checkExternalStoreIsNew(config);
 
     // Every check passed: from here on init writes, and undoes what it wrote if it fails.
@@ -174,7 +179,7 @@ export async function initCluster(options: InitOptions): Promise<InitResult> {
     progress(`wrote ${configPath}`);
 
     const storeInfo: StoreInfo = external
-      ? { kind: 'external', endpoints: external.endpoints, ca: external.ca ? readFileSync(external.ca, 'utf8') : null }
+      ? { kind: 'external', endpoints: external.endpoints, ca: external.ca ? readFileSync(external.ca, 'utf8') : null, ...(external.manageAccess ? { manageAccess: true } : {}) }
       : { kind: 'embedded', maxVoters: options.voters };
     const etcd = external ? null : await startEmbedded(config, progress);
     let token: Awaited<ReturnType<TokenStore['create']>>;
@@ -197,6 +202,7 @@ export async function initCluster(options: InitOptions): Promise<InitResult> {
       tokenExpires: token.record.expires,
       clusterKey,
       caFingerprint: certificateFingerprint(ca.certificate),
+      etcdAccessManaged: external?.manageAccess === true,
       started,
       holder,
       dhcp,
@@ -240,6 +246,31 @@ async function checkExternalStoreIsNew(config: Config): Promise<void> {
   }
 }
 
+/**
+ * --etcd-manage-access: this node's certificate must still work once access control is on,
+ * so its CN is this node's user (made here) or a user that has etcd's root role already;
+ * and where access control is on already, it must be allowed to manage users.
+ */
+async function checkAccessManageable(config: Config, external: ExternalEtcd): Promise<void> {
+  const commonName = certificateCommonName(readFileSync(external.cert!, 'utf8')) ?? '';
+  const own = nodeUser(config.node.name);
+  const store = storeFor(config);
+  try {
+    const users = await listUsers(store).catch((error: unknown) => {
+      if (!isPermissionDenied(error)) throw error;
+      throw new InputError('--etcd-manage-access', `etcd's access control is on and refuses to list its users to the certificate --etcd-cert (CN "${commonName}"): give a certificate whose CN is an etcd user with the root role`);
+    });
+    if (commonName !== own && commonName !== ROOT_USER && !users.get(commonName)?.includes(ROOT_ROLE)) {
+      throw new InputError('--etcd-cert', `its CN is "${commonName}", which is neither this node's etcd user "${own}", "${ROOT_USER}", nor an etcd user with the root role: once vipd turns etcd's access control on, etcd would refuse this node`);
+    }
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    throw new InputError('--etcd', `cannot reach etcd at ${config.etcd.endpoints.join(', ')}: ${(error as Error).message}`);
+  } finally {
+    store.close();
+  }
+}
+
 /** The cluster CA goes in before any agent runs, so ClusterCa.loadOrCreate finds this one. */
 async function seedStore(
   config: Config,
@@ -265,8 +296,8 @@ async function seedStore(
       ttlMs: tokenTtlMs,
       createdOn: config.node.name,
     });
-    // Last: from here on every client needs a user (an external etcd's rules are its operator's; docs/security.md).
-    if (storeInfo.kind === 'embedded') await enableAccessControl(store, keys, config.node.name);
+    // Last: from here on every client needs a user. An external etcd's rules are its operator's unless handed to vipd (docs/security.md).
+    if (managesAccess(storeInfo)) await enableAccessControl(store, keys, config.node.name);
     return token;
   } finally {
     store.close();

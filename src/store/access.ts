@@ -1,8 +1,10 @@
 import type { EtcdStore } from './etcd-store';
 import { hookFailuresPrefix, hookRunsPrefix, type ClusterKeys } from './keys';
+import type { StoreInfo } from './records';
 
 /**
- * Who may touch which keys, as etcd users and roles (embedded store). etcd maps a client
+ * Who may touch which keys, as etcd users and roles (the embedded store, and an external one
+ * whose operator lets vipd manage them). etcd maps a client
  * certificate's CN to a user of that name, so each node's client certificate is its user.
  * A signing node's user has etcd's `root` role; any other node's user may read the
  * cluster's keys and write only the election's shared keys and its own records: not the
@@ -21,7 +23,7 @@ export function nodeUser(name: string): string {
 }
 
 export const ROOT_ROLE = 'root';
-const ROOT_USER = 'root';
+export const ROOT_USER = 'root';
 
 /** The role every non-signing node of the cluster has. */
 export function nodesRole(keys: ClusterKeys): string {
@@ -129,14 +131,32 @@ export async function revokeNode(store: EtcdStore, keys: ClusterKeys, name: stri
 }
 
 /**
- * Turns access control on in a new embedded store: etcd wants a `root` user first. The
- * first node signs, so its user gets `root`; the shared role is made for the nodes to come.
+ * Turns access control on in a new embedded store, or an external one vipd may manage: etcd
+ * wants a `root` user first. The first node signs, so its user gets `root`; the shared role
+ * is made for the nodes to come. Each step also passes where access control is on already
+ * (existing users are kept; etcd ignores a second auth enable).
  */
 export async function enableAccessControl(store: EtcdStore, keys: ClusterKeys, firstNode: string): Promise<void> {
   await putUser(store, ROOT_USER, [ROOT_ROLE]);
   await putRole(store, nodesRole(keys), sharedPermissions(keys));
   await grantNode(store, keys, firstNode, true);
   await store.client.auth.authEnable({});
+}
+
+/** Whether vipd keeps etcd's users and roles: always its own embedded store, an external one only when allowed. */
+export function managesAccess(info: StoreInfo | null): boolean {
+  return info !== null && (info.kind === 'embedded' || info.manageAccess === true);
+}
+
+/**
+ * Every etcd user with its roles. etcd answers anyone while its access control is off, and
+ * only a user with the root role once it is on: so this also tells whether the caller may manage users.
+ */
+export async function listUsers(store: EtcdStore): Promise<Map<string, string[]>> {
+  const auth = store.client.auth;
+  const users = new Map<string, string[]>();
+  for (const name of (await auth.userList()).users) users.set(name, (await auth.userGet({ name })).roles);
+  return users;
 }
 
 /** Whether etcd refused a call for want of rights: the caller's certificate is not a signing node's, or was revoked. */
