@@ -161,8 +161,9 @@ export function formatInitResult(result: InitResult): string {
   lines.push(
     `To add a node, run this on it (${expiry}; make more with \`vipd token create --role join\`):`,
     '',
-    `  vipd join ${result.managementUrl} --token ${result.token}`,
+    `  vipd join ${result.managementUrl} --token ${result.token}${result.etcdAccessManaged ? ' --etcd-cert CERT --etcd-key KEY' : ''}`,
     '',
+    ...(result.etcdAccessManaged ? ['(CERT: a client certificate from the etcd\'s CA with CN vipd-node-NAME, NAME the joining node\'s name: etcd\'s user for it)', ''] : []),
     'A node joined that way holds the VIP like any other, but cannot sign (issue certificates,',
     'serve joins, mint tokens). Give one or two more nodes the cluster key, so that signing',
     'survives this node; keep the key secret, it opens the cluster CA (docs/security.md):',

@@ -20,6 +20,7 @@ describe('an external etcd gets the embedded store\'s access rules when vipd may
   let pki: EtcdPki;
   let observer: VipObserver;
   let token = '';
+  let clusterKey = '';
 
   const dataDir = (node: LabNode, cluster = 'lab'): string => join(lab.dir, 'nodes', `${node.name}-${cluster}`);
   const configPath = (node: LabNode, cluster = 'lab'): string => join(dataDir(node, cluster), 'config.yaml');
@@ -97,6 +98,8 @@ describe('an external etcd gets the embedded store\'s access rules when vipd may
     const init = await vipd(node1, initArgs(node1, 'lab', lab.vip, 'vipd-node-node-1', ['--etcd-manage-access']));
     assert.equal(init.code, 0, `${init.stdout}\n${init.stderr}`);
     assert.match(init.stdout, /Cluster store +etcd at https:\/\/192\.0\.2\.2:2379 \(vipd manages its users and roles\)/);
+    assert.match(init.stdout, /--etcd-cert CERT --etcd-key KEY\n\n\(CERT: a client certificate from the etcd's CA with CN vipd-node-NAME/);
+    clusterKey = /VIPD_CLUSTER_KEY=(\S+)/.exec(init.stdout)?.[1] ?? '';
     token = /--token (\S+)/.exec(init.stdout)?.[1] ?? '';
     assert.ok(token, init.stdout);
     await waitFor('node-1 to hold the VIP', () => observer.currentHolders().join() === 'node-1', 30_000, 20);
@@ -126,6 +129,12 @@ describe('an external etcd gets the embedded store\'s access rules when vipd may
     assert.match(roles, /vipd-lab-nodes/);
     assert.match(roles, /vipd-lab-node-node-2/);
     assert.doesNotMatch(roles, /\broot\b/);
+
+    // A node joined with the cluster key signs: its user has etcd's root role, as in the embedded store.
+    const signer = await vipd(node3, [...joinArgs(node3, 'vipd-node-node-3'), '--cluster-key', clusterKey]);
+    assert.equal(signer.code, 0, `${signer.stdout}\n${signer.stderr}`);
+    assert.match(signer.stdout, /Signs +yes/);
+    assert.match(await lab.etcdctl('user', 'get', 'vipd-node-node-3'), /Roles: root/);
   });
 
   test('a node joined with the token alone cannot write another node\'s record, the settings, the CA or the tokens', async () => {
@@ -156,7 +165,7 @@ describe('an external etcd gets the embedded store\'s access rules when vipd may
     const read = await etcdctlAs('vipd-node-node-2', 'get', '/vipd/lab/settings');
     assert.notEqual(read.code, 0, read.stdout);
     assert.match(read.stderr, /permission denied|user name not found/);
-    assert.deepEqual(lines(await lab.etcdctl('user', 'list')), ['root', 'vipd-node-node-1']);
+    assert.deepEqual(lines(await lab.etcdctl('user', 'list')), ['root', 'vipd-node-node-1', 'vipd-node-node-3']);
     assert.deepEqual(lines(await lab.etcdctl('role', 'list')), ['vipd-lab-nodes']);
     assert.deepEqual(observer.currentHolders(), ['node-1']);
     assertNeverTwoHolders(observer);
