@@ -65,6 +65,12 @@ export interface EtcdTls {
   serverCert: string;
   serverKey: string;
   client: { cert: string; key: string };
+  /**
+   * What etcd makes of a client's certificate: `user` (default) requires one and takes the
+   * user from its CN (--trusted-ca-file, --client-cert-auth); `checked` requires one but takes
+   * no user from it (--trusted-ca-file alone); `none` asks for none.
+   */
+  clientCertificates?: 'user' | 'checked' | 'none';
 }
 
 interface ProcessHandle {
@@ -279,7 +285,9 @@ export class Lab {
   async startEtcd(options: { tls?: EtcdTls } = {}): Promise<void> {
     this.etcdTls = options.tls ?? null;
     const tls = this.etcdTls
-      ? ['--cert-file', this.etcdTls.serverCert, '--key-file', this.etcdTls.serverKey, '--trusted-ca-file', this.etcdTls.ca, '--client-cert-auth']
+      ? ['--cert-file', this.etcdTls.serverCert, '--key-file', this.etcdTls.serverKey,
+          ...(this.etcdTls.clientCertificates === 'none' ? [] : ['--trusted-ca-file', this.etcdTls.ca]),
+          ...((this.etcdTls.clientCertificates ?? 'user') === 'user' ? ['--client-cert-auth'] : [])]
       : [];
     const dataDir = join(this.dir, 'etcd');
     const peer = 'http://127.0.0.1:2380';

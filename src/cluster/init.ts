@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
@@ -9,7 +10,7 @@ import { generateVipMac } from '../store/membership';
 import { Netlink } from '../holding/netlink';
 import { certificateCommonName, certificateFingerprint, ClusterCa, encodeCaRecord, type CaMaterial } from '../security/ca';
 import { generateClusterKey, parseClusterKey } from '../security/cluster-key';
-import { enableAccessControl, isPermissionDenied, listUsers, managesAccess, nodeUser, ROOT_ROLE, ROOT_USER } from '../store/access';
+import { accessControlEnabled, disableAccessControl, enableAccessControl, isPermissionDenied, listUsers, nodeUser, ROOT_ROLE, ROOT_USER } from '../store/access';
 import { EtcdKeyValue } from '../store/kv';
 import { securityKeys } from '../store/keys';
 import { TokenStore } from '../security/tokens';
@@ -182,6 +183,7 @@ export async function initCluster(options: InitOptions): Promise<InitResult> {
       ? { kind: 'external', endpoints: external.endpoints, ca: external.ca ? readFileSync(external.ca, 'utf8') : null, ...(external.manageAccess ? { manageAccess: true } : {}) }
       : { kind: 'embedded', maxVoters: options.voters };
     const etcd = external ? null : await startEmbedded(config, progress);
+    if (external?.manageAccess) await turnOnExternalAccess(config);
     let token: Awaited<ReturnType<TokenStore['create']>>;
     try {
       token = await seedStore(config, encodeCaRecord(ca, { clusterKey: parseClusterKey(clusterKey, 'cluster key'), cluster: config.cluster }), sharedDocument(options, vip, hwaddr), storeInfo, options.tokenTtlMs);
@@ -254,6 +256,9 @@ async function checkExternalStoreIsNew(config: Config): Promise<void> {
 async function checkAccessManageable(config: Config, external: ExternalEtcd): Promise<void> {
   const commonName = certificateCommonName(readFileSync(external.cert!, 'utf8')) ?? '';
   const own = nodeUser(config.node.name);
+  if (await acceptsClientsWithoutCertificate(config)) {
+    throw new InputError('--etcd-manage-access', `etcd at ${config.etcd.endpoints.join(', ')} accepts a client without a certificate: it takes users from certificates only when run with --client-cert-auth (and --trusted-ca-file), so vipd would lock every node out`);
+  }
   const store = storeFor(config);
   try {
     const users = await listUsers(store).catch((error: unknown) => {
@@ -268,6 +273,66 @@ async function checkAccessManageable(config: Config, external: ExternalEtcd): Pr
     throw new InputError('--etcd', `cannot reach etcd at ${config.etcd.endpoints.join(', ')}: ${(error as Error).message}`);
   } finally {
     store.close();
+  }
+}
+
+/** etcd with --client-cert-auth ends a TLS handshake without a client certificate; any answer from etcd means it took one. */
+async function acceptsClientsWithoutCertificate(config: Config): Promise<boolean> {
+  const anonymous = new EtcdStore({ endpoints: config.etcd.endpoints, tls: { ca: config.etcd.tls!.ca }, callTimeoutMs: 3000 });
+  try {
+    await anonymous.get(new ClusterKeys(config.cluster).settings);
+    return true;
+  } catch (error) {
+    // Its access control (already on) refusing a nameless client is an answer too.
+    return isPermissionDenied(error);
+  } finally {
+    anonymous.close();
+  }
+}
+
+/**
+ * --etcd-manage-access: turns the external etcd's access control on before anything is
+ * stored, then checks that this node's certificate still names its user. An etcd run with
+ * --trusted-ca-file but without --client-cert-auth checks certificates yet takes no user from
+ * them: every node, and every other client, would be refused. Where vipd made `root`, it did
+ * so with a random password, used only to turn access control off again in that case.
+ */
+async function turnOnExternalAccess(config: Config): Promise<void> {
+  const keys = new ClusterKeys(config.cluster);
+  const store = storeFor(config);
+  try {
+    const wasOn = await accessControlEnabled(store);
+    const rootPassword = wasOn || (await listUsers(store)).has(ROOT_USER) ? undefined : randomBytes(32).toString('base64url');
+    await enableAccessControl(store, keys, config.node.name, rootPassword);
+    if (wasOn) return;
+    const refused = await store.get(keys.settings).then(() => null, (error: unknown) => {
+      if (isPermissionDenied(error)) return error as Error;
+      throw error;
+    });
+    if (!refused) return;
+    const undoError = rootPassword ? await undoAccessControl(config, store, keys, rootPassword) : 'etcd\'s root user was not made by vipd';
+    throw new InputError(
+      '--etcd-manage-access',
+      `etcd at ${config.etcd.endpoints.join(', ')} takes no user from a client certificate (${refused.message}): run it with --client-cert-auth. ` +
+        (undoError === null
+          ? 'vipd turned its access control off again.'
+          : `Its access control is on now (${undoError}): turn it off as its root user (\`etcdctl --user root auth disable\`).`),
+    );
+  } finally {
+    store.close();
+  }
+}
+
+/** Null when undone, else why not. */
+async function undoAccessControl(config: Config, store: EtcdStore, keys: ClusterKeys, rootPassword: string): Promise<string | null> {
+  const root = new EtcdStore({ endpoints: config.etcd.endpoints, tls: config.etcd.tls, callTimeoutMs: 5000, password: { user: ROOT_USER, password: rootPassword } });
+  try {
+    await disableAccessControl(root, store, keys, config.node.name);
+    return null;
+  } catch (error) {
+    return `turning it off failed: ${(error as Error).message}`;
+  } finally {
+    root.close();
   }
 }
 
@@ -296,8 +361,8 @@ async function seedStore(
       ttlMs: tokenTtlMs,
       createdOn: config.node.name,
     });
-    // Last: from here on every client needs a user. An external etcd's rules are its operator's unless handed to vipd (docs/security.md).
-    if (managesAccess(storeInfo)) await enableAccessControl(store, keys, config.node.name);
+    // Last: from here on every client needs a user (an external etcd's, when vipd may manage them, are on already: turnOnExternalAccess).
+    if (storeInfo.kind === 'embedded') await enableAccessControl(store, keys, config.node.name);
     return token;
   } finally {
     store.close();

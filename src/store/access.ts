@@ -98,9 +98,9 @@ async function putRole(store: EtcdStore, role: string, permissions: KeyPermissio
  * because etcd 3.4 bcrypt-hashes a password inside its apply loop, stalling every member's
  * writes (the fast profile's renewals) for as long as it takes.
  */
-async function putUser(store: EtcdStore, user: string, roles: string[]): Promise<void> {
+async function putUser(store: EtcdStore, user: string, roles: string[], password?: string): Promise<void> {
   const auth = store.client.auth;
-  await auth.userAdd({ name: user, options: { no_password: true } }).catch((error: unknown) => {
+  await auth.userAdd(password ? { name: user, password } : { name: user, options: { no_password: true } }).catch((error: unknown) => {
     if (!already(error, 'exists')) throw error;
   });
   for (const role of roles) await auth.userGrantRole({ user, role });
@@ -136,11 +136,42 @@ export async function revokeNode(store: EtcdStore, keys: ClusterKeys, name: stri
  * is made for the nodes to come. Each step also passes where access control is on already
  * (existing users are kept; etcd ignores a second auth enable).
  */
-export async function enableAccessControl(store: EtcdStore, keys: ClusterKeys, firstNode: string): Promise<void> {
-  await putUser(store, ROOT_USER, [ROOT_ROLE]);
+export async function enableAccessControl(store: EtcdStore, keys: ClusterKeys, firstNode: string, rootPassword?: string): Promise<void> {
+  await putUser(store, ROOT_USER, [ROOT_ROLE], rootPassword);
   await putRole(store, nodesRole(keys), sharedPermissions(keys));
   await grantNode(store, keys, firstNode, true);
   await store.client.auth.authEnable({});
+}
+
+/**
+ * Undoes enableAccessControl where it turned access control on: `asRoot` logs in as `root`
+ * with the password given then (a certificate names no user when this is needed). The rest
+ * goes through `store`: etcd refuses a login token once access control is off.
+ */
+export async function disableAccessControl(asRoot: EtcdStore, store: EtcdStore, keys: ClusterKeys, firstNode: string): Promise<void> {
+  await asRoot.client.auth.authDisable({});
+  const auth = store.client.auth;
+  for (const name of [nodeUser(firstNode), ROOT_USER]) {
+    await auth.userDelete({ name }).catch((error: unknown) => {
+      if (!already(error, 'not found')) throw error;
+    });
+  }
+  await auth.roleDelete({ role: nodesRole(keys) }).catch((error: unknown) => {
+    if (!already(error, 'not found')) throw error;
+  });
+}
+
+/** Whether etcd's access control is on: asked to log in a user that does not exist, etcd says which. */
+export async function accessControlEnabled(store: EtcdStore): Promise<boolean> {
+  try {
+    await store.client.auth.authenticate({ name: 'vipd-no-such-user', password: 'none' });
+    return true;
+  } catch (error) {
+    const message = (error as Error).message;
+    if (/not enabled/i.test(message)) return false;
+    if (/authentication failed/i.test(message)) return true;
+    throw error;
+  }
 }
 
 /** Whether vipd keeps etcd's users and roles: always its own embedded store, an external one only when allowed. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeEtcdPki, type EtcdPki } from '../../lab/etcd-pki';
@@ -54,7 +54,6 @@ describe('an external etcd gets the embedded store\'s access rules when vipd may
   before(async () => {
     lab = await Lab.create({ nodes: 3 });
     pki = await makeEtcdPki(join(lab.dir, 'etcd-pki'), 'root', ['vipd-node-node-1', 'vipd-node-node-2', 'vipd-node-node-3', 'stranger']);
-    await lab.startEtcd({ tls: pki.tls });
     observer = await VipObserver.start(lab.vip, lab.nodes);
   });
 
@@ -63,6 +62,35 @@ describe('an external etcd gets the embedded store\'s access rules when vipd may
       stopObserver(observer);
     } finally {
       await lab?.destroy();
+    }
+  });
+
+  test('--etcd-manage-access refuses an etcd that takes no user from a certificate, and leaves it as it was', async () => {
+    const node1 = lab.node('node-1');
+    const asItWas = async (): Promise<void> => {
+      // Access control off (etcdctl's certificate names nobody there), no users or roles, nothing stored, no files.
+      assert.deepEqual(lines(await lab.etcdctl('user', 'list')), []);
+      assert.deepEqual(lines(await lab.etcdctl('role', 'list')), []);
+      assert.equal((await lab.etcdctl('get', '--prefix', '--keys-only', '/vipd/')).trim(), '');
+      assert.ok(!existsSync(configPath(node1)));
+    };
+    try {
+      // TLS that asks for no client certificate: refused before anything is touched.
+      await lab.startEtcd({ tls: { ...pki.tls, clientCertificates: 'none' } });
+      const open = await vipd(node1, initArgs(node1, 'lab', lab.vip, 'vipd-node-node-1', ['--etcd-manage-access']));
+      assert.equal(open.code, 2, `${open.stdout}\n${open.stderr}`);
+      assert.match(open.stderr, /--etcd-manage-access: etcd at https:\/\/192\.0\.2\.2:2379 accepts a client without a certificate/);
+      await asItWas();
+      await lab.stopEtcd('SIGTERM');
+      // --trusted-ca-file without --client-cert-auth: only turning access control on shows it, and vipd turns it off again.
+      await lab.startEtcd({ tls: { ...pki.tls, clientCertificates: 'checked' } });
+      const checked = await vipd(node1, initArgs(node1, 'lab', lab.vip, 'vipd-node-node-1', ['--etcd-manage-access']));
+      assert.equal(checked.code, 2, `${checked.stdout}\n${checked.stderr}`);
+      assert.match(checked.stderr, /--etcd-manage-access: etcd at https:\/\/192\.0\.2\.2:2379 takes no user from a client certificate .*: run it with --client-cert-auth\. vipd turned its access control off again/);
+      await asItWas();
+    } finally {
+      await lab.stopEtcd('SIGTERM');
+      await lab.startEtcd({ tls: pki.tls });
     }
   });
 
