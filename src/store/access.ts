@@ -96,7 +96,8 @@ async function putRole(store: EtcdStore, role: string, permissions: KeyPermissio
 /**
  * Nobody logs in with a password: the user is its certificate's CN. No password at all,
  * because etcd 3.4 bcrypt-hashes a password inside its apply loop, stalling every member's
- * writes (the fast profile's renewals) for as long as it takes.
+ * writes (the fast profile's renewals) for as long as it takes. The one exception is an
+ * external etcd's `root`, once, before any agent runs (see turnOnExternalAccess in src/cluster/init.ts).
  */
 async function putUser(store: EtcdStore, user: string, roles: string[], password?: string): Promise<void> {
   const auth = store.client.auth;
