@@ -34,6 +34,12 @@ export interface EtcdLoad {
   /** Σ grpc_server_msg_received_total: every request message, lease keepalives on their stream included. */
   messagesPerSecond: number;
   messagesPerSecondByMethod: Record<string, number>;
+  /**
+   * Raft entries committed per second (etcd_server_proposals_committed_total, the highest
+   * member's): every write, and every transaction with a put even when its compare fails.
+   * Each costs a WAL fsync on every member.
+   */
+  raftEntriesPerSecond: number;
 }
 
 export interface Footprint {
@@ -85,6 +91,7 @@ function sampleProcess(pid: number): ProcessSample | null {
 interface EtcdCounters {
   handled: number;
   messages: Map<string, number>;
+  committed: number;
 }
 
 function processRole(pid: number): ProcessRole {
@@ -106,6 +113,8 @@ function processRole(pid: number): ProcessRole {
 function scrapeEtcd(texts: string[]): EtcdCounters {
   let handled = 0;
   const messages = new Map<string, number>();
+  // A gauge per member (its commit index): the most advanced member's, not a sum.
+  const committed = Math.max(0, ...texts.map((text) => Number(/^etcd_server_proposals_committed_total\s+(\S+)/m.exec(text)?.[1] ?? 0)));
   for (const line of texts.join('\n').split('\n')) {
     const match = /^(grpc_server_handled_total|grpc_server_msg_received_total)\{([^}]*)\}\s+(\S+)/.exec(line);
     if (!match) continue;
@@ -117,7 +126,7 @@ function scrapeEtcd(texts: string[]): EtcdCounters {
       messages.set(method, (messages.get(method) ?? 0) + value);
     }
   }
-  return { handled, messages };
+  return { handled, messages, committed };
 }
 
 function sleep(ms: number): Promise<void> {
@@ -196,6 +205,7 @@ export async function measureIdle(system: SystemUnderTest, observer: VipObserver
       handledPerSecond: round((etcdAfter.handled - etcdBefore.handled) / seconds, 2),
       messagesPerSecond: round(messages / seconds, 2),
       messagesPerSecondByMethod: byMethod,
+      raftEntriesPerSecond: round((etcdAfter.committed - etcdBefore.committed) / seconds, 2),
     };
   }
   return {

@@ -253,6 +253,7 @@ export function formatTables(results: SystemResult[], comparisons: Comparison[])
   row('CPU of the holder (% of a core)', (f) => or(f.holderCpuPercent, 2));
   row('etcd handled RPCs/s (all members)', (f) => (f.etcd ? or(f.etcd.handledPerSecond, 1) : 'does not use etcd'));
   row('etcd messages/s (all members)', (f) => (f.etcd ? or(f.etcd.messagesPerSecond, 1) : 'does not use etcd'));
+  row('raft entries committed/s', (f) => (f.etcd ? or(f.etcd.raftEntriesPerSecond, 1) : 'does not use etcd'));
   row('moves while idle (must be 0)', (f) => String(f.movesWhileIdle));
   row('start to VIP reachable (ms)', (f) => or(f.startToReachableMs));
   row('idle window (s)', (f) => or(f.windowMs / 1000, 0));

@@ -64,6 +64,8 @@ export class Daemon {
       tls: config.etcd.tls,
       callTimeoutMs: config.election.leaseTtlSeconds * 1000,
       steerAfterMs: steerDeadlineMs(windowMs, config.election.fencingMarginMs, config.election.profile),
+      // Well inside the fast profile's hold window (80 of 200 ms), and past a normal answer.
+      hedgeAfterMs: 2 * config.election.renewIntervalMs,
       onSteer: (from, to, reason) => logger.warn({ from, to, reason }, 'etcd calls moved to another member'),
     });
     let hooks: HookRunner | null = null;

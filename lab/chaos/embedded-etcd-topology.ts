@@ -21,7 +21,9 @@ export class EmbeddedEtcdTopology implements EtcdTopology {
     private readonly config: Record<string, unknown>,
   ) {
     if (lab.nodes.length < 3) throw new Error(`--etcd embedded needs at least 3 nodes (etcd voters), not ${lab.nodes.length}`);
-    this.cluster = new EmbeddedCluster(lab, lab.nodes.length >= 5 ? 5 : 3);
+    // Every node signs: set-up uploads a certificate through the VIP, which a node without the
+    // cluster key answers with 503, and any node may hold the VIP then.
+    this.cluster = new EmbeddedCluster(lab, lab.nodes.length >= 5 ? 5 : 3, lab.nodes.length);
     this.members = this.cluster.memberNodes.map((node) => node.name);
   }
 

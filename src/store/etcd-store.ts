@@ -47,6 +47,11 @@ export interface EtcdConnection {
    * store then moves to the next endpoint: well inside the holder's fencing window.
    */
   steerAfterMs?: number;
+  /**
+   * The fast profile's renewal (compareValueAndPut) is sent to a second member as well when
+   * the first has not answered within this long. Unset: never.
+   */
+  hedgeAfterMs?: number;
   onSteer?: SteerListener;
 }
 
@@ -58,6 +63,31 @@ function toStored(kv: IKeyValue): StoredValue {
     modRevision: Number(kv.mod_revision),
     lease: String(kv.lease),
   };
+}
+
+/**
+ * `first`'s answer; if it has none within `afterMs` and `stillSilent()` says so then, the
+ * first answer of `first` and `second()`. A failure before `afterMs` is `first`'s to report,
+ * as without a hedge.
+ */
+export async function hedge<T>(first: Promise<T>, second: () => Promise<T>, afterMs: number, stillSilent: () => boolean = () => true): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), afterMs)));
+  const settled = await Promise.race([first.then(() => 'settled' as const, () => 'settled' as const), late]);
+  clearTimeout(timer);
+  if (settled === 'settled' || !stillSilent()) return await first;
+  try {
+    return await Promise.any([first, second()]);
+  } catch (error) {
+    throw (error as AggregateError).errors[0];
+  }
+}
+
+/** A keepalive was waiting on a member the store has just left: send it again. */
+class MovedToAnotherMember extends Error {
+  constructor() {
+    super('moved to another etcd member');
+  }
 }
 
 /** One member of the etcd cluster; the name is empty until the member has started once. */
@@ -109,7 +139,10 @@ export class EtcdStore {
       probeIntervalMs: 1000,
       leaderlessMs: 3000,
       statusDeadlineMs: Math.max(20, Math.floor((connection.steerAfterMs ?? connection.callTimeoutMs) / 2)),
-      ...(connection.onSteer ? { onSteer: connection.onSteer } : {}),
+      onSteer: (from, to, reason) => {
+        if (this.keepAliveStream) this.dropKeepAliveStream(new MovedToAnotherMember());
+        connection.onSteer?.(from, to, reason);
+      },
       connect: (endpoint, policy) => {
         const options: IOptions = {
           hosts: [endpoint],
@@ -167,30 +200,56 @@ export class EtcdStore {
 
   /**
    * Sends one keepalive on a long-lived stream and resolves with the TTL etcd granted
-   * (0 means the lease no longer exists). Callers keep at most one renewal in flight.
+   * (0 means the lease no longer exists). Callers keep at most one renewal in flight. When
+   * the store moves to another member while the keepalive waits (its member froze), it is
+   * sent again there at once, within the same deadline: waiting for the next renewal tick
+   * cost the holder its fencing deadline in the lab.
    */
   async renewLease(leaseId: string, timeoutMs: number): Promise<number> {
-    const stream = await this.openKeepAliveStream();
-    const endpoint = this.keepAliveEndpoint;
     const limitMs = Math.min(timeoutMs, this.connection.steerAfterMs ?? timeoutMs);
+    const deadline = Date.now() + limitMs;
+    for (;;) {
+      try {
+        return await this.sendKeepAlive(leaseId, deadline, limitMs);
+      } catch (error) {
+        if (!(error instanceof MovedToAnotherMember) || Date.now() >= deadline) throw error;
+      }
+    }
+  }
+
+  private async sendKeepAlive(leaseId: string, deadline: number, limitMs: number): Promise<number> {
     return await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const error = new Error(`lease renewal timed out after ${limitMs}ms`);
-        this.dropKeepAliveStream(error);
-        this.steering.report(endpoint, error);
-      }, limitMs);
-      this.pendingRenewals.push((result) => {
+      let done = false;
+      let endpoint = this.endpoint;
+      const settle = (result: number | Error): void => {
+        if (done) return;
+        done = true;
         clearTimeout(timer);
         if (result instanceof Error) reject(result);
         else resolve(result);
-      });
-      stream.write({ ID: leaseId });
+      };
+      const timer = setTimeout(() => {
+        const error = new Error(`lease renewal timed out after ${limitMs}ms`);
+        // The stream waits on a silent member: drop it, with every renewal on it.
+        if (this.keepAliveStream && this.keepAliveEndpoint === endpoint) this.dropKeepAliveStream(error);
+        settle(error);
+        this.steering.report(endpoint, error);
+      }, Math.max(0, deadline - Date.now()));
+      this.openKeepAliveStream().then(
+        (stream) => {
+          if (done) return;
+          endpoint = this.keepAliveEndpoint;
+          this.pendingRenewals.push(settle);
+          stream.write({ ID: leaseId });
+        },
+        (error: unknown) => settle(error instanceof Error ? error : new Error(String(error))),
+      );
     });
   }
 
   private async openKeepAliveStream(): Promise<NonNullable<EtcdStore['keepAliveStream']>> {
     // A stream opened on a member the store has since left goes too.
-    if (this.keepAliveStream && this.keepAliveEndpoint !== this.endpoint) this.dropKeepAliveStream(new Error('moved to another etcd member'));
+    if (this.keepAliveStream && this.keepAliveEndpoint !== this.endpoint) this.dropKeepAliveStream(new MovedToAnotherMember());
     if (this.keepAliveStream) return this.keepAliveStream;
     const endpoint = this.endpoint;
     const stream = await this.client.leaseClient.leaseKeepAlive();
@@ -312,11 +371,22 @@ export class EtcdStore {
   async compareValueAndPut(key: string, value: string, leaseId: string): Promise<SwapResult> {
     const keyBytes = Buffer.from(key);
     const valueBytes = Buffer.from(value);
-    const response = await this.txn({
-      compare: [{ key: keyBytes, target: 'Value', result: 'Equal', value: valueBytes }],
+    const request = {
+      compare: [{ key: keyBytes, target: 'Value' as const, result: 'Equal' as const, value: valueBytes }],
       success: [{ request_put: { key: keyBytes, value: valueBytes, lease: leaseId } }],
       failure: [{ request_range: { key: keyBytes } }],
-    }, this.hot());
+    };
+    const send = (client: Etcd3): ReturnType<Etcd3['kv']['txn']> => this.retryOnAuthChange(() => client.kv.txn(request, this.hot()));
+    const standby = this.steering.standby;
+    const hedgeAfterMs = this.connection.hedgeAfterMs;
+    const endpoint = this.endpoint;
+    // The same value compared and written again is idempotent, so a renewal may go to two
+    // members: a frozen own member then costs nothing but the wait (docs/safety.md). Only a
+    // member that answered nothing at all meanwhile: a slow, busy etcd that still answers
+    // would only get twice the writes.
+    const response = standby && hedgeAfterMs
+      ? await hedge(send(this.client), () => send(this.steering.clientFor(standby)), hedgeAfterMs, () => this.steering.silentForMs(endpoint) >= hedgeAfterMs)
+      : await send(this.client);
     if (response.succeeded) return { swapped: true, revision: Number(response.header.revision), current: null };
     const current = response.responses[0]?.response_range.kvs[0];
     return { swapped: false, revision: Number(response.header.revision), current: current ? toStored(current) : null };

@@ -80,12 +80,9 @@ for (const profile of profiles) describe(`${profile} profile, embedded etcd on e
       assertNeverTwoHolders(observer);
     }));
 
-  // Pinned, not passing yet: 1 pass in 3 on the loaded lab; once the agent left its frozen
-  // member, it took it back as "answering again" (EndpointSteering.probePreferred suspected).
-  test("the holder's own member frozen: its agent moves its calls to another member and keeps the VIP", {
-    skip: profile === 'fast',
-    todo: 'issue 18: steering can return to a frozen member (1 of 3 runs passed)',
-  }, () =>
+  // Default profile: the keepalive is sent again on the next member. Fast profile: each
+  // renewal unanswered for 80 ms goes to the next member as well (hedged).
+  test("the holder's own member frozen: its agent moves its calls to another member and keeps the VIP", () =>
     explained(lab, async () => {
       const { holder } = await steadyHolder();
       const movesBefore = observer.intervals.length;

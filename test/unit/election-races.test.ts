@@ -63,6 +63,13 @@ class ScriptedStore {
     this.watchers.set(key, watcher);
     return watcher;
   }
+  /** What a read of the leader key finds, and how many reads were made. */
+  leaderKey: StoredValue | null = null;
+  reads = 0;
+  async readWithTerm(): Promise<{ stored: StoredValue | null; raftTerm: number }> {
+    this.reads += 1;
+    return { stored: this.leaderKey, raftTerm: 1 };
+  }
   async put(): Promise<void> {}
   async get(): Promise<StoredValue | null> {
     return null;
@@ -93,7 +100,7 @@ const lostToNode3: CampaignResult = { won: false, leader: { ...otherHolder, valu
  * Runs `body` against an eligible, started election on a scripted store, then stops it.
  * `heldOn` lists every change after which the election said it held the VIP.
  */
-async function withElection(body: (store: ScriptedStore, election: Election, heldOn: string[]) => Promise<void>): Promise<void> {
+async function withElection(body: (store: ScriptedStore, election: Election, heldOn: string[]) => Promise<void>, followerPollMs = 60_000): Promise<void> {
   const store = new ScriptedStore();
   const heldOn: string[] = [];
   const election: Election = new Election({
@@ -101,7 +108,7 @@ async function withElection(body: (store: ScriptedStore, election: Election, hel
     keys,
     self: { node: 'node-1', ip: '192.0.2.11', mac: '02:00:00:00:00:01' },
     config: DEFAULT_PROFILE,
-    followerPollMs: 60_000,
+    followerPollMs,
     logger: pino({ level: 'silent' }),
     onChange: (reason) => {
       if (election.holdingUntil() !== null) heldOn.push(reason);
@@ -172,3 +179,15 @@ test('campaigns go one at a time; a trigger during one runs another once it is a
     assert.equal(store.campaigns.length, 2);
     assert.equal(store.maxInFlight, 1);
   }));
+
+test("a follower's poll reads the leader key and campaigns only when it is vacant (a failed campaign still costs etcd a raft entry)", () =>
+  withElection(async (store) => {
+    await waitFor('the first campaign', () => store.campaigns.length === 1, 5_000, 5);
+    store.campaigns[0]?.answer(lost);
+    store.leaderKey = otherHolder;
+    await waitFor('five polls', () => store.reads >= 5, 5_000, 5);
+    assert.equal(store.campaigns.length, 1, 'no campaign while another node holds the key');
+    store.leaderKey = null;
+    await waitFor('a campaign once the key is vacant', () => store.campaigns.length === 2, 5_000, 5);
+    store.campaigns[1]?.answer(lost);
+  }, 10));
