@@ -3,6 +3,7 @@
  * and wires them together. The agent knows none of the surfaces; they listen to its events
  * and read the store.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { Agent } from './agent/agent';
 import { StoreApiBackend } from './api/store-backend';
@@ -10,6 +11,8 @@ import { buildApiServer, listenApiServer, type ApiServer } from './api/server';
 import { EmbeddedEtcd } from './cluster/embedded-etcd';
 import { JoinService } from './cluster/join-service';
 import type { Config } from './config/config';
+import { reloadedSections, unreloadableChange } from './config/reload';
+import { InputError } from './config/schema-check';
 import { hookEventOf } from './hooks/context';
 import { HookRunner } from './hooks/runner';
 import { AgentMetrics } from './metrics/metrics';
@@ -23,6 +26,8 @@ import { HealthMonitor } from './health/monitor';
 import { steerDeadlineMs } from './store/etcd-endpoints';
 import { EtcdStore } from './store/etcd-store';
 import { EtcdHookHistory } from './store/hook-history';
+import { recordAdminEvent } from './store/history';
+import type { AdminEvent } from './store/records';
 import { ClusterKeys, securityKeys } from './store/keys';
 import { EtcdKeyValue } from './store/kv';
 import type { NodeRecord } from './store/records';
@@ -53,10 +58,15 @@ export class Daemon {
   /** Built in start(): a check naming an unusable CA file is an InputError (exit 2). */
   private health: { monitor: HealthMonitor; publisher: HealthPublisher; view: ClusterHealthView } | null = null;
 
+  /** The config running now: a reload replaces its reloadable parts (src/config/reload.ts). */
+  private config: Config;
+  private reloading: Promise<void> = Promise.resolve();
+
   constructor(
-    private readonly config: Config,
+    config: Config,
     private readonly logger: Logger,
   ) {
+    this.config = config;
     this.keys = new ClusterKeys(config.cluster);
     const windowMs = config.election.profile === 'fast' ? config.election.holdTimeoutMs : config.election.leaseTtlSeconds * 1000;
     this.store = new EtcdStore({
@@ -73,7 +83,7 @@ export class Daemon {
       holdGate: () => hooks?.cooldownReason() ?? null,
       health: {
         // Until the checks are built, the node is unhealthy if it has any.
-        unhealthyReason: () => (this.health ? this.health.monitor.unhealthyReason() : config.health.checks.length ? 'health checks not started' : null),
+        unhealthyReason: () => (this.health ? this.health.monitor.unhealthyReason() : this.config.health.checks.length ? 'health checks not started' : null),
         hasFailed: () => this.health?.monitor.hasFailed() ?? false,
         healthyPeers: () => this.health?.view.healthyPeers(config.node.name) ?? [],
         moveTargets: () => this.health?.view.moveTargets(config.node.name) ?? [],
@@ -89,10 +99,12 @@ export class Daemon {
       source: {
         holder: () => agent.holding,
         term: () => agent.term,
+        priority: () => agent.priority,
+        cordon: () => agent.cordon,
         dhcpLease: () => agent.dhcpLease(),
         health: () => {
           const monitor = this.health?.monitor;
-          return monitor ? { record: monitor.snapshot(), unhealthySeconds: monitor.unhealthySeconds() } : { record: { node: config.node.name, healthy: config.health.checks.length === 0, failing: [], since: '', checks: [], updatedAt: '' }, unhealthySeconds: 0 };
+          return monitor ? { record: monitor.snapshot(), unhealthySeconds: monitor.unhealthySeconds() } : { record: { node: config.node.name, healthy: this.config.health.checks.length === 0, failing: [], since: '', checks: [], updatedAt: '' }, unhealthySeconds: 0 };
         },
       },
     });
@@ -181,10 +193,10 @@ export class Daemon {
   }
 
   /** Throws InputError (exit 2) when a check names a file it cannot use, before anything has changed. */
-  private buildHealthMonitor(): HealthMonitor {
+  private buildHealthMonitor(config = this.config): HealthMonitor {
     return new HealthMonitor({
-      node: this.config.node.name,
-      checks: this.config.health.checks,
+      node: config.node.name,
+      checks: config.health.checks,
       onChange: (record) => {
         this.logger[record.healthy ? 'info' : 'warn']({ healthy: record.healthy, failing: record.failing }, record.healthy ? 'health checks pass' : 'health checks fail');
         this.health?.publisher.publish();
@@ -198,7 +210,8 @@ export class Daemon {
   /** Publishes this node's health, starts its checks and follows every node's, before the election starts. */
   private async startHealth(monitor: HealthMonitor): Promise<void> {
     const warn = (what: string) => (error: Error) => this.logger.warn({ err: error.message }, what);
-    const publisher = new HealthPublisher(this.store, this.keys, () => monitor.snapshot(), warn('could not publish this node\'s health'));
+    // The monitor as it is now: a reload may replace it.
+    const publisher = new HealthPublisher(this.store, this.keys, () => (this.health?.monitor ?? monitor).snapshot(), warn('could not publish this node\'s health'));
     const view = new ClusterHealthView(this.store, this.keys, () => this.agent.reconcile(), warn('reading the cluster\'s health failed'));
     this.health = { monitor, publisher, view };
     publisher.start();
@@ -254,6 +267,58 @@ export class Daemon {
     logger.info({ port: address.port, caFingerprint: ca.caFingerprint(), fqdn: config.api.fqdn }, 'serving the HTTPS API and dashboard');
   }
 
+  /**
+   * SIGHUP (issue 14): re-reads the config. Safe changes apply in place; a file that is
+   * invalid, or that changes what needs a restart, is refused naming the field, and the
+   * running config stays. Every reload, applied or refused, is recorded in the history.
+   */
+  reload(load: () => Config): Promise<void> {
+    this.reloading = this.reloading.then(() => this.reloadOnce(load));
+    return this.reloading;
+  }
+
+  private async reloadOnce(load: () => Config): Promise<void> {
+    if (this.stopping) return;
+    const node = this.config.node.name;
+    let event: AdminEvent;
+    try {
+      const next = load();
+      const refusal = unreloadableChange(this.config, next);
+      if (refusal) throw new InputError('', refusal);
+      HookRunner.check(next.hooks);
+      const sections = reloadedSections(this.config, next);
+      await this.apply(next);
+      event = { node, action: 'reload', message: sections.length ? `reloaded the config: ${sections.join(', ')} changed` : 'reloaded the config: nothing changed', time: new Date().toISOString() };
+      this.logger.info({ changed: sections }, 'reloaded the config');
+      this.metrics.reloaded(true);
+    } catch (error) {
+      if (!(error instanceof InputError)) this.logger.error({ err: (error as Error).message }, 'reload failed');
+      const message = `refused the new config, kept the running one: ${(error as Error).message}`;
+      event = { node, action: 'reload-refused', message, time: new Date().toISOString() };
+      this.logger.error({ err: (error as Error).message }, 'refused the new config; the running one stays');
+      this.metrics.reloaded(false);
+    }
+    await recordAdminEvent(this.store, this.keys, event).catch((error: Error) => this.logger.warn({ err: error.message }, 'could not record the reload in the history'));
+  }
+
+  /** Applies a checked config's reloadable parts (log level, hooks, health checks, announcements, priority, preemption). */
+  private async apply(next: Config): Promise<void> {
+    const health = this.health;
+    if (health && !isDeepStrictEqual(next.health, this.config.health)) {
+      // Built before anything changes: a check naming a file it cannot use refuses the whole reload.
+      const monitor = this.buildHealthMonitor(next);
+      monitor.adopt(health.monitor);
+      health.monitor.stop();
+      health.monitor = monitor;
+      monitor.start();
+      health.publisher.publish();
+    }
+    this.logger.level = next.logLevel;
+    this.hooks.replaceHooks(next.hooks);
+    this.config = { ...this.config, logLevel: next.logLevel, hooks: next.hooks, health: next.health, announce: next.announce, preference: next.preference };
+    await this.agent.applyReload(next);
+  }
+
   /** The agent first: it drops the VIP and revokes its lease while etcd still answers. */
   async stop(): Promise<void> {
     if (this.stopping) return;
@@ -261,6 +326,7 @@ export class Daemon {
     clearInterval(this.etcdMembersTimer);
     this.etcdLeadership?.stop();
     this.health?.monitor.stop();
+    await this.reloading;
     await this.agent.stop();
     await this.health?.view.stop();
     if (this.api) {

@@ -22,6 +22,8 @@ const commands: Record<string, () => Register> = {
   status: () => (require('./cli/status') as typeof import('./cli/status')).registerStatus,
   events: () => (require('./cli/events') as typeof import('./cli/events')).registerEvents,
   move: () => (require('./cli/move') as typeof import('./cli/move')).registerMove,
+  cordon: () => (require('./cli/cordon') as typeof import('./cli/cordon')).registerCordon,
+  uncordon: () => (require('./cli/cordon') as typeof import('./cli/cordon')).registerUncordon,
   dhcp: () => (require('./cli/dhcp') as typeof import('./cli/dhcp')).registerDhcp,
   token: () => (require('./cli/token') as typeof import('./cli/token')).registerToken,
   ca: () => (require('./cli/ca') as typeof import('./cli/ca')).registerCa,

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { monotonicMs } from '../clock';
-import type { Config } from '../config/config';
+import type { Config, PreferenceConfig } from '../config/config';
 import { InputError } from '../config/schema-check';
 import { Election } from '../election/election';
 import { Announcer } from '../holding/announcer';
@@ -17,7 +17,9 @@ import type { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';
 import type { ClusterSettings, MoveEvent, NodeRecord, PublishedDhcpState, TransitionCause } from '../store/records';
-import { decideByHealth } from './health-gate';
+import { setPriority } from '../store/maintenance';
+import { campaignDelayMs, decideEligibility, decidePreempt, type CordonState, type PeerFacts, type PreferenceDecision } from './preference';
+import { PreferenceView } from './preference-view';
 import { VipLifecycle, type VipTransition } from './lifecycle';
 
 /** A change in whether this node has the VIP, with what hooks and logs need to say about it. */
@@ -40,6 +42,8 @@ export interface AgentEvents {
   announced: [];
   /** DHCP mode: the VIP's address was leased (it may differ from the last one). */
   leased: [string];
+  /** This node's cordon or priority changed (issue 14). */
+  preference: [];
 }
 
 export interface AgentOptions {
@@ -88,6 +92,19 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** When this node last asked for a planned move away for health (monotonic ms). */
   private healthMoveAt = -Infinity;
   private heldWhileUnhealthy: string | null = null;
+  /** Issue 14: priority and preemption as configured (a reload changes them), the cluster's cordons and priorities. */
+  private preferenceConfig: PreferenceConfig;
+  private announceConfig: Config['announce'];
+  private preferences: PreferenceView | null = null;
+  private electionStartedAt = 0;
+  /** Peers seen running since this agent started: the start window waits only for the others. */
+  private readonly seenRunning = new Set<string>();
+  /** Since when this node has been healthy and uncordoned without a break (monotonic ms), or null. */
+  private preferredSince: number | null = null;
+  /** When this node last asked for a planned move for its cordon or to take the VIP back (monotonic ms). */
+  private preferenceMoveAt = -Infinity;
+  private heldWhileCordoned = false;
+  private lastPreference = '';
   /** Whether the VIP is on this node, and why it came or went: feeds hooks and metrics. */
   private readonly lifecycle = new VipLifecycle((transition) => this.onTransition(transition));
 
@@ -99,6 +116,29 @@ export class Agent extends EventEmitter<AgentEvents> {
   ) {
     super();
     this.keys = new ClusterKeys(config.cluster);
+    this.preferenceConfig = config.preference;
+    this.announceConfig = config.announce;
+  }
+
+  /** The priority this node runs with: as stored (the API may have set it), else as configured. */
+  get priority(): number {
+    return this.preferences?.priorityOf(this.config.node.name, this.preferenceConfig.priority) ?? this.preferenceConfig.priority;
+  }
+
+  get cordon(): CordonState {
+    return this.preferences?.cordonOf(this.config.node.name) ?? 'none';
+  }
+
+  /**
+   * A reload's safe changes (issue 14): priority and preemption at once, announcements from
+   * the next acquisition (a running refresh keeps its interval until then).
+   */
+  async applyReload(next: Pick<Config, 'preference' | 'announce'>): Promise<void> {
+    const priorityChanged = next.preference.priority !== this.preferenceConfig.priority;
+    this.preferenceConfig = next.preference;
+    this.announceConfig = next.announce;
+    if (priorityChanged) await setPriority(this.store, this.keys, this.config.node.name, next.preference.priority, 'config');
+    this.reconcile();
   }
 
   /** Whether the VIP is on this node now. */
@@ -172,6 +212,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     const { config, logger } = this;
     const self = this.self;
     if (!self) throw new Error('prepare() first');
+    await this.startPreferences();
+    this.electionStartedAt = monotonicMs();
     this.election = new Election({
       store: this.store,
       keys: this.keys,
@@ -180,6 +222,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       logger,
       onChange: () => this.reconcile(),
       releaseVip: (cause) => this.releaseForHandoff(cause),
+      campaignDelayMs: () => this.campaignDelay(),
       observer: {
         won: (event: MoveEvent) => this.lifecycle.won(event),
         losing: (cause, reason) => this.lifecycle.losing(cause, reason),
@@ -190,6 +233,70 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.periodic = setInterval(() => this.reconcile(), config.election.leaseRenewIntervalMs);
     await this.election.start();
     this.reconcile();
+  }
+
+  /** Publishes this node's configured priority and follows every node's cordon and priority (issue 14). */
+  private async startPreferences(): Promise<void> {
+    const warn = (what: string) => (error: Error) => this.logger.warn({ err: error.message }, what);
+    await setPriority(this.store, this.keys, this.config.node.name, this.preferenceConfig.priority, 'config').catch(warn('could not publish this node\'s priority'));
+    const view = new PreferenceView(this.store, this.keys, () => this.onPreferenceChange(), warn('reading the cordons and priorities failed'));
+    this.preferences = view;
+    for (;;) {
+      try {
+        await view.start();
+        return;
+      } catch (error) {
+        warn('could not follow the cordons and priorities; retrying')(error as Error);
+        if (this.stopping) return;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+  }
+
+  private onPreferenceChange(): void {
+    const now = `${this.cordon}|${this.priority}`;
+    if (now !== this.lastPreference) {
+      if (this.lastPreference) this.logger.info({ cordon: this.cordon, priority: this.priority }, 'this node\'s cordon or priority changed');
+      this.lastPreference = now;
+      this.emit('preference');
+    }
+    this.reconcile();
+  }
+
+  /** Running peers whose checks pass, with their cordons and priorities. */
+  private peerFacts(): PeerFacts[] {
+    const health = this.options.health;
+    if (!health) return [];
+    const steady = new Set(health.moveTargets());
+    const view = this.preferences;
+    const peers = health.healthyPeers();
+    for (const name of peers) this.seenRunning.add(name);
+    return peers.map((name) => ({
+      name,
+      priority: view?.priorityOf(name) ?? 100,
+      cordon: view?.cordonOf(name) ?? 'none',
+      steady: steady.has(name),
+    }));
+  }
+
+  /** Less preferred nodes wait before campaigning (./preference.ts). */
+  private campaignDelay(): number {
+    const view = this.preferences;
+    if (!view) return 0;
+    const self = this.config.node.name;
+    const peers = this.peerFacts().filter((peer) => peer.cordon === 'none');
+    const running = new Set(peers.map((peer) => peer.name));
+    // A preferred node that ran since this agent started and is gone now has failed: not waited for.
+    const starting = view.knownNodes().filter((name) => name !== self && !running.has(name) && !this.seenRunning.has(name) && view.cordonOf(name) === 'none');
+    const { profile, leaseTtlSeconds } = this.config.election;
+    return campaignDelayMs({
+      priority: this.priority,
+      competitors: peers.map((peer) => peer.priority),
+      starting: starting.map((name) => view.priorityOf(name)),
+      sinceStartMs: monotonicMs() - this.electionStartedAt,
+      startWindowMs: 3 * leaseTtlSeconds * 1000,
+      stepMs: profile === 'fast' ? 25 : 100,
+    });
   }
 
   private createHolder(): VipHolder {
@@ -261,7 +368,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       await election.setEligible(false, link ? 'management interface is down' : 'management interface is gone');
       return;
     }
-    if (link?.usable) await this.applyHealth(election);
+    if (link?.usable) await this.applyPreference(election);
     if (!link) return;
 
     const until = election.holdingUntil();
@@ -314,9 +421,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       interfaceName: answering.interfaceName,
       mac: answering.mac,
       address,
-      burstCount: this.config.announce.burstCount,
-      burstIntervalMs: this.config.announce.burstIntervalMs,
-      refreshIntervalMs: this.config.announce.refreshIntervalMs,
+      burstCount: this.announceConfig.burstCount,
+      burstIntervalMs: this.announceConfig.burstIntervalMs,
+      refreshIntervalMs: this.announceConfig.refreshIntervalMs,
       logger: this.logger,
       onSent: () => this.emit('announced'),
     });
@@ -352,27 +459,80 @@ export class Agent extends EventEmitter<AgentEvents> {
     return false;
   }
 
-  /** Eligibility by health, and the planned move away from an unhealthy holder (./health-gate.ts). */
-  private async applyHealth(election: Election): Promise<void> {
+  /**
+   * Eligibility by health and cordon, the planned move away from an unhealthy or cordoned
+   * holder, and taking the VIP back when preferred (./health-gate.ts, ./preference.ts).
+   */
+  private async applyPreference(election: Election): Promise<void> {
     const health = this.options.health;
     const unhealthy = health?.unhealthyReason() ?? null;
-    const noPeers = unhealthy === null || !health;
-    const decision = decideByHealth({
-      unhealthy,
-      failed: health?.hasFailed() ?? false,
-      holdsKey: election.ownsLeaderKey,
-      healthyPeers: noPeers ? [] : health.healthyPeers(),
-      moveTargets: noPeers ? [] : health.moveTargets(),
-    });
-    if (decision.eligible !== election.isEligible) await election.setEligible(decision.eligible, decision.reason);
+    const cordon = this.cordon;
+    const peers = this.peerFacts();
+    const decision = decideEligibility({ unhealthy, failed: health?.hasFailed() ?? false, holdsKey: election.ownsLeaderKey, cordon, peers });
+    if (decision.eligible !== election.isEligible) {
+      // A node leaving the election for its cordon removes the VIP first, as for a closed gate.
+      if (!decision.eligible && election.ownsLeaderKey) await this.drop(decision.reason, false, 'released');
+      await election.setEligible(decision.eligible, decision.reason);
+    }
+    this.noteHeld(decision, unhealthy, health?.healthyPeers().length ?? 0, health?.hasFailed() ?? false);
+    if (decision.moveTo && decision.moveCause === 'health' && unhealthy) this.requestHealthMove(decision.moveTo, unhealthy);
+    if (decision.moveTo && decision.moveCause === 'cordon') this.requestPreferenceMove(decision.moveTo, `cordon of ${this.config.node.name}`);
+    this.applyPreempt(election, unhealthy === null && cordon === 'none' && decision.eligible, peers);
+  }
+
+  /** Logs once when the holder keeps the VIP while unhealthy or cordoned, and why. */
+  private noteHeld(decision: PreferenceDecision, unhealthy: string | null, healthyPeers: number, failed: boolean): void {
     const stuck = decision.heldWhileUnhealthy ? unhealthy : null;
     if (stuck !== this.heldWhileUnhealthy) {
-      const waiting = health?.healthyPeers().length ? "the healthy nodes' checks have started failing too" : 'no running node is healthy to move it to';
-      const why = decision.moveTo === null && health?.hasFailed() ? waiting : 'its checks have not risen since the agent started';
+      const waiting = healthyPeers ? "the healthy nodes' checks have started failing too" : 'no running node is healthy to move it to';
+      const why = decision.moveTo === null && failed ? waiting : 'its checks have not risen since the agent started';
       if (stuck) this.logger.warn({ reason: stuck, why }, 'holding the VIP while unhealthy');
       this.heldWhileUnhealthy = stuck;
     }
-    if (decision.moveTo && unhealthy) this.requestHealthMove(decision.moveTo, unhealthy);
+    if (decision.heldWhileCordoned !== this.heldWhileCordoned) {
+      if (decision.heldWhileCordoned) this.logger.warn('holding the VIP while cordoned: no uncordoned healthy node runs to move it to');
+      this.heldWhileCordoned = decision.heldWhileCordoned;
+    }
+  }
+
+  /** Preemption (issue 14): the most preferred node asks, once its delay has passed, for a planned move to itself. */
+  private applyPreempt(election: Election, preferred: boolean, peers: PeerFacts[]): void {
+    const now = monotonicMs();
+    if (!preferred) this.preferredSince = null;
+    else this.preferredSince ??= now;
+    const leader = election.ownsLeaderKey ? null : election.leader();
+    const { preempt, preemptDelayMs } = this.preferenceConfig;
+    const decision = decidePreempt({
+      preempt,
+      delayMs: preemptDelayMs,
+      self: this.config.node.name,
+      priority: this.priority,
+      holder: leader ? { name: leader.node, priority: this.preferences?.priorityOf(leader.node) ?? 100 } : null,
+      preferredForMs: this.preferredSince === null ? null : now - this.preferredSince,
+      candidates: peers.filter((peer) => peer.cordon === 'none'),
+    });
+    if (decision.waitMs !== null) {
+      // Nothing else may wake the converge loop when the delay ends.
+      setTimeout(() => this.reconcile(), decision.waitMs + 10).unref();
+      return;
+    }
+    if (decision.preempt && leader) {
+      this.requestPreferenceMove(this.config.node.name, `preemption by ${this.config.node.name} (priority ${this.priority} over ${leader.node}'s ${this.preferences?.priorityOf(leader.node) ?? 100})`);
+    }
+  }
+
+  /** A planned move asked for a cordon or a preemption: one request per lease TTL at most, as for health. */
+  private requestPreferenceMove(to: string, requestedBy: string): void {
+    const now = monotonicMs();
+    const ttlMs = this.config.election.leaseTtlSeconds * 1000;
+    if (now - this.preferenceMoveAt < ttlMs + 1000) return;
+    this.preferenceMoveAt = now;
+    const request = newMoveRequest(to, requestedBy);
+    this.logger.info({ to, requestedBy, id: request.id }, 'asking for a planned move');
+    void submitMove(this.store, this.keys, request, ttlMs).catch((error: Error) => {
+      this.preferenceMoveAt = -Infinity;
+      this.logger.warn({ err: error.message, to }, 'could not ask for a planned move');
+    });
   }
 
   /**
@@ -396,7 +556,30 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** A planned move: the VIP leaves this node before the election hands the key on. */
   private async releaseForHandoff(cause: 'handoff' | 'health'): Promise<void> {
     await this.reconciling;
-    await this.drop('planned move', false, cause);
+    await this.drop('planned move', false, this.stopping ? 'stopping' : cause);
+  }
+
+  /**
+   * A stopping holder hands the VIP to the most preferred healthy uncordoned node by a planned
+   * move, as a strictly cordoned one would; bounded, after which it simply lets go.
+   */
+  private async handOffBeforeStopping(): Promise<void> {
+    const election = this.election;
+    if (!election?.ownsLeaderKey) return;
+    const to = decideEligibility({ unhealthy: null, failed: false, holdsKey: true, cordon: 'strict', peers: this.peerFacts() }).moveTo;
+    if (!to) return;
+    const reason = `agent stopping on ${this.config.node.name}; planned move to ${to}`;
+    this.logger.info({ to }, 'handing the VIP off before stopping');
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.config.election.leaseTtlSeconds * 1000 + 1000)));
+    try {
+      const handed = await Promise.race([election.handOffTo(to, reason), limit]);
+      if (!handed) this.logger.warn({ to }, 'could not hand the VIP off before stopping; releasing it');
+    } catch (error) {
+      this.logger.warn({ err: (error as Error).message, to }, 'could not hand the VIP off before stopping; releasing it');
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** `cause` says why for hooks and metrics; without it, the election's last word decides. */
@@ -464,6 +647,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     clearInterval(this.periodic);
     this.stopWatching?.();
     await this.reconciling;
+    await this.handOffBeforeStopping();
+    await this.preferences?.stop();
     await this.drop('agent stopping', true, 'stopping').catch((error: Error) => this.logger.warn({ err: error.message }, 'could not remove the VIP'));
     await this.election?.stop(true);
     this.netlink.close();

@@ -1,7 +1,7 @@
 import type { MoveAccepted } from '../election/move-request';
 import type { ClusterChange } from '../status/changes';
-import type { CheckStatusRecord, HealthEvent, MoveEvent } from '../store/records';
-import type { ManagementAddress } from '../status/management-address';
+import type { AdminEvent, CheckStatusRecord, HealthEvent, MoveEvent } from '../store/records';
+import type { ManagementAddress, NodeCordon } from '../status/management-address';
 
 export interface NodeStatus {
   name: string;
@@ -13,6 +13,18 @@ export interface NodeStatus {
   health: 'passing' | 'failing' | 'unknown';
   healthSince: string | null;
   checks: CheckStatusRecord[];
+  /** Issue 14: the priority it runs with, and its cordon. */
+  priority?: number | null;
+  cordon?: NodeCordon | null;
+}
+
+/** The answer to a cordon, uncordon or priority change: the node as it is now. */
+export interface NodePreference {
+  node: string;
+  /** False when it was so already. */
+  changed: boolean;
+  priority: number | null;
+  cordon: NodeCordon | null;
 }
 
 // One definition each, shared with the election: the agent's requestMove() throws this very
@@ -41,6 +53,12 @@ export interface ApiBackend {
   events(limit?: number): Promise<MoveEvent[]>;
   /** Health verdicts (a node turned unhealthy or healthy again), newest last; at most `limit`. */
   healthEvents(limit?: number): Promise<HealthEvent[]>;
+  /** Operators' actions on nodes (issue 14), newest last; at most `limit`. */
+  adminEvents?(limit?: number): Promise<AdminEvent[]>;
+  /** Issue 14: keeps the VIP off a node, or lets it back; UnknownNodeError for a node not registered. */
+  cordon?(node: string, options: { strict: boolean; reason: string | null; by: string }): Promise<NodePreference>;
+  uncordon?(node: string, by: string): Promise<NodePreference>;
+  setPriority?(node: string, priority: number, by: string): Promise<NodePreference>;
   /** Moves, node health and DHCP lease changes as they happen; returns the function that unsubscribes. */
   subscribe(listener: (change: ClusterChange) => void): () => void;
   /**

@@ -2,7 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { CertificateSummary } from '../security/certificates';
 import type { ApiManagementAddress, MoveAccepted, MoveEvent, NodeStatus } from './backend';
 import type { NodeHealthStatus } from '../status/management-address';
-import type { CheckStatusRecord } from '../store/records';
+import { ADMIN_ACTIONS, type CheckStatusRecord } from '../store/records';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const Timestamp = Type.String({ description: 'an ISO 8601 time' });
@@ -53,12 +53,16 @@ export type ErrorResponse = Static<typeof ErrorResponse>;
 
 export const PingResponse = Type.Object({ status: Type.Literal('ok') });
 
+const CordonSchema = Type.Object({ strict: Type.Boolean(), by: Type.String(), reason: Nullable(Type.String()), since: Timestamp });
+
 const NodeHealthStatusSchema = Type.Object({
   name: Type.String(),
   running: Type.Boolean(),
   health: Type.Union([Type.Literal('passing'), Type.Literal('failing'), Type.Literal('unknown')]),
   since: Nullable(Timestamp),
   failing: Type.Array(Type.Object({ check: Type.String(), detail: Nullable(Type.String()), since: Timestamp })),
+  priority: Type.Optional(Nullable(Type.Integer())),
+  cordon: Type.Optional(Nullable(CordonSchema)),
 });
 
 const CheckStatusSchema = Type.Object({
@@ -139,6 +143,9 @@ const NodeStatusSchema = Type.Object({
   health: Type.Union([Type.Literal('passing'), Type.Literal('failing'), Type.Literal('unknown')]),
   healthSince: Nullable(Timestamp),
   checks: Type.Array(CheckStatusSchema),
+  /** Issue 14: the priority it runs with, and its cordon. */
+  priority: Type.Optional(Nullable(Type.Integer())),
+  cordon: Type.Optional(Nullable(CordonSchema)),
 });
 export const NodesResponse = Type.Object({ nodes: Type.Array(NodeStatusSchema) });
 
@@ -155,7 +162,41 @@ const HealthEventSchema = Type.Object({
   failing: Type.Array(Type.Object({ check: Type.String(), detail: Nullable(Type.String()) })),
   time: Timestamp,
 });
-export const EventsResponse = Type.Object({ events: Type.Array(MoveEventSchema), health: Type.Array(HealthEventSchema) });
+const AdminEventSchema = Type.Object({
+  node: Type.String(),
+  action: Type.Union(ADMIN_ACTIONS.map((action) => Type.Literal(action))),
+  message: Type.String(),
+  time: Timestamp,
+});
+export const EventsResponse = Type.Object({ events: Type.Array(MoveEventSchema), health: Type.Array(HealthEventSchema), admin: Type.Array(AdminEventSchema) });
+
+export const CordonRequest = Type.Object(
+  {
+    strict: Type.Optional(Type.Boolean({ description: 'true: the node never takes the VIP' })),
+    reason: Type.Optional(Type.String({ maxLength: 200, pattern: '^[^\\u0000-\\u001f]*$', description: 'one line of at most 200 characters' })),
+  },
+  { additionalProperties: false },
+);
+export type CordonRequest = Static<typeof CordonRequest>;
+
+export const PriorityRequest = Type.Object(
+  { priority: Type.Integer({ minimum: 0, maximum: 1000, description: 'a whole number from 0 to 1000 (higher preferred)' }) },
+  { additionalProperties: false },
+);
+export type PriorityRequest = Static<typeof PriorityRequest>;
+
+export const NodeParams = Type.Object(
+  { name: Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$', description: 'a node name' }) },
+  { additionalProperties: false },
+);
+export type NodeParams = Static<typeof NodeParams>;
+
+export const NodePreferenceResponse = Type.Object({
+  node: Type.String(),
+  changed: Type.Boolean(),
+  priority: Nullable(Type.Integer()),
+  cordon: Nullable(CordonSchema),
+});
 
 export const MoveAcceptedResponse = Type.Object({
   id: Type.String(),

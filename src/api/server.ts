@@ -12,6 +12,7 @@ import { AuthFailures, QuietLogController, type AuthFailureOptions } from './aut
 import { DEFAULT_CONNECTION_LIMITS, limitConnections, type ConnectionLimits } from './connection-limits';
 import { SERVER_CIPHERS, SERVER_MIN_TLS } from '../security/tls-policy';
 import { type ApiBackend, MoveRefusedError } from './backend';
+import { UnknownNodeError } from '../store/maintenance';
 import { registerDashboard } from './dashboard';
 import { JoinRefused } from '../cluster/join-protocol';
 import { HttpError } from './errors';
@@ -21,14 +22,18 @@ import {
   AboutResponse,
   CertificateRequest,
   CertificateResponse,
+  CordonRequest,
   EventsQuery,
   EventsResponse,
   ManagementAddressResponse,
   MoveAcceptedResponse,
   MoveRequest,
   NoQuery,
+  NodeParams,
+  NodePreferenceResponse,
   NodesResponse,
   PingResponse,
+  PriorityRequest,
   type ErrorResponse,
 } from './schemas';
 
@@ -178,6 +183,7 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
   app.setErrorHandler(async (error: FastifyError | Error, request, reply) => {
     if (error instanceof InputError) return reply.code(400).send(errorBody(400, 'Bad Request', error.message));
     if (error instanceof MoveRefusedError) return reply.code(409).send(errorBody(409, 'Conflict', error.message));
+    if (error instanceof UnknownNodeError) return reply.code(404).send(errorBody(404, 'Not Found', error.message));
     if (error instanceof JoinRefused) {
       if (error.kind === 'unauthorized') return reply.code(401).send(errorBody(401, 'Unauthorized', error.message));
       if (error.kind === 'invalid') return reply.code(400).send(errorBody(400, 'Bad Request', error.message));
@@ -239,8 +245,42 @@ export function buildApiServer(options: ApiServerOptions): ApiServer {
         await streams.serve(reply, limit, request.token?.id ?? '');
         return reply;
       }
-      const [events, health] = await Promise.all([backend.events(limit), backend.healthEvents(limit)]);
-      return { events, health };
+      const [events, health, admin] = await Promise.all([backend.events(limit), backend.healthEvents(limit), backend.adminEvents?.(limit) ?? []]);
+      return { events, health, admin };
+    },
+  );
+
+  // Issue 14: cordons and priorities, written to etcd; each node's agent follows them.
+  const by = (request: { token?: { id: string } | null }): string => `token ${request.token?.id ?? 'unknown'} through the API on ${backend.localNode().name}`;
+  const preferenceRoute = { querystring: NoQuery, params: NodeParams, response: { 200: NodePreferenceResponse } };
+  app.post<{ Params: NodeParams; Body: CordonRequest }>(
+    '/v1/nodes/:name/cordon',
+    { schema: { ...preferenceRoute, body: CordonRequest }, config: { access: 'admin' } },
+    async (request) => {
+      if (!backend.cordon) throw new HttpError(404, 'cordons are not served here');
+      const answer = await backend.cordon(request.params.name, { strict: request.body.strict ?? false, reason: request.body.reason ?? null, by: by(request) });
+      request.log.info({ tokenId: request.token?.id, node: answer.node, strict: answer.cordon?.strict }, 'node cordoned');
+      return answer;
+    },
+  );
+  app.delete<{ Params: NodeParams }>(
+    '/v1/nodes/:name/cordon',
+    { schema: preferenceRoute, config: { access: 'admin' } },
+    async (request) => {
+      if (!backend.uncordon) throw new HttpError(404, 'cordons are not served here');
+      const answer = await backend.uncordon(request.params.name, by(request));
+      request.log.info({ tokenId: request.token?.id, node: answer.node }, 'node uncordoned');
+      return answer;
+    },
+  );
+  app.put<{ Params: NodeParams; Body: PriorityRequest }>(
+    '/v1/nodes/:name/priority',
+    { schema: { ...preferenceRoute, body: PriorityRequest }, config: { access: 'admin' } },
+    async (request) => {
+      if (!backend.setPriority) throw new HttpError(404, 'priorities are not served here');
+      const answer = await backend.setPriority(request.params.name, request.body.priority, by(request));
+      request.log.info({ tokenId: request.token?.id, node: answer.node, priority: answer.priority }, 'node priority set');
+      return answer;
     },
   );
 

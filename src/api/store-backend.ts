@@ -6,12 +6,13 @@ import { lastSeenOf } from '../status/management-address';
 import { readManagementAddress } from '../status/read';
 import { watchClusterChanges, type ClusterChange } from '../status/changes';
 import type { EtcdStore } from '../store/etcd-store';
-import { listHealthEvents, listMoves } from '../store/history';
+import { listAdminEvents, listHealthEvents, listMoves } from '../store/history';
+import { cordonNode, readCordon, readCordons, readPriorities, setPriority, uncordonNode } from '../store/maintenance';
 import type { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';
-import { parseLeader, type HealthEvent, type MoveEvent, type NodeHealthRecord } from '../store/records';
+import { parseLeader, type AdminEvent, type CordonRecord, type HealthEvent, type MoveEvent, type NodeHealthRecord } from '../store/records';
 import { readClusterHealth } from '../health/cluster';
-import type { ApiBackend, ApiManagementAddress, MoveAccepted, NodeStatus } from './backend';
+import type { ApiBackend, ApiManagementAddress, MoveAccepted, NodePreference, NodeStatus } from './backend';
 
 /** How long a move request waits for the holder to act on it before etcd drops it. */
 const MOVE_REQUEST_TTL_MS = 10_000;
@@ -70,13 +71,15 @@ export class StoreApiBackend implements ApiBackend {
 
   async nodes(): Promise<NodeStatus[]> {
     const { store, keys } = this.options;
-    const [records, live, leader, seen, moves, health] = await Promise.all([
+    const [records, live, leader, seen, moves, health, cordons, priorities] = await Promise.all([
       this.membership.listNodes(),
       this.membership.liveNodeNames(),
       store.get(keys.leader),
       store.getPrefix(keys.lastSeenPrefix),
       listMoves(store, keys),
       readClusterHealth(store, keys),
+      readCordons(store, keys),
+      readPriorities(store, keys),
     ]);
     const holder = parseLeader(leader)?.node;
     const lastSeen = new Map(seen.map((entry) => [entry.key.slice(keys.lastSeenPrefix.length), entry.value]));
@@ -91,6 +94,8 @@ export class StoreApiBackend implements ApiBackend {
         health: healthOf(health.get(record.name)),
         healthSince: health.get(record.name)?.since ?? null,
         checks: health.get(record.name)?.checks ?? [],
+        priority: priorities.get(record.name)?.priority ?? null,
+        cordon: cordonOf(cordons.get(record.name)),
       }))
       .sort((a, b) => a.name.localeCompare(b.name));
   }
@@ -101,6 +106,31 @@ export class StoreApiBackend implements ApiBackend {
 
   async healthEvents(limit?: number): Promise<HealthEvent[]> {
     return await listHealthEvents(this.options.store, this.options.keys, limit);
+  }
+
+  async adminEvents(limit?: number): Promise<AdminEvent[]> {
+    return await listAdminEvents(this.options.store, this.options.keys, limit);
+  }
+
+  async cordon(node: string, options: { strict: boolean; reason: string | null; by: string }): Promise<NodePreference> {
+    const changed = await cordonNode(this.options.store, this.options.keys, node, options);
+    return await this.preferenceOf(node, changed);
+  }
+
+  async uncordon(node: string, by: string): Promise<NodePreference> {
+    const changed = await uncordonNode(this.options.store, this.options.keys, node, by);
+    return await this.preferenceOf(node, changed);
+  }
+
+  async setPriority(node: string, priority: number, by: string): Promise<NodePreference> {
+    await setPriority(this.options.store, this.options.keys, node, priority, by);
+    return await this.preferenceOf(node, true);
+  }
+
+  private async preferenceOf(node: string, changed: boolean): Promise<NodePreference> {
+    const { store, keys } = this.options;
+    const [cordon, priorities] = await Promise.all([readCordon(store, keys, node), readPriorities(store, keys)]);
+    return { node, changed, priority: priorities.get(node)?.priority ?? null, cordon: cordonOf(cordon ?? undefined) };
   }
 
   subscribe(listener: (change: ClusterChange) => void): () => void {
@@ -130,6 +160,10 @@ export class StoreApiBackend implements ApiBackend {
   fqdn(): string | null {
     return this.options.config.api.fqdn;
   }
+}
+
+function cordonOf(record: CordonRecord | undefined): NodePreference['cordon'] {
+  return record ? { strict: record.strict, by: record.by, reason: record.reason, since: record.time } : null;
 }
 
 function healthOf(record: NodeHealthRecord | undefined): NodeStatus['health'] {

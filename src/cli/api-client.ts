@@ -108,6 +108,10 @@ export class ApiClient {
     return await this.request<T>('PUT', path, body);
   }
 
+  async delete<T>(path: string): Promise<T> {
+    return await this.request<T>('DELETE', path, undefined);
+  }
+
   private async requestOptions(method: string, path: string, accept: string, payload: string | undefined, timeoutMs: number | undefined): Promise<RequestOptions> {
     return {
       method,

@@ -6,9 +6,9 @@ import { mergeHistory, watchClusterChanges, type ClusterChange } from '../status
 import type { NodeHealth } from '../status/change-text';
 import type { ManagementAddress } from '../status/management-address';
 import { readManagementAddress } from '../status/read';
-import { listHealthEvents, listMoves } from '../store/history';
+import { listAdminEvents, listHealthEvents, listMoves } from '../store/history';
 import { Membership } from '../store/membership';
-import type { HealthEvent, MoveEvent } from '../store/records';
+import type { AdminEvent, HealthEvent, MoveEvent } from '../store/records';
 
 /** Where `vipd events` and `vipd status -w` read the cluster: etcd on a node, or the API. */
 export interface ChangeFeed {
@@ -32,8 +32,8 @@ export class EtcdChangeFeed implements ChangeFeed {
 
   async history(): Promise<ClusterChange[]> {
     const { store, keys } = this.cluster;
-    const [moves, health] = await Promise.all([listMoves(store, keys), listHealthEvents(store, keys)]);
-    return mergeHistory(moves, health);
+    const [moves, health, admin] = await Promise.all([listMoves(store, keys), listHealthEvents(store, keys), listAdminEvents(store, keys)]);
+    return mergeHistory(moves, health, admin);
   }
 
   async snapshot(): Promise<{ view: ManagementAddress; nodes: NodeHealth[] }> {
@@ -64,9 +64,9 @@ export class ApiChangeFeed implements ChangeFeed {
 
   async history(): Promise<ClusterChange[]> {
     // `health` is missing from a server older than the health history.
-    const { events, health } = await this.client.get<{ events: MoveEvent[]; health?: HealthEvent[] }>('/v1/events');
+    const { events, health, admin } = await this.client.get<{ events: MoveEvent[]; health?: HealthEvent[]; admin?: AdminEvent[] }>('/v1/events');
     for (const event of events) this.delivered.add(moveKey(event));
-    return mergeHistory(events, health ?? []);
+    return mergeHistory(events, health ?? [], admin ?? []);
   }
 
   async snapshot(): Promise<{ view: ManagementAddress; nodes: NodeHealth[] }> {
@@ -138,7 +138,7 @@ function moveKey(event: MoveEvent): string {
 }
 
 function changeOf(type: string, data: string): ClusterChange | null {
-  if (type !== 'move' && type !== 'node' && type !== 'lease' && type !== 'health') return null;
+  if (type !== 'move' && type !== 'node' && type !== 'lease' && type !== 'health' && type !== 'admin') return null;
   try {
     return { type, event: JSON.parse(data) } as ClusterChange;
   } catch {

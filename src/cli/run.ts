@@ -5,16 +5,17 @@ import { CONFIG_OPTION_HELP, requireConfigPath } from '../config/config-path';
 import { EXIT_OK } from '../output/exit-codes';
 
 /** Builds the daemon (src/daemon.ts): handed in by main.ts, the only module that imports it. */
-export type CreateDaemon = (config: Config, logger: Logger) => { start(): Promise<void>; stop(): Promise<void> };
+export type CreateDaemon = (config: Config, logger: Logger) => { start(): Promise<void>; stop(): Promise<void>; reload(load: () => Config): Promise<void> };
 
-/** `vipd run`: the node agent, until SIGTERM or SIGINT. */
+/** `vipd run`: the node agent, until SIGTERM or SIGINT; SIGHUP re-reads the config (issue 14). */
 export function registerRun(program: Command, createDaemon: CreateDaemon): void {
   program
     .command('run')
     .description('run the node agent')
     .option('-c, --config <file>', CONFIG_OPTION_HELP)
     .action(async (options: { config?: string }) => {
-      const config = loadConfig(requireConfigPath(options.config));
+      const path = requireConfigPath(options.config);
+      const config = loadConfig(path);
       const logger = pino({ level: config.logLevel, base: { node: config.node.name, cluster: config.cluster } });
       const daemon = createDaemon(config, logger);
       let stopping = false;
@@ -26,6 +27,10 @@ export function registerRun(program: Command, createDaemon: CreateDaemon): void 
       };
       process.on('SIGTERM', () => shutdown('SIGTERM'));
       process.on('SIGINT', () => shutdown('SIGINT'));
+      process.on('SIGHUP', () => {
+        logger.info({ path }, 'SIGHUP: re-reading the config');
+        void daemon.reload(() => loadConfig(path));
+      });
       await daemon.start();
     });
 }

@@ -3,6 +3,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import type { Config } from '../config/config';
+import { readCa } from '../config/referenced-files';
 import { InputError } from '../config/schema-check';
 import { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
@@ -254,10 +255,10 @@ async function checkExternalStoreIsNew(config: Config): Promise<void> {
  * and where access control is on already, it must be allowed to manage users.
  */
 async function checkAccessManageable(config: Config, external: ExternalEtcd): Promise<void> {
-  const commonName = certificateCommonName(readFileSync(external.cert!, 'utf8')) ?? '';
+  const commonName = certificateCommonName(readCa(external.cert!, '--etcd-cert')) ?? '';
   const own = nodeUser(config.node.name);
   if (await acceptsClientsWithoutCertificate(config)) {
-    throw new InputError('--etcd-manage-access', `etcd at ${config.etcd.endpoints.join(', ')} accepts a client without a certificate: it takes users from certificates only when run with --client-cert-auth (and --trusted-ca-file), so vipd would lock every node out`);
+    throw new InputError('--etcd-manage-access', `etcd at ${config.etcd.endpoints.join(', ')} accepts a client without a certificate: it takes users from certificates only when run with --trusted-ca-file and --client-cert-auth, so vipd would lock every node out`);
   }
   const store = storeFor(config);
   try {
@@ -276,7 +277,7 @@ async function checkAccessManageable(config: Config, external: ExternalEtcd): Pr
   }
 }
 
-/** etcd with --client-cert-auth ends a TLS handshake without a client certificate; any answer from etcd means it took one. */
+/** etcd given --trusted-ca-file ends a TLS handshake without a client certificate; any answer from etcd means it took one. */
 async function acceptsClientsWithoutCertificate(config: Config): Promise<boolean> {
   const anonymous = new EtcdStore({ endpoints: config.etcd.endpoints, tls: { ca: config.etcd.tls!.ca }, callTimeoutMs: 3000 });
   try {

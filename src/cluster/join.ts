@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/config';
+import { readCa } from '../config/referenced-files';
 import { InputError } from '../config/schema-check';
 import { Netlink } from '../holding/netlink';
 import { certificateCommonName, certificateFingerprint } from '../security/ca';
@@ -136,7 +137,7 @@ function checkEtcdUser(certPath: string | null, name: string): void {
   if (!certPath) {
     throw new InputError('--etcd-cert', `is required: vipd manages this cluster's etcd users, and this node's user is the CN of its client certificate (CN ${user}, from the etcd's CA)`);
   }
-  const commonName = certificateCommonName(readFileSync(certPath, 'utf8'));
+  const commonName = certificateCommonName(readCa(certPath, '--etcd-cert'));
   if (commonName !== user) {
     throw new InputError('--etcd-cert', `its CN is "${commonName ?? ''}", but etcd takes this node's user from it and the cluster makes the user "${user}": use a certificate with CN ${user}`);
   }

@@ -23,8 +23,9 @@ export interface RemovedNode {
 
 /**
  * Removes a node from the cluster: its registration, liveness traces, its etcd user where
- * vipd manages etcd's access and, for the embedded store, its etcd member (found by name, or by peer URL if it never started). A running
- * node is refused unless forced: removing its member would stop its etcd under it.
+ * vipd manages etcd's access and, for the embedded store, its etcd member (found by name,
+ * or by peer URL if it never started). A running node is refused unless forced: removing its
+ * member would stop its etcd under it.
  */
 export async function removeNode(store: EtcdStore, keys: ClusterKeys, name: string, options: { force: boolean; keepTokens?: boolean }): Promise<RemovedNode> {
   const membership = new Membership(store, keys);

@@ -45,6 +45,7 @@ StartLimitIntervalSec=0
 [Service]
 Type=exec
 ExecStart=${agentCommand(configPath).join(' ')}
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=always
 RestartSec=1
 KillSignal=SIGTERM

@@ -97,6 +97,8 @@ export const ConfigSchema = new Schema(
         {
           name: Type.Optional(NodeName),
           interface: InterfaceName,
+          /** Higher is preferred when several nodes campaign at once (issue 14). */
+          priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000, description: 'a whole number from 0 to 1000 (higher preferred), default 100' })),
         },
         { additionalProperties: false },
       ),
@@ -154,6 +156,8 @@ export const ConfigSchema = new Schema(
             renewInterval: Type.Optional(Duration('default 400ms; fast profile 40ms')),
             holdTimeout: Type.Optional(Duration('fast profile only, default 200ms')),
             fencingMargin: Type.Optional(Duration('default 200ms; fast profile 40ms')),
+            preempt: Type.Optional(Type.Boolean({ description: 'true or false' })),
+            preemptDelay: Type.Optional(Duration('how long a preferred node must stay healthy before it takes the VIP back, default 30s')),
           },
           { additionalProperties: false },
         ),
@@ -248,6 +252,8 @@ export interface Config {
     embedded?: EmbeddedEtcdConfig;
   };
   election: ElectionConfig;
+  /** Which node should hold the VIP when several may (issue 14); changed live by a reload. */
+  preference: PreferenceConfig;
   takeover: { probeWindowMs: number; maxProbeWaitMs: number };
   announce: { burstCount: number; burstIntervalMs: number; refreshIntervalMs: number };
   /** The HTTPS API and dashboard, served by every node on every address, the VIP included. */
@@ -305,6 +311,15 @@ export interface ElectionConfig {
   /** fast only: silence after which another node may take the VIP. */
   holdTimeoutMs: number;
   fencingMarginMs: number;
+}
+
+export interface PreferenceConfig {
+  /** Higher wins when several nodes campaign at once; default 100. */
+  priority: number;
+  /** A preferred node takes the VIP back from a less preferred holder, by a planned move. */
+  preempt: boolean;
+  /** How long it must have been eligible without a break before it does. */
+  preemptDelayMs: number;
 }
 
 /** Node's timers hold at most 2^31−1 ms; anything longer silently becomes 1 ms. */
@@ -418,6 +433,11 @@ export function resolveConfig(document: unknown): Config {
     };
   }
   const hooks = (file.hooks ?? []).map((hook, index) => resolveHook(hook, `hooks[${index}]`));
+  const preemptDelayMs = parseDuration(file.election?.preemptDelay ?? '30s', 'election.preemptDelay');
+  if (preemptDelayMs > 3_600_000) throw new InputError('election.preemptDelay', 'must be at most 1h');
+  if (file.election?.preemptDelay !== undefined && file.election.preempt !== true) {
+    throw new InputError('election.preemptDelay', 'applies only with election.preempt: true');
+  }
   return {
     cluster: file.cluster,
     node: { name: file.node.name ?? defaultNodeName(), interface: file.node.interface },
@@ -429,6 +449,7 @@ export function resolveConfig(document: unknown): Config {
       ...(file.etcd.embedded ? { embedded: resolveEmbedded(file.etcd.embedded, file.etcd.tls) } : {}),
     },
     election,
+    preference: { priority: file.node.priority ?? 100, preempt: file.election?.preempt ?? false, preemptDelayMs },
     takeover: { probeWindowMs, maxProbeWaitMs },
     announce: { burstCount: file.announce?.burstCount ?? 6, burstIntervalMs, refreshIntervalMs },
     api: { enabled: file.api?.enabled ?? true, port: file.api?.port ?? 443, fqdn: file.api?.fqdn?.toLowerCase() ?? null },

@@ -38,6 +38,11 @@ export interface ElectionOptions {
   /** Removes the VIP from this node; awaited before the key is handed to another node. */
   releaseVip: (cause: PlannedMoveCause) => Promise<void>;
   observer?: ElectionObserver;
+  /**
+   * How long to wait before campaigning for a vacant key, or taking over a silent holder's
+   * (issue 14: less preferred nodes wait, so the most preferred wins). Only ever delays.
+   */
+  campaignDelayMs?: () => number;
 }
 
 /** How this node came to hold the key, which decides whether it must probe before adding the VIP. */
@@ -125,6 +130,7 @@ export class Election {
   private readonly moves: PlannedMoves;
   private readonly timers: NodeJS.Timeout[] = [];
   private fenceTimer: NodeJS.Timeout | undefined;
+  private campaignTimer: NodeJS.Timeout | undefined;
   private readonly watchers: Watcher[] = [];
   private lastError = '';
 
@@ -153,6 +159,7 @@ export class Election {
       saw: (current) => this.updateLeader(current),
       following: () => this.role.kind !== 'stopped' && !this.ownsKey(),
       campaign: () => void this.campaign(),
+      extraSilenceMs: () => options.campaignDelayMs?.() ?? 0,
       leader: () => this.currentLeader,
       tookOver: (record, value, sendTime, previous, silentMs) =>
         this.won('takeover', record, value, sendTime, true, previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`),
@@ -275,6 +282,7 @@ export class Election {
     this.become({ kind: 'stopped' }, reason);
     for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.fenceTimer);
+    clearTimeout(this.campaignTimer);
     this.hold.stop();
     // Cancelling talks to etcd; never let an unreachable etcd hold up a shutdown.
     const cancelled = Promise.all(this.watchers.map((watcher) => watcher.cancel().catch(() => undefined)));
@@ -448,7 +456,24 @@ export class Election {
   }
 
   private async campaign(): Promise<void> {
-    await this.campaigns.run();
+    const delayMs = this.candidateLease() ? (this.options.campaignDelayMs?.() ?? 0) : 0;
+    if (delayMs <= 0) {
+      await this.campaigns.run();
+      return;
+    }
+    // Campaigns asked for meanwhile join this one; after the wait it runs whatever the delay says then.
+    this.campaignTimer ??= setTimeout(() => {
+      this.campaignTimer = undefined;
+      void this.campaigns.run();
+    }, delayMs);
+  }
+
+  /**
+   * A planned move this holder starts itself (issue 14: its agent is stopping): the VIP leaves
+   * here first, then only `to` may take the key. Resolves false if this node does not hold it.
+   */
+  async handOffTo(to: string, reason: string): Promise<boolean> {
+    return await this.moves.handOff(to, reason);
   }
 
   private async campaignOnce(): Promise<void> {

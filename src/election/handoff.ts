@@ -5,6 +5,7 @@ import { unhealthyTargetReason, unsteadyTargetReason } from '../health/cluster';
 import { parseRecord, type HandoffRecord, type Leader, type MoveRequest, type ReleaseRecord } from '../store/records';
 import { storedFromWatch, type EtcdStore, type StoredValue } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
+import { readCordon } from '../store/maintenance';
 
 /** What planned moves may ask of the election they serve. */
 export interface MovesHost {
@@ -116,20 +117,38 @@ export class PlannedMoves {
       await store.delete(keys.moveRequest);
       return;
     }
-    const { leaseId, term } = held;
+    // A cordoned target stands back while this node's uncordoned peers run: it would not claim (issue 14).
+    if (await readCordon(store, keys, request.to)) {
+      logger.warn({ to: request.to }, 'refusing a move to a cordoned node');
+      await store.delete(keys.moveRequest);
+      return;
+    }
     const reason =
       cause === 'health'
         ? `health: ${request.why ?? 'checks failing'}; planned move to ${request.to}${request.id ? ` (move ${request.id})` : ''}`
         : `planned move to ${request.to} requested by ${request.requestedBy}${request.id ? ` (move ${request.id})` : ''}`;
+    await this.give(request.to, reason, cause);
+  }
+
+  /** The holder hands the VIP on of its own accord (its agent is stopping); false if it does not hold it. */
+  async handOff(to: string, reason: string): Promise<boolean> {
+    return await this.give(to, reason, 'handoff');
+  }
+
+  private async give(to: string, reason: string, cause: PlannedMoveCause): Promise<boolean> {
+    const held = this.host.held();
+    if (!held) return false;
+    const { keys, store, logger } = this.host;
+    const { leaseId, term } = held;
     // Granted before the VIP goes, so the outage holds one etcd write fewer; the reservation
     // expires with it if the target never claims it.
     const handoffLease = await store.grantLease(this.host.leaseTtlSeconds);
-    if (!this.host.beginHandoff(request.to, reason, cause)) return;
+    if (!this.host.beginHandoff(to, reason, cause)) return false;
     let handedOff = false;
     try {
       // The VIP must be gone from here before the target can take the key.
       await this.host.releaseVip(cause);
-      const handoff: HandoffRecord = { from: this.host.node, to: request.to, term, reason };
+      const handoff: HandoffRecord = { from: this.host.node, to, term, reason };
       const released = await store.resign(keys.leader, leaseId, {
         put: [
           { key: keys.handoff, value: JSON.stringify(handoff), lease: handoffLease.id },
@@ -138,9 +157,10 @@ export class PlannedMoves {
         delete: [keys.moveRequest],
       });
       handedOff = true;
-      logger.info({ to: request.to, term, released }, 'handed the VIP off');
+      logger.info({ to, term, released }, 'handed the VIP off');
     } finally {
       this.host.endHandoff(handedOff);
     }
+    return handedOff;
   }
 }

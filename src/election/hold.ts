@@ -30,6 +30,8 @@ export interface HoldHost {
   /** Whether this node is running and does not own the key. */
   following(): boolean;
   campaign(): void;
+  /** Added to the hold timeout before taking over (issue 14: less preferred nodes wait longer). Only ever delays. */
+  extraSilenceMs?(): number;
   /** The holder as last seen, or null. */
   leader(): Leader | null;
   tookOver(record: Leader, value: string, sendTime: number, previous: Leader | null, silentMs: number): Promise<void>;
@@ -153,7 +155,7 @@ class CompareAndSwapHold implements Hold {
     // Seen now, so the write was sent before now: our timer can only run out late, never early.
     this.lastSeen = { modRevision: stored.modRevision, atMs: monotonicMs(), raftTerm: this.host.store.raftTerm };
     clearTimeout(this.takeoverTimer);
-    this.takeoverTimer = setTimeout(() => void this.takeover(), this.host.config.holdTimeoutMs);
+    this.takeoverTimer = setTimeout(() => void this.takeover(), this.host.config.holdTimeoutMs + (this.host.extraSilenceMs?.() ?? 0));
   }
 
   /**
@@ -267,6 +269,6 @@ class CompareAndSwapHold implements Hold {
   private restartSilence(seen: SeenRevision, raftTerm: number): void {
     this.lastSeen = { modRevision: seen.modRevision, atMs: monotonicMs(), raftTerm: Math.max(raftTerm, seen.raftTerm) };
     clearTimeout(this.takeoverTimer);
-    this.takeoverTimer = setTimeout(() => void this.takeover(), this.host.config.holdTimeoutMs);
+    this.takeoverTimer = setTimeout(() => void this.takeover(), this.host.config.holdTimeoutMs + (this.host.extraSilenceMs?.() ?? 0));
   }
 }

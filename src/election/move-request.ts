@@ -5,6 +5,7 @@ import { unhealthyTargetReason } from '../health/cluster';
 import { parseLeader, type Leader, type MoveRequest } from '../store/records';
 import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
+import { readCordon, describeCordon } from '../store/maintenance';
 import { Membership } from '../store/membership';
 
 /** A move that cannot be made, with the reason (the API answers 409 with it). */
@@ -43,6 +44,8 @@ export async function prepareMove(store: EtcdStore, keys: ClusterKeys, to: strin
   // Its checks must pass: an unhealthy node is not eligible and would not take the VIP (issue 13).
   const unhealthy = from?.node === to ? null : await unhealthyTargetReason(store, keys, to);
   if (unhealthy) throw new MoveRefusedError(unhealthy);
+  const cordon = from?.node === to ? null : await readCordon(store, keys, to);
+  if (cordon) throw new MoveRefusedError(`node "${to}" is ${describeCordon(cordon)}; uncordon it first (vipd uncordon ${to})`);
   if (!from) throw new MoveRefusedError('no node holds the VIP, so there is nothing to move; it will be taken by a healthy node');
   return { from, to, done: from.node === to };
 }

@@ -7,6 +7,7 @@
  * node that just started does not win the VIP before its service has answered. A node
  * without checks is always healthy.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { monotonicMs } from '../clock';
 import type { HealthCheckConfig } from '../config/health';
 import { describeProbe } from '../config/health';
@@ -170,6 +171,21 @@ export class HealthMonitor {
       }
     }
     this.options.onChange?.(this.snapshot());
+  }
+
+  /**
+   * A reload (issue 14): checks that are unchanged keep their state, so the node's verdict
+   * does not restart from failing; new or changed ones start failing as at start. Call before start().
+   */
+  adopt(previous: HealthMonitor): void {
+    for (const state of this.states) {
+      const old = previous.states.find((candidate) => isDeepStrictEqual(candidate.config, state.config));
+      if (old) state.status = { ...old.status };
+    }
+    this.healthy = this.states.every((state) => state.status.passing);
+    this.since = this.healthy === previous.healthy ? previous.since : new Date().toISOString();
+    this.unhealthyMs = previous.unhealthyMs;
+    this.unhealthyFrom = this.healthy ? null : (previous.unhealthyFrom ?? monotonicMs());
   }
 
   /** For tests: feeds results to a check by name, as its probes would. */

@@ -3,6 +3,7 @@
  * it on purpose (release) or is lost (fault). They run in the background, never in the
  * agent's reconcile loop or the election: a slow or hanging hook cannot delay fencing.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { ExponentialBackoff, handleWhenResult, noJitterGenerator, retry } from 'cockatiel';
 import type { Logger } from 'pino';
 import { monotonicMs } from '../clock';
@@ -48,7 +49,7 @@ interface HookQueue {
  * before release), different hooks side by side, with retries and exponential backoff.
  */
 export class HookRunner {
-  private readonly queues: HookQueue[];
+  private queues: HookQueue[];
   private readonly idleWaiters = new Set<() => void>();
   private readonly abort = new AbortController();
   private readonly writes = new Set<Promise<void>>();
@@ -70,6 +71,15 @@ export class HookRunner {
       if (hook.action.kind === 'command') checkCommand(hook.action.argv[0]!, `${hook.field}.command[0]`);
       else if (hook.action.ca !== null) readCa(hook.action.ca, `${hook.field}.webhook.ca`);
     }
+  }
+
+  /**
+   * A reload (issue 14): the new hooks run from the next event on. An unchanged hook keeps its
+   * queue, so its runs stay in order; a removed one finishes what it has queued.
+   */
+  replaceHooks(hooks: HookConfig[]): void {
+    const before = this.queues;
+    this.queues = hooks.map((hook) => before.find((queue) => isDeepStrictEqual(queue.hook, hook)) ?? { hook, queued: [], running: false });
   }
 
   get hasHooks(): boolean {

@@ -18,6 +18,10 @@ export interface MetricsSource {
   dhcpLease(): { ip: string; expiresAt: string } | null;
   /** This node's health checks (issue 13), when the agent runs any. */
   health?(): { record: NodeHealthRecord; unhealthySeconds: number };
+  /** The priority this node runs with (issue 14). */
+  priority?(): number;
+  /** Whether this node is cordoned, and how strictly. */
+  cordon?(): 'none' | 'cordoned' | 'strict';
 }
 
 export interface AgentMetricsOptions {
@@ -54,6 +58,7 @@ export class AgentMetrics {
   private readonly hookRuns: Counter<'event' | 'outcome'>;
   private readonly hookAttemptFailures: Counter<'event' | 'failure'>;
   private readonly healthProbes: Counter<'check' | 'result'>;
+  private readonly reloads: Counter<'result'>;
 
   constructor(options: AgentMetricsOptions) {
     const registers = [this.registry];
@@ -188,6 +193,35 @@ export class AgentMetrics {
       registers,
     });
 
+    const priority = source.priority?.bind(source);
+    const cordon = source.cordon?.bind(source);
+    new Gauge({
+      name: 'vipd_node_priority',
+      help: 'The priority this node runs with (node.priority, or as set through the API); higher is preferred.',
+      registers,
+      collect() {
+        this.set(priority?.() ?? 100);
+      },
+    });
+    new Gauge({
+      name: 'vipd_node_cordoned',
+      help: '1 while this node is cordoned (vipd cordon), else 0; the strict label says whether it may never take the VIP.',
+      labelNames: ['strict'],
+      registers,
+      collect() {
+        const state = cordon?.() ?? 'none';
+        this.reset();
+        this.set({ strict: state === 'strict' ? 'true' : 'false' }, state === 'none' ? 0 : 1);
+      },
+    });
+    this.reloads = new Counter({
+      name: 'vipd_config_reloads_total',
+      help: 'Config reloads (SIGHUP) by result: applied, or refused (invalid file, or a field that needs a restart).',
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['applied', 'refused']) this.reloads.inc({ result }, 0);
+
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   }
 
@@ -220,6 +254,10 @@ export class AgentMetrics {
 
   healthProbe(check: string, ok: boolean): void {
     this.healthProbes.inc({ check, result: ok ? 'ok' : 'fail' });
+  }
+
+  reloaded(applied: boolean): void {
+    this.reloads.inc({ result: applied ? 'applied' : 'refused' });
   }
 
   hookAttemptFailed(event: HookEvent, failure: AttemptFailure): void {

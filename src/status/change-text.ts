@@ -25,6 +25,8 @@ export function formatChangeLine(change: ClusterChange): string {
       const what = lease.state === 'bound' ? `${lease.leasedIP} bound by ${lease.holder} for ${lease.leaseSeconds}s, expires ${lease.expiresAt}` : `${lease.state} on ${lease.holder}: ${lease.reason ?? 'waiting for a lease'}`;
       return `${lease.time}  lease  ${what}`;
     }
+    case 'admin':
+      return `${change.event.time}  admin  ${change.event.node} ${change.event.message}`;
     case 'health': {
       const { node, healthy, failing, time } = change.event;
       const checks = failing.map((entry) => `check ${entry.check} failing${entry.detail ? ` (${entry.detail})` : ''}`).join(', ');

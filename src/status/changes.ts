@@ -1,7 +1,7 @@
 import type { Watcher } from 'etcd3';
 import { storedFromWatch, type EtcdStore } from '../store/etcd-store';
 import type { ClusterKeys } from '../store/keys';
-import { healthEventOf, parseHealthRecord, type HealthEvent, type MoveEvent, type NodeHealthRecord, type PublishedDhcpState } from '../store/records';
+import { healthEventOf, parseAdminEvent, parseHealthRecord, type AdminEvent, type HealthEvent, type MoveEvent, type NodeHealthRecord, type PublishedDhcpState } from '../store/records';
 
 /** A node's agent started (its liveness key appeared) or stopped (its lease ended). */
 export interface NodeChange {
@@ -21,21 +21,27 @@ export type ClusterChange =
   | { type: 'move'; event: MoveEvent }
   | { type: 'node'; event: NodeChange }
   | { type: 'lease'; event: LeaseChange }
-  | { type: 'health'; event: HealthChange };
+  | { type: 'health'; event: HealthChange }
+  /** An operator's action on a node: cordon, uncordon, priority, reload (issue 14). */
+  | { type: 'admin'; event: AdminEvent };
 
 /**
- * The stored history as `vipd events` prints it: moves and health verdicts, oldest first.
- * Moves stay in term order; a verdict goes before the first move that is later than it.
+ * The stored history as `vipd events` prints it: moves, health verdicts and operators'
+ * actions, oldest first. Moves stay in term order; any other record goes before the first
+ * move that is later than it.
  */
-export function mergeHistory(moves: MoveEvent[], health: HealthEvent[]): ClusterChange[] {
+export function mergeHistory(moves: MoveEvent[], health: HealthEvent[], admin: AdminEvent[] = []): ClusterChange[] {
   const merged: ClusterChange[] = [];
-  const verdicts = [...health].sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
+  const others: ClusterChange[] = [
+    ...health.map((event): ClusterChange => ({ type: 'health', event })),
+    ...admin.map((event): ClusterChange => ({ type: 'admin', event })),
+  ].sort((a, b) => Date.parse(a.event.time) - Date.parse(b.event.time));
   let next = 0;
   for (const event of moves) {
-    while (next < verdicts.length && Date.parse(verdicts[next]!.time) <= Date.parse(event.time)) merged.push({ type: 'health', event: verdicts[next++]! });
+    while (next < others.length && Date.parse(others[next]!.event.time) <= Date.parse(event.time)) merged.push(others[next++]!);
     merged.push({ type: 'move', event });
   }
-  for (const event of verdicts.slice(next)) merged.push({ type: 'health', event });
+  merged.push(...others.slice(next));
   return merged;
 }
 
@@ -99,6 +105,12 @@ export async function watchClusterChanges(
       const read = verdictOf(entry.value);
       if (read && !verdicts.has(read.record.node)) verdicts.set(read.record.node, read.verdict);
     }
+    const admin = await store.watchPrefix(keys.adminEventsPrefix);
+    watchers.push(admin);
+    admin.on('put', (kv) => {
+      const event = parseAdminEvent(storedFromWatch(kv).value);
+      if (event) listener({ type: 'admin', event });
+    });
     const dhcp = await store.watchKey(keys.dhcp);
     watchers.push(dhcp);
     dhcp.on('put', (kv) => {

@@ -12,6 +12,22 @@ export interface NodeHealthStatus {
   /** When `health` last changed, as the node published it. */
   since: string | null;
   failing: Array<{ check: string; detail: string | null; since: string }>;
+  /** The priority it runs with (issue 14), null when it published none. */
+  priority?: number | null;
+  /** Its cordon, null when it has none. */
+  cordon?: NodeCordon | null;
+}
+
+/** An operator keeps the VIP off this node (vipd cordon): strictly, or unless no other node can take it. */
+export interface NodeCordon {
+  strict: boolean;
+  by: string;
+  reason: string | null;
+  since: string;
+}
+
+function cordonText(cordon: NodeCordon): string {
+  return `cordoned${cordon.strict ? ' (strict)' : ''} by ${cordon.by}${cordon.reason ? `: ${cordon.reason}` : ''}`;
 }
 
 /** The Harvester/kube-vip annotation names users already query with jsonpath. */
@@ -93,6 +109,11 @@ export function describeManagementAddress(input: ManagementAddressInput): Manage
     const target = input.nodes?.some((node) => node.name !== leader!.node && node.running && node.health === 'passing');
     message += `; held while unhealthy (${failingText(holderHealth)}): ${target ? 'moving to a healthy node' : 'no running node is healthy to move it to'}`;
   }
+  if (holderHealth?.cordon) {
+    // A cordoned holder leaves for an uncordoned healthy node, and keeps the VIP while none runs (src/agent/preference.ts).
+    const target = input.nodes?.some((node) => node.name !== leader!.node && node.running && node.health !== 'failing' && !node.cordon);
+    message += `; held by a cordoned node (${cordonText(holderHealth.cordon)}): ${target ? 'moving to an uncordoned node' : 'no uncordoned healthy node is running'}`;
+  }
   const view: ManagementAddress = {
     apiVersion: 'vipd.io/v1',
     kind: 'ManagementAddress',
@@ -147,7 +168,8 @@ export function formatManagementAddressTable(view: ManagementAddress, now = new 
   for (const [index, node] of (view.status.nodes ?? []).entries()) {
     const health = node.health === 'passing' ? 'healthy' : node.health === 'unknown' ? 'health unknown' : `unhealthy: ${failingText(node)}`;
     const since = node.since && node.health !== 'unknown' ? ` since ${node.since}` : '';
-    rows.push([index === 0 ? 'NODES' : '', `${node.name}: ${node.running ? 'running' : 'not running'}, ${health}${since}${node.name === view.status.holder ? ' (holder)' : ''}`]);
+    const preference = `${node.priority != null ? `, priority ${node.priority}` : ''}${node.cordon ? `, ${cordonText(node.cordon)}` : ''}`;
+    rows.push([index === 0 ? 'NODES' : '', `${node.name}: ${node.running ? 'running' : 'not running'}, ${health}${since}${preference}${node.name === view.status.holder ? ' (holder)' : ''}`]);
   }
   rows.push(['CLUSTER', view.metadata.cluster]);
   if (view.status.caFingerprint) rows.push(['CA (SHA-256)', view.status.caFingerprint]);

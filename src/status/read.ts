@@ -2,6 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Config } from '../config/config';
 import { readClusterHealth } from '../health/cluster';
 import type { EtcdStore } from '../store/etcd-store';
+import { readCordons, readPriorities } from '../store/maintenance';
 import { Membership } from '../store/membership';
 import { readHookFailure } from '../store/hook-history';
 import { securityKeys, type ClusterKeys } from '../store/keys';
@@ -38,11 +39,20 @@ export async function readManagementAddress(store: EtcdStore, keys: ClusterKeys,
 
 /** Every registered node's health checks beside whether its agent runs, by name. */
 export async function readNodesHealth(store: EtcdStore, keys: ClusterKeys, membership = new Membership(store, keys)): Promise<NodeHealthStatus[]> {
-  const [records, live, health] = await Promise.all([membership.listNodes(), membership.liveNodeNames(), readClusterHealth(store, keys)]);
+  const [records, live, health, cordons, priorities] = await Promise.all([
+    membership.listNodes(),
+    membership.liveNodeNames(),
+    readClusterHealth(store, keys),
+    readCordons(store, keys),
+    readPriorities(store, keys),
+  ]);
   return records
     .map((record): NodeHealthStatus => {
       const published = health.get(record.name);
+      const cordon = cordons.get(record.name);
       return {
+        priority: priorities.get(record.name)?.priority ?? null,
+        cordon: cordon ? { strict: cordon.strict, by: cordon.by, reason: cordon.reason, since: cordon.time } : null,
         name: record.name,
         running: live.has(record.name),
         health: !published ? 'unknown' : published.healthy ? 'passing' : 'failing',

@@ -59,6 +59,10 @@ export function sharedPermissions(keys: ClusterKeys): KeyPermission[] {
     // Any agent notes when another's liveness key vanished.
     readwrite(keys.lastSeenPrefix, true),
     readwrite(keys.doctorPrefix, true),
+    // An operator cordons or re-prioritises any node through whichever node's API or CLI (issue 14).
+    readwrite(keys.cordonsPrefix, true),
+    readwrite(keys.prioritiesPrefix, true),
+    readwrite(keys.adminEventsPrefix, true),
   ];
 }
 

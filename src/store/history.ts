@@ -1,4 +1,4 @@
-import { parseHealthEvent, type HealthEvent, type MoveEvent } from './records';
+import { parseAdminEvent, parseHealthEvent, type AdminEvent, type HealthEvent, type MoveEvent } from './records';
 import type { EtcdStore } from './etcd-store';
 import type { ClusterKeys } from './keys';
 
@@ -54,6 +54,23 @@ export async function recordHealthEvent(store: EtcdStore, keys: ClusterKeys, eve
   healthSequence = (healthSequence + 1) % 1_000_000;
   await store.put(keys.healthEvent(Number.isNaN(timeMs) ? Date.now() : timeMs, event.node, healthSequence), JSON.stringify(event));
   await trim(store, keys.healthEventsPrefix, HEALTH_HISTORY_LIMIT);
+}
+
+/** And this many operators' actions (issue 14). */
+export const ADMIN_HISTORY_LIMIT = 200;
+
+let adminSequence = 0;
+
+/** Records an operator's action on a node under its time, then trims to ADMIN_HISTORY_LIMIT entries. */
+export async function recordAdminEvent(store: EtcdStore, keys: ClusterKeys, event: AdminEvent): Promise<void> {
+  const timeMs = Date.parse(event.time);
+  adminSequence = (adminSequence + 1) % 1_000_000;
+  await store.put(keys.adminEvent(Number.isNaN(timeMs) ? Date.now() : timeMs, event.node, adminSequence), JSON.stringify(event));
+  await trim(store, keys.adminEventsPrefix, ADMIN_HISTORY_LIMIT);
+}
+
+export async function listAdminEvents(store: EtcdStore, keys: ClusterKeys, limit = ADMIN_HISTORY_LIMIT): Promise<AdminEvent[]> {
+  return await listNewest(store, keys.adminEventsPrefix, parseAdminEvent, limit);
 }
 
 /** The most recent health verdicts of every node, oldest first; damaged records are left out. */

@@ -89,6 +89,33 @@ export class ClusterKeys {
     return `${this.prefix}health-events/`;
   }
 
+  /** A node kept off the VIP by an operator (issue 14): kept until uncordoned, across restarts. */
+  cordon(name: string): string {
+    return `${this.cordonsPrefix}${name}`;
+  }
+
+  get cordonsPrefix(): string {
+    return `${this.prefix}cordons/`;
+  }
+
+  /** A node's priority as it runs with it: written by its agent at start and reload, or by the API. */
+  priority(name: string): string {
+    return `${this.prioritiesPrefix}${name}`;
+  }
+
+  get prioritiesPrefix(): string {
+    return `${this.prefix}priorities/`;
+  }
+
+  /** The history of operators' actions on nodes (cordon, uncordon, priority, reload), oldest first. */
+  adminEvent(timeMs: number, node: string, sequence: number): string {
+    return `${this.adminEventsPrefix}${String(timeMs).padStart(15, '0')}-${node}-${String(sequence).padStart(6, '0')}`;
+  }
+
+  get adminEventsPrefix(): string {
+    return `${this.prefix}admin-events/`;
+  }
+
   get alivePrefix(): string {
     return `${this.prefix}alive/`;
   }

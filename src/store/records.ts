@@ -224,6 +224,66 @@ export function parseHealthRecord(value: string): NodeHealthRecord | null {
   }
 }
 
+// ---- node preference and maintenance (issue 14) ----
+
+/** A cordoned node takes the VIP only when no uncordoned healthy node runs; a strict one never. */
+export interface CordonRecord {
+  node: string;
+  strict: boolean;
+  /** Who cordoned it: "vipd cordon on HOST" or "API token ID". */
+  by: string;
+  reason: string | null;
+  time: string;
+}
+
+/** The priority a node runs with: higher is preferred. */
+export interface PriorityRecord {
+  node: string;
+  priority: number;
+  /** "config" (its agent, at start or reload) or who set it through the API. */
+  source: string;
+  time: string;
+}
+
+export const ADMIN_ACTIONS = ['cordon', 'uncordon', 'priority', 'reload', 'reload-refused'] as const;
+export type AdminAction = (typeof ADMIN_ACTIONS)[number];
+
+/** An operator's action on a node, as the history and the live stream show it. */
+export interface AdminEvent {
+  node: string;
+  action: AdminAction;
+  /** One line: "cordoned (strict) by vipd cordon on host-1", "refused: vip.address cannot change while running". */
+  message: string;
+  time: string;
+}
+
+export function parseCordonRecord(value: string): CordonRecord | null {
+  try {
+    const record = JSON.parse(value) as CordonRecord;
+    return typeof record.node === 'string' && typeof record.strict === 'boolean' ? record : null;
+  } catch {
+    return null;
+  }
+}
+
+export function parsePriorityRecord(value: string): PriorityRecord | null {
+  try {
+    const record = JSON.parse(value) as PriorityRecord;
+    return typeof record.node === 'string' && Number.isInteger(record.priority) ? record : null;
+  } catch {
+    return null;
+  }
+}
+
+export function parseAdminEvent(value: string): AdminEvent | null {
+  try {
+    const event = JSON.parse(value) as AdminEvent;
+    return typeof event.node === 'string' && (ADMIN_ACTIONS as readonly string[]).includes(event.action) && typeof event.message === 'string' && typeof event.time === 'string' ? event : null;
+  } catch {
+    return null;
+  }
+}
+
 // ---- hooks: why the VIP came or went, runs and required-hook failures ----
 
 /** Why the VIP came or went, as a small fixed set: metric labels and VIPD_CAUSE. */

@@ -24,7 +24,7 @@ function modulesLoadedFor(only: string | null): string[] {
 
 describe('a command loads only its own modules', () => {
   test('the whole CLI lists every command, in the same order, and one named command alone', () => {
-    const all = ['run', 'status', 'events', 'move', 'dhcp', 'token', 'ca', 'doctor', 'init', 'join', 'node', 'completion'];
+    const all = ['run', 'status', 'events', 'move', 'cordon', 'uncordon', 'dhcp', 'token', 'ca', 'doctor', 'init', 'join', 'node', 'completion'];
     assert.deepEqual(buildProgram().commands.map((command) => command.name()), all);
     for (const name of all) assert.deepEqual(buildProgram(name).commands.map((command) => command.name()), [name]);
   });

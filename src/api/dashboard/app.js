@@ -78,7 +78,7 @@ async function readEventStream(token, signal, onOpen, onEvent, onData, onChange)
       }
       if (type === 'move' && data.length > 0) onEvent(JSON.parse(data.join('\n')));
       // A node started or stopped, its health checks changed verdict, or the DHCP lease changed: the status and node table follow.
-      else if ((type === 'node' || type === 'lease' || type === 'health') && data.length > 0) onChange();
+      else if ((type === 'node' || type === 'lease' || type === 'health' || type === 'admin') && data.length > 0) onChange();
     }
   }
 }
@@ -254,7 +254,7 @@ function NodesCard({ nodes, holder, now, call, onMoved }) {
     </div>
     <table class="nodes" data-testid="nodes">
       <thead>
-        <tr><th>Node</th><th>IP</th><th>Health</th><th>Checks</th><th>Last seen</th><th>VIP</th></tr>
+        <tr><th>Node</th><th>IP</th><th>Health</th><th>Checks</th><th>Priority</th><th>Last seen</th><th>VIP</th><th>Maintenance</th></tr>
       </thead>
       <tbody>
         ${nodes.map(
@@ -263,14 +263,47 @@ function NodesCard({ nodes, holder, now, call, onMoved }) {
             <td class="mono">${node.ip}</td>
             <td>${node.healthy ? html`<${Badge} tone="ok">Healthy<//>` : html`<${Badge} tone="bad">Unhealthy<//>`}</td>
             <td data-testid="node-checks"><${Checks} node=${node} now=${now} /></td>
+            <td class="mono" data-testid="node-priority">${node.priority ?? '—'}</td>
             <td class="muted">${node.lastSeen ? ago(node.lastSeen, now) : 'never'}</td>
             <td>${node.holdsVip ? html`<span class="holds">Holds the VIP</span>` : ''}</td>
+            <td><${CordonControl} node=${node} call=${call} onChanged=${onMoved} /></td>
           </tr>`,
         )}
       </tbody>
     </table>
     <${MoveControl} nodes=${nodes} holder=${holder} call=${call} onMoved=${onMoved} />
   </section>`;
+}
+
+/**
+ * Cordon or uncordon a node (issue 14): a cordoned holder hands the VIP on by a planned move,
+ * and a cordoned node takes it only when no uncordoned healthy node runs.
+ */
+function CordonControl({ node, call, onChanged }) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const act = async (method) => {
+    setBusy(true);
+    setError(null);
+    try {
+      await call(`/v1/nodes/${encodeURIComponent(node.name)}/cordon`, method === 'POST' ? { method, body: JSON.stringify({}) } : { method });
+      onChanged();
+    } catch (caught) {
+      // The VIP may leave the node that served this page; the status reloads either way.
+      if (caught.status === 0) onChanged();
+      else setError(caught.message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const cordon = node.cordon;
+  return html`<span class="cordon" data-testid="cordon-control">
+    ${cordon && html`<${Badge} tone="warn">${cordon.strict ? 'Cordoned (strict)' : 'Cordoned'}<//> `}
+    ${cordon
+      ? html`<button class="ghost" data-testid="uncordon-button" disabled=${busy} title=${`cordoned by ${cordon.by}${cordon.reason ? `: ${cordon.reason}` : ''}`} onClick=${() => act('DELETE')}>Uncordon</button>`
+      : html`<button class="ghost" data-testid="cordon-button" disabled=${busy} title="Keep the VIP off this node (maintenance)" onClick=${() => act('POST')}>Cordon</button>`}
+    ${error && html`<span class="bad small" role="alert">${error}</span>`}
+  </span>`;
 }
 
 /** The node's health checks: passing, or which fail and why (issue 13). */
