@@ -182,9 +182,10 @@ test('campaigns go one at a time; a trigger during one runs another once it is a
 
 test("a follower's poll reads the leader key and campaigns only when it is vacant (a failed campaign still costs etcd a raft entry)", () =>
   withElection(async (store) => {
+    // Before the first poll (the election has only just been started).
+    store.leaderKey = otherHolder;
     await waitFor('the first campaign', () => store.campaigns.length === 1, 5_000, 5);
     store.campaigns[0]?.answer(lost);
-    store.leaderKey = otherHolder;
     await waitFor('five polls', () => store.reads >= 5, 5_000, 5);
     assert.equal(store.campaigns.length, 1, 'no campaign while another node holds the key');
     store.leaderKey = null;

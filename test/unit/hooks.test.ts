@@ -302,9 +302,9 @@ describe('the hook runner', () => {
     const times = readFileSync(stamps, 'utf8').trim().split('\n').map((line) => Number(BigInt(line) / 1_000_000n));
     assert.equal(times.length, 4);
     const gaps = times.slice(1).map((time, index) => time - times[index]!);
-    // 100, 200 and 400 ms, plus the time to start a process.
+    // At least 100, 200 and 400 ms (timers never fire early); no upper bound and no order
+    // between them: starting a process on a busy host can take longer than the difference.
     assert.ok(gaps[0]! >= 95 && gaps[1]! >= 195 && gaps[2]! >= 395, `gaps ${gaps.join(', ')}`);
-    assert.ok(gaps[2]! > gaps[1]! && gaps[1]! > gaps[0]!, `gaps ${gaps.join(', ')}`);
     assert.deepEqual(failures, ['acquire:exit', 'acquire:exit', 'acquire:exit', 'acquire:exit']);
     assert.deepEqual(finished, ['acquire:failed']);
   });
