@@ -38,6 +38,8 @@ export interface ReleaseWrites {
 export interface EtcdConnection {
   endpoints: string[];
   tls?: { ca: string; cert?: string; key?: string } | undefined;
+  /** A user and password instead of the certificate's CN: only to undo a failed `--etcd-manage-access`. */
+  password?: { user: string; password: string };
   /** Every unary call fails after this long: a hung call must never stall fencing. */
   callTimeoutMs: number;
   /**
@@ -153,6 +155,7 @@ export class EtcdStore {
           defaultCallOptions: (context) =>
             context.isStream ? {} : { deadline: Date.now() + connection.callTimeoutMs },
           ...(credentials ? { credentials } : {}),
+          ...(connection.password ? { auth: { username: connection.password.user, password: connection.password.password } } : {}),
         };
         return new Etcd3(options);
       },
