@@ -59,6 +59,20 @@ export interface AnnouncementCapture {
   stop: () => void;
 }
 
+/** An etcd with TLS and `--client-cert-auth` (lab/etcd-pki.ts makes the files); `client` is what etcdctl uses. */
+export interface EtcdTls {
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  client: { cert: string; key: string };
+  /**
+   * What etcd makes of a client's certificate: `user` (default) requires one and takes the
+   * user from its CN (--trusted-ca-file, --client-cert-auth); `checked` requires one but takes
+   * no user from it (--trusted-ca-file alone); `none` asks for none.
+   */
+  clientCertificates?: 'user' | 'checked' | 'none';
+}
+
 interface ProcessHandle {
   child: ChildProcess;
   exited: Promise<number | null>;
@@ -144,6 +158,7 @@ export class Lab {
   readonly nodes: LabNode[] = [];
   readonly vip: string;
   private etcd: ProcessHandle | null = null;
+  private etcdTls: EtcdTls | null = null;
   private dhcpServer: ProcessHandle | null = null;
   private readonly helpers: ChildProcess[] = [];
   private readonly etcdMembers: ChildProcess[] = [];
@@ -173,7 +188,13 @@ export class Lab {
     return `${this.prefix}-dh`;
   }
   get etcdEndpoint(): string {
-    return `http://${ETCD_IP}:2379`;
+    return `${this.etcdTls ? 'https' : 'http'}://${ETCD_IP}:2379`;
+  }
+
+  /** etcdctl's flags for the lab's etcd: its TLS client certificate, if it has TLS. */
+  private get etcdctlTls(): string[] {
+    const tls = this.etcdTls;
+    return tls ? [`--cacert=${tls.ca}`, `--cert=${tls.client.cert}`, `--key=${tls.client.key}`] : [];
   }
 
   static async create(options: LabOptions): Promise<Lab> {
@@ -261,7 +282,13 @@ export class Lab {
     this.helpers.push(child);
   }
 
-  async startEtcd(): Promise<void> {
+  async startEtcd(options: { tls?: EtcdTls } = {}): Promise<void> {
+    this.etcdTls = options.tls ?? null;
+    const tls = this.etcdTls
+      ? ['--cert-file', this.etcdTls.serverCert, '--key-file', this.etcdTls.serverKey,
+          ...(this.etcdTls.clientCertificates === 'none' ? [] : ['--trusted-ca-file', this.etcdTls.ca]),
+          ...((this.etcdTls.clientCertificates ?? 'user') === 'user' ? ['--client-cert-auth'] : [])]
+      : [];
     const dataDir = join(this.dir, 'etcd');
     const peer = 'http://127.0.0.1:2380';
     const child = spawn(
@@ -277,6 +304,7 @@ export class Lab {
         '--initial-cluster', `lab=${peer}`,
         '--heartbeat-interval', '100',
         '--election-timeout', '1000',
+        ...tls,
       ),
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -285,7 +313,7 @@ export class Lab {
     await waitFor(
       'etcd to answer',
       async () => {
-        const result = await run('ip', ['netns', 'exec', this.etcdNs, 'etcdctl', '--endpoints', this.etcdEndpoint, '--dial-timeout=1s', 'endpoint', 'health']);
+        const result = await run('ip', ['netns', 'exec', this.etcdNs, 'etcdctl', '--endpoints', this.etcdEndpoint, ...this.etcdctlTls, '--dial-timeout=1s', 'endpoint', 'health']);
         return result.code === 0;
       },
       20_000,
@@ -429,7 +457,7 @@ export class Lab {
   }
 
   async etcdctl(...args: string[]): Promise<string> {
-    return await mustRun('ip', ['netns', 'exec', this.etcdNs, 'etcdctl', '--endpoints', this.etcdEndpoint, ...args]);
+    return await mustRun('ip', ['netns', 'exec', this.etcdNs, 'etcdctl', '--endpoints', this.etcdEndpoint, ...this.etcdctlTls, ...args]);
   }
 
   /** Starts a node's agent; its log (JSON lines) goes to node.logPath. */

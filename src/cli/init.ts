@@ -29,6 +29,7 @@ export interface InitFlags {
   etcdCa?: string;
   etcdCert?: string;
   etcdKey?: string;
+  etcdManageAccess?: boolean;
   etcdVoters: string;
   tokenTtl: string;
   yes?: boolean;
@@ -96,11 +97,15 @@ function toOptions(flags: InitFlags, progress: (line: string) => void): InitOpti
       ca: flags.etcdCa ?? null,
       cert: flags.etcdCert ?? null,
       key: flags.etcdKey ?? null,
+      manageAccess: flags.etcdManageAccess === true,
     };
     if ((etcd.cert === null) !== (etcd.key === null)) throw new InputError('--etcd-cert', 'and --etcd-key go together');
     if ((etcd.cert || etcd.key) && !etcd.ca) throw new InputError('--etcd-ca', 'is required with --etcd-cert and --etcd-key');
-  } else if (flags.etcdCa || flags.etcdCert || flags.etcdKey) {
-    throw new InputError('--etcd', 'is required with --etcd-ca, --etcd-cert or --etcd-key (without it vipd runs its own etcd)');
+    if (etcd.manageAccess && !etcd.cert) {
+      throw new InputError('--etcd-manage-access', 'needs --etcd-ca, --etcd-cert and --etcd-key: etcd (run with --client-cert-auth) takes each node\'s user from its client certificate\'s CN');
+    }
+  } else if (flags.etcdCa || flags.etcdCert || flags.etcdKey || flags.etcdManageAccess) {
+    throw new InputError('--etcd', 'is required with --etcd-ca, --etcd-cert, --etcd-key or --etcd-manage-access (without it vipd runs its own etcd, whose access it always manages)');
   }
   return {
     cluster: flags.cluster!,
@@ -135,7 +140,7 @@ export function formatInitResult(result: InitResult): string {
     ['This node', `${config.node.name}, ${result.nodeIp} on ${config.node.interface}`],
     ['VIP held by', result.holder ?? '(nobody yet)'],
     ['Cluster CA', `SHA-256 ${result.caFingerprint}`],
-    ['Cluster store', config.etcd.embedded ? `embedded etcd (${config.etcd.embedded.clientURL})` : `etcd at ${config.etcd.endpoints.join(', ')}`],
+    ['Cluster store', config.etcd.embedded ? `embedded etcd (${config.etcd.embedded.clientURL})` : `etcd at ${config.etcd.endpoints.join(', ')}${result.etcdAccessManaged ? ' (vipd manages its users and roles)' : ''}`],
     ['Agent', describeStartedAgent(result.started)],
   ];
   if (config.api.fqdn) rows.splice(1, 0, ['FQDN', `https://${config.api.fqdn} (point it at the VIP in DNS)`]);
@@ -156,8 +161,9 @@ export function formatInitResult(result: InitResult): string {
   lines.push(
     `To add a node, run this on it (${expiry}; make more with \`vipd token create --role join\`):`,
     '',
-    `  vipd join ${result.managementUrl} --token ${result.token}`,
+    `  vipd join ${result.managementUrl} --token ${result.token}${result.etcdAccessManaged ? ' --etcd-cert CERT --etcd-key KEY' : ''}`,
     '',
+    ...(result.etcdAccessManaged ? ['(CERT: a client certificate from the etcd\'s CA with CN vipd-node-NAME, NAME the joining node\'s name: etcd\'s user for it)', ''] : []),
     'A node joined that way holds the VIP like any other, but cannot sign (issue certificates,',
     'serve joins, mint tokens). Give one or two more nodes the cluster key, so that signing',
     'survives this node; keep the key secret, it opens the cluster CA (docs/security.md):',
@@ -198,6 +204,7 @@ export function registerInit(program: Command): void {
     .option('--etcd-ca <file>', 'external etcd: its CA certificate (PEM)')
     .option('--etcd-cert <file>', 'external etcd: this node\'s client certificate (PEM)')
     .option('--etcd-key <file>', 'external etcd: this node\'s client key (PEM)')
+    .option('--etcd-manage-access', 'external etcd: let vipd turn on its access control and keep one user per node, as in the embedded store (--etcd-cert: CN vipd-node-NAME, or a user with etcd\'s root role)')
     .option('--etcd-voters <n>', 'embedded etcd: how many nodes become voting members (3 or 5)', String(DEFAULT_VOTERS))
     .option('--token-ttl <duration>', 'lifetime of the join token printed at the end: 30m, 24h or 7d (a join token always expires)', '24h')
     .option('-y, --yes', 'ask nothing: take every value from the flags')

@@ -8,7 +8,7 @@ export function registerNode(program: Command): void {
   const node = program.command('node').description('manage the cluster\'s nodes');
   node
     .command('remove')
-    .description('remove a node: its registration, its etcd member and etcd user (embedded store), and the tokens made on it')
+    .description('remove a node: its registration, its etcd member (embedded store), its etcd user (where vipd manages etcd access), and the tokens made on it')
     .argument('<name>', 'the node name, as `vipd status` and the dashboard show it')
     .option('--force', 'remove it even though its agent is running')
     .option('--keep-tokens', 'keep the tokens made on that node (by default they go with it)')

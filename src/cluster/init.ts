@@ -1,15 +1,17 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import type { Config } from '../config/config';
+import { readCa } from '../config/referenced-files';
 import { InputError } from '../config/schema-check';
 import { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
 import { generateVipMac } from '../store/membership';
 import { Netlink } from '../holding/netlink';
-import { certificateFingerprint, ClusterCa, encodeCaRecord, type CaMaterial } from '../security/ca';
+import { certificateCommonName, certificateFingerprint, ClusterCa, encodeCaRecord, type CaMaterial } from '../security/ca';
 import { generateClusterKey, parseClusterKey } from '../security/cluster-key';
-import { enableAccessControl, nodeUser } from '../store/access';
+import { accessControlEnabled, disableAccessControl, enableAccessControl, isPermissionDenied, listUsers, nodeUser, ROOT_ROLE, ROOT_USER } from '../store/access';
 import { EtcdKeyValue } from '../store/kv';
 import { securityKeys } from '../store/keys';
 import { TokenStore } from '../security/tokens';
@@ -26,6 +28,8 @@ export interface ExternalEtcd {
   ca: string | null;
   cert: string | null;
   key: string | null;
+  /** The operator lets vipd manage etcd's users and roles, through `cert` (docs/security.md). */
+  manageAccess: boolean;
 }
 
 export interface InitOptions {
@@ -57,6 +61,8 @@ export interface InitResult {
   /** For `vipd join --cluster-key`: makes the joining node a signing node. */
   clusterKey: string;
   caFingerprint: string;
+  /** An external etcd whose users and roles vipd keeps. */
+  etcdAccessManaged: boolean;
   started: StartedAgent;
   holder: string | null;
   dhcp: { hwaddr: string; leasedIp: string } | null;
@@ -162,6 +168,7 @@ export async function initCluster(options: InitOptions): Promise<InitResult> {
     }
     const document = documentFor(options, vip, hwaddr, etcdSection);
     ({ config } = await checkNode(document, netlink));
+    if (external?.manageAccess) await checkAccessManageable(config, external);
     if (external) await checkExternalStoreIsNew(config);
 
     // Every check passed: from here on init writes, and undoes what it wrote if it fails.
@@ -174,9 +181,10 @@ export async function initCluster(options: InitOptions): Promise<InitResult> {
     progress(`wrote ${configPath}`);
 
     const storeInfo: StoreInfo = external
-      ? { kind: 'external', endpoints: external.endpoints, ca: external.ca ? readFileSync(external.ca, 'utf8') : null }
+      ? { kind: 'external', endpoints: external.endpoints, ca: external.ca ? readFileSync(external.ca, 'utf8') : null, ...(external.manageAccess ? { manageAccess: true } : {}) }
       : { kind: 'embedded', maxVoters: options.voters };
     const etcd = external ? null : await startEmbedded(config, progress);
+    if (external?.manageAccess) await turnOnExternalAccess(config);
     let token: Awaited<ReturnType<TokenStore['create']>>;
     try {
       token = await seedStore(config, encodeCaRecord(ca, { clusterKey: parseClusterKey(clusterKey, 'cluster key'), cluster: config.cluster }), sharedDocument(options, vip, hwaddr), storeInfo, options.tokenTtlMs);
@@ -197,6 +205,7 @@ export async function initCluster(options: InitOptions): Promise<InitResult> {
       tokenExpires: token.record.expires,
       clusterKey,
       caFingerprint: certificateFingerprint(ca.certificate),
+      etcdAccessManaged: external?.manageAccess === true,
       started,
       holder,
       dhcp,
@@ -240,6 +249,94 @@ async function checkExternalStoreIsNew(config: Config): Promise<void> {
   }
 }
 
+/**
+ * --etcd-manage-access: this node's certificate must still work once access control is on,
+ * so its CN is this node's user (made here) or a user that has etcd's root role already;
+ * and where access control is on already, it must be allowed to manage users.
+ */
+async function checkAccessManageable(config: Config, external: ExternalEtcd): Promise<void> {
+  const commonName = certificateCommonName(readCa(external.cert!, '--etcd-cert')) ?? '';
+  const own = nodeUser(config.node.name);
+  if (await acceptsClientsWithoutCertificate(config)) {
+    throw new InputError('--etcd-manage-access', `etcd at ${config.etcd.endpoints.join(', ')} accepts a client without a certificate: it takes users from certificates only when run with --trusted-ca-file and --client-cert-auth, so vipd would lock every node out`);
+  }
+  const store = storeFor(config);
+  try {
+    const users = await listUsers(store).catch((error: unknown) => {
+      if (!isPermissionDenied(error)) throw error;
+      throw new InputError('--etcd-manage-access', `etcd's access control is on and refuses to list its users to the certificate --etcd-cert (CN "${commonName}"): give a certificate whose CN is an etcd user with the root role`);
+    });
+    if (commonName !== own && commonName !== ROOT_USER && !users.get(commonName)?.includes(ROOT_ROLE)) {
+      throw new InputError('--etcd-cert', `its CN is "${commonName}", which is neither this node's etcd user "${own}", "${ROOT_USER}", nor an etcd user with the root role: once vipd turns etcd's access control on, etcd would refuse this node`);
+    }
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    throw new InputError('--etcd', `cannot reach etcd at ${config.etcd.endpoints.join(', ')}: ${(error as Error).message}`);
+  } finally {
+    store.close();
+  }
+}
+
+/** etcd given --trusted-ca-file ends a TLS handshake without a client certificate; any answer from etcd means it took one. */
+async function acceptsClientsWithoutCertificate(config: Config): Promise<boolean> {
+  const anonymous = new EtcdStore({ endpoints: config.etcd.endpoints, tls: { ca: config.etcd.tls!.ca }, callTimeoutMs: 3000 });
+  try {
+    await anonymous.get(new ClusterKeys(config.cluster).settings);
+    return true;
+  } catch (error) {
+    // Its access control (already on) refusing a nameless client is an answer too.
+    return isPermissionDenied(error);
+  } finally {
+    anonymous.close();
+  }
+}
+
+/**
+ * --etcd-manage-access: turns the external etcd's access control on before anything is
+ * stored, then checks that this node's certificate still names its user. An etcd run with
+ * --trusted-ca-file but without --client-cert-auth checks certificates yet takes no user from
+ * them: every node, and every other client, would be refused. Where vipd made `root`, it did
+ * so with a random password, used only to turn access control off again in that case.
+ */
+async function turnOnExternalAccess(config: Config): Promise<void> {
+  const keys = new ClusterKeys(config.cluster);
+  const store = storeFor(config);
+  try {
+    const wasOn = await accessControlEnabled(store);
+    const rootPassword = wasOn || (await listUsers(store)).has(ROOT_USER) ? undefined : randomBytes(32).toString('base64url');
+    await enableAccessControl(store, keys, config.node.name, rootPassword);
+    if (wasOn) return;
+    const refused = await store.get(keys.settings).then(() => null, (error: unknown) => {
+      if (isPermissionDenied(error)) return error as Error;
+      throw error;
+    });
+    if (!refused) return;
+    const undoError = rootPassword ? await undoAccessControl(config, store, keys, rootPassword) : 'etcd\'s root user was not made by vipd';
+    throw new InputError(
+      '--etcd-manage-access',
+      `etcd at ${config.etcd.endpoints.join(', ')} takes no user from a client certificate (${refused.message}): run it with --client-cert-auth. ` +
+        (undoError === null
+          ? 'vipd turned its access control off again.'
+          : `Its access control is on now (${undoError}): turn it off as its root user (\`etcdctl --user root auth disable\`).`),
+    );
+  } finally {
+    store.close();
+  }
+}
+
+/** Null when undone, else why not. */
+async function undoAccessControl(config: Config, store: EtcdStore, keys: ClusterKeys, rootPassword: string): Promise<string | null> {
+  const root = new EtcdStore({ endpoints: config.etcd.endpoints, tls: config.etcd.tls, callTimeoutMs: 5000, password: { user: ROOT_USER, password: rootPassword } });
+  try {
+    await disableAccessControl(root, store, keys, config.node.name);
+    return null;
+  } catch (error) {
+    return `turning it off failed: ${(error as Error).message}`;
+  } finally {
+    root.close();
+  }
+}
+
 /** The cluster CA goes in before any agent runs, so ClusterCa.loadOrCreate finds this one. */
 async function seedStore(
   config: Config,
@@ -265,7 +362,7 @@ async function seedStore(
       ttlMs: tokenTtlMs,
       createdOn: config.node.name,
     });
-    // Last: from here on every client needs a user (an external etcd's rules are its operator's; docs/security.md).
+    // Last: from here on every client needs a user (an external etcd's, when vipd may manage them, are on already: turnOnExternalAccess).
     if (storeInfo.kind === 'embedded') await enableAccessControl(store, keys, config.node.name);
     return token;
   } finally {

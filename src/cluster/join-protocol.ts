@@ -59,6 +59,8 @@ export const JoinClusterInfo = Type.Object({
   }),
   nodes: Type.Array(NodeSummary),
   store: Type.Union([Type.Literal('embedded'), Type.Literal('external')]),
+  /** External store: vipd keeps etcd's users, so the joiner's client certificate must carry its user's CN. */
+  manageAccess: Type.Optional(Type.Boolean()),
 });
 export type JoinClusterInfo = Static<typeof JoinClusterInfo>;
 

@@ -177,6 +177,7 @@ export class JoinService implements JoinHandler {
       vip: { mode: settings.mode, address: await this.vipAddress(settings), hwaddr: settings.hwaddr },
       nodes: nodes.map((node) => ({ name: node.name, ip: node.ip, mac: node.mac, alive: live.has(node.name) })),
       store: info.kind,
+      ...(info.kind === 'external' && info.manageAccess ? { manageAccess: true } : {}),
     };
   }
 
@@ -286,7 +287,16 @@ export class JoinService implements JoinHandler {
     let joinStore: JoinStore;
     if (info.kind === 'external') {
       joinStore = { kind: 'external', endpoints: info.endpoints, ca: info.ca };
-      await membership.register(record);
+      if (!info.manageAccess) {
+        await membership.register(record);
+      } else {
+        // As in the embedded store: its user first, so its own certificate works from its first call.
+        await grantNode(store, this.keys, request.name, signer);
+        await membership.register(record).catch(async (error: unknown) => {
+          await revokeNode(store, this.keys, request.name).catch(() => undefined);
+          throw error;
+        });
+      }
     } else {
       certificates.client = await issuer.issue({ commonName: nodeUser(request.name), publicKeyPem: request.publicKeys.client, uses: ['client'] });
       // Its etcd user before anything else: the node's certificate works from its first call.

@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/config';
+import { readCa } from '../config/referenced-files';
 import { InputError } from '../config/schema-check';
 import { Netlink } from '../holding/netlink';
-import { certificateFingerprint } from '../security/ca';
+import { certificateCommonName, certificateFingerprint } from '../security/ca';
+import { nodeUser } from '../store/access';
 import { formatClusterKey, parseClusterKey, signerProof } from '../security/cluster-key';
 import { managementUrl } from './init';
 import { JoinClient } from './join-client';
@@ -73,6 +75,7 @@ export async function joinCluster(options: JoinOptions): Promise<JoinResult> {
     }
     checkPathsFree(configPath, dataDir);
     if (info.store === 'external') checkReadable(options.etcdCert, options.etcdKey);
+    if (info.manageAccess) checkEtcdUser(options.etcdCert, name);
     const ip = local.managementAddress.address;
     const mac = local.managementInterface.mac;
     const live = info.nodes.filter((other) => other.alive);
@@ -125,6 +128,18 @@ function checkReadable(...paths: Array<string | null>): void {
     } catch (error) {
       throw new InputError('--etcd-cert', `cannot read ${path}: ${(error as Error).message}`);
     }
+  }
+}
+
+/** vipd keeps the external etcd's users: the one the cluster makes for this node is named by the CN its certificate must carry. */
+function checkEtcdUser(certPath: string | null, name: string): void {
+  const user = nodeUser(name);
+  if (!certPath) {
+    throw new InputError('--etcd-cert', `is required: vipd manages this cluster's etcd users, and this node's user is the CN of its client certificate (CN ${user}, from the etcd's CA)`);
+  }
+  const commonName = certificateCommonName(readCa(certPath, '--etcd-cert'));
+  if (commonName !== user) {
+    throw new InputError('--etcd-cert', `its CN is "${commonName ?? ''}", but etcd takes this node's user from it and the cluster makes the user "${user}": use a certificate with CN ${user}`);
   }
 }
 

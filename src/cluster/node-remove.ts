@@ -6,7 +6,7 @@ import { ETCD_PEER_PORT, urlFor } from './etcd-endpoints';
 import { clusterSetupKeys } from '../store/keys';
 import { type StoreInfo } from '../store/records';
 import { releaseClaims } from './join-claims';
-import { revokeNode } from '../store/access';
+import { managesAccess, revokeNode } from '../store/access';
 import { EtcdKeyValue } from '../store/kv';
 import { securityKeys } from '../store/keys';
 import { TokenStore } from '../security/tokens';
@@ -22,14 +22,16 @@ export interface RemovedNode {
 }
 
 /**
- * Removes a node from the cluster: its registration, liveness traces and, for the embedded
- * store, its etcd member (found by name, or by peer URL if it never started). A running
- * node is refused unless forced: removing its member would stop its etcd under it.
+ * Removes a node from the cluster: its registration, liveness traces, its etcd user where
+ * vipd manages etcd's access and, for the embedded store, its etcd member (found by name,
+ * or by peer URL if it never started). A running node is refused unless forced: removing its
+ * member would stop its etcd under it.
  */
 export async function removeNode(store: EtcdStore, keys: ClusterKeys, name: string, options: { force: boolean; keepTokens?: boolean }): Promise<RemovedNode> {
   const membership = new Membership(store, keys);
   const [nodes, live, info] = await Promise.all([membership.listNodes(), membership.liveNodeNames(), store.get(clusterSetupKeys(keys).store)]);
-  const embedded = info !== null && (JSON.parse(info.value) as StoreInfo).kind === 'embedded';
+  const storeInfo = info === null ? null : (JSON.parse(info.value) as StoreInfo);
+  const embedded = storeInfo?.kind === 'embedded';
   const record = nodes.find((node) => node.name === name) ?? null;
   if (live.has(name) && !options.force) {
     throw new InputError('NAME', `node "${name}" is running (its agent holds a liveness key): stop its agent first, or pass --force`);
@@ -52,7 +54,7 @@ export async function removeNode(store: EtcdStore, keys: ClusterKeys, name: stri
   await store.delete(keys.health(name));
   if (options.force) await store.delete(keys.alive(name));
   // Last: the node's own certificate stops working here, and it must not be this command's.
-  const revoked = embedded ? await revokeNode(store, keys, name) : false;
+  const revoked = managesAccess(storeInfo) ? await revokeNode(store, keys, name) : false;
   const tokens: string[] = [];
   if (!options.keepTokens) {
     const tokenStore = new TokenStore(new EtcdKeyValue(store), securityKeys(keys));

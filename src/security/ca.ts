@@ -122,6 +122,12 @@ export function certificateFingerprint(pem: string): string {
   return new X509Certificate(pem).fingerprint256;
 }
 
+/** The subject's CN: the etcd user a client certificate stands for under `--client-cert-auth`. Null when it has none. */
+export function certificateCommonName(pem: string): string | null {
+  const line = new X509Certificate(pem).subject.split('\n').find((part) => part.startsWith('CN='));
+  return line ? line.slice(3) : null;
+}
+
 function toPem(der: ArrayBuffer, label: string): string {
   return x509.PemConverter.encode(der, label);
 }

@@ -1,8 +1,10 @@
 import type { EtcdStore } from './etcd-store';
 import { hookFailuresPrefix, hookRunsPrefix, type ClusterKeys } from './keys';
+import type { StoreInfo } from './records';
 
 /**
- * Who may touch which keys, as etcd users and roles (embedded store). etcd maps a client
+ * Who may touch which keys, as etcd users and roles (the embedded store, and an external one
+ * whose operator lets vipd manage them). etcd maps a client
  * certificate's CN to a user of that name, so each node's client certificate is its user.
  * A signing node's user has etcd's `root` role; any other node's user may read the
  * cluster's keys and write only the election's shared keys and its own records: not the
@@ -21,7 +23,7 @@ export function nodeUser(name: string): string {
 }
 
 export const ROOT_ROLE = 'root';
-const ROOT_USER = 'root';
+export const ROOT_USER = 'root';
 
 /** The role every non-signing node of the cluster has. */
 export function nodesRole(keys: ClusterKeys): string {
@@ -125,11 +127,12 @@ export async function grantMissingSharedPermissions(store: EtcdStore, keys: Clus
 /**
  * Nobody logs in with a password: the user is its certificate's CN. No password at all,
  * because etcd 3.4 bcrypt-hashes a password inside its apply loop, stalling every member's
- * writes (the fast profile's renewals) for as long as it takes.
+ * writes (the fast profile's renewals) for as long as it takes. The one exception is an
+ * external etcd's `root`, once, before any agent runs (see turnOnExternalAccess in src/cluster/init.ts).
  */
-async function putUser(store: EtcdStore, user: string, roles: string[]): Promise<void> {
+async function putUser(store: EtcdStore, user: string, roles: string[], password?: string): Promise<void> {
   const auth = store.client.auth;
-  await auth.userAdd({ name: user, options: { no_password: true } }).catch((error: unknown) => {
+  await auth.userAdd(password ? { name: user, password } : { name: user, options: { no_password: true } }).catch((error: unknown) => {
     if (!already(error, 'exists')) throw error;
   });
   for (const role of roles) await auth.userGrantRole({ user, role });
@@ -160,14 +163,63 @@ export async function revokeNode(store: EtcdStore, keys: ClusterKeys, name: stri
 }
 
 /**
- * Turns access control on in a new embedded store: etcd wants a `root` user first. The
- * first node signs, so its user gets `root`; the shared role is made for the nodes to come.
+ * Turns access control on in a new embedded store, or an external one vipd may manage: etcd
+ * wants a `root` user first. The first node signs, so its user gets `root`; the shared role
+ * is made for the nodes to come. Each step also passes where access control is on already
+ * (existing users are kept; etcd ignores a second auth enable).
  */
-export async function enableAccessControl(store: EtcdStore, keys: ClusterKeys, firstNode: string): Promise<void> {
-  await putUser(store, ROOT_USER, [ROOT_ROLE]);
+export async function enableAccessControl(store: EtcdStore, keys: ClusterKeys, firstNode: string, rootPassword?: string): Promise<void> {
+  await putUser(store, ROOT_USER, [ROOT_ROLE], rootPassword);
   await putRole(store, nodesRole(keys), sharedPermissions(keys));
   await grantNode(store, keys, firstNode, true);
   await store.client.auth.authEnable({});
+}
+
+/**
+ * Undoes enableAccessControl where it turned access control on: `asRoot` logs in as `root`
+ * with the password given then (a certificate names no user when this is needed). The rest
+ * goes through `store`: etcd refuses a login token once access control is off.
+ */
+export async function disableAccessControl(asRoot: EtcdStore, store: EtcdStore, keys: ClusterKeys, firstNode: string): Promise<void> {
+  await asRoot.client.auth.authDisable({});
+  const auth = store.client.auth;
+  for (const name of [nodeUser(firstNode), ROOT_USER]) {
+    await auth.userDelete({ name }).catch((error: unknown) => {
+      if (!already(error, 'not found')) throw error;
+    });
+  }
+  await auth.roleDelete({ role: nodesRole(keys) }).catch((error: unknown) => {
+    if (!already(error, 'not found')) throw error;
+  });
+}
+
+/** Whether etcd's access control is on: asked to log in a user that does not exist, etcd says which. */
+export async function accessControlEnabled(store: EtcdStore): Promise<boolean> {
+  try {
+    await store.client.auth.authenticate({ name: 'vipd-no-such-user', password: 'none' });
+    return true;
+  } catch (error) {
+    const message = (error as Error).message;
+    if (/not enabled/i.test(message)) return false;
+    if (/authentication failed/i.test(message)) return true;
+    throw error;
+  }
+}
+
+/** Whether vipd keeps etcd's users and roles: always its own embedded store, an external one only when allowed. */
+export function managesAccess(info: StoreInfo | null): boolean {
+  return info !== null && (info.kind === 'embedded' || info.manageAccess === true);
+}
+
+/**
+ * Every etcd user with its roles. etcd answers anyone while its access control is off, and
+ * only a user with the root role once it is on: so this also tells whether the caller may manage users.
+ */
+export async function listUsers(store: EtcdStore): Promise<Map<string, string[]>> {
+  const auth = store.client.auth;
+  const users = new Map<string, string[]>();
+  for (const name of (await auth.userList()).users) users.set(name, (await auth.userGet({ name })).roles);
+  return users;
 }
 
 /** Whether etcd refused a call for want of rights: the caller's certificate is not a signing node's, or was revoked. */

@@ -38,6 +38,8 @@ export interface ReleaseWrites {
 export interface EtcdConnection {
   endpoints: string[];
   tls?: { ca: string; cert?: string; key?: string } | undefined;
+  /** A user and password instead of the certificate's CN: only to undo a failed `--etcd-manage-access`. */
+  password?: { user: string; password: string };
   /** Every unary call fails after this long: a hung call must never stall fencing. */
   callTimeoutMs: number;
   /**
@@ -153,6 +155,7 @@ export class EtcdStore {
           defaultCallOptions: (context) =>
             context.isStream ? {} : { deadline: Date.now() + connection.callTimeoutMs },
           ...(credentials ? { credentials } : {}),
+          ...(connection.password ? { auth: { username: connection.password.user, password: connection.password.password } } : {}),
         };
         return new Etcd3(options);
       },
@@ -283,10 +286,6 @@ export class EtcdStore {
   }
 
   /**
-   * Takes the leader key if nobody holds it and no planned move reserves it; otherwise reads
-   * who holds it and any reservation. One round trip.
-   */
-  /**
    * With access control on, etcd refuses a write whose user's rights changed while it was in
    * flight ("revision of auth store is old", e.g. as a node joins or is removed). It was not
    * applied, so it is sent once more, within the same deadline.
@@ -304,6 +303,10 @@ export class EtcdStore {
     return await this.retryOnAuthChange(() => this.client.kv.txn(...args));
   }
 
+  /**
+   * Takes the leader key if nobody holds it and no planned move reserves it; otherwise reads
+   * who holds it and any reservation. One round trip.
+   */
   async campaign(leaderKey: string, handoffKey: string, value: string, leaseId: string): Promise<CampaignResult> {
     const key = Buffer.from(leaderKey);
     const handoff = Buffer.from(handoffKey);

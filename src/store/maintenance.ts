@@ -69,6 +69,12 @@ export async function uncordonNode(store: EtcdStore, keys: ClusterKeys, node: st
 /** Sets the priority `node` runs with; its agent follows at once. Recorded unless it is the agent publishing its config. */
 export async function setPriority(store: EtcdStore, keys: ClusterKeys, node: string, priority: number, source: string): Promise<void> {
   const record: PriorityRecord = { node, priority, source, time: new Date().toISOString() };
+  if (source === 'config') {
+    // An agent publishes its configured priority at every start: unchanged, the record (and
+    // the time it was set) stays as it is.
+    const current = parsePriorityRecord((await store.get(keys.priority(node)))?.value ?? '');
+    if (current && current.priority === priority && current.source === source) return;
+  }
   if (source !== 'config') await requireRegistered(store, keys, node);
   await store.put(keys.priority(node), JSON.stringify(record));
   if (source !== 'config') await recordAdminEvent(store, keys, { node, action: 'priority', message: `priority set to ${priority} by ${source}`, time: record.time });

@@ -336,4 +336,5 @@ export interface HookFailureRecord {
 /** How the cluster's store is run, written once by `vipd init`. */
 export type StoreInfo =
   | { kind: 'embedded'; maxVoters: number }
-  | { kind: 'external'; endpoints: string[]; ca: string | null };
+  /** manageAccess: the operator let vipd keep etcd's users and roles (`vipd init --etcd-manage-access`). */
+  | { kind: 'external'; endpoints: string[]; ca: string | null; manageAccess?: boolean };

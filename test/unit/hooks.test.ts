@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -48,6 +48,7 @@ function rejects(hooks: unknown[], field: string, pattern: RegExp): void {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'vipd-hooks-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 let scriptCount = 0;
 
 /** Writes an executable shell script and returns its path. */
@@ -374,7 +375,6 @@ describe('the hook runner', () => {
     assert.equal(hookRunner.cooldownReason(), null);
     assert.equal(changes, 0);
     assert.equal(history.failure, null);
-    const { rmSync } = await import('node:fs');
     rmSync(flag);
     hookRunner.dispatch(context({ term: 9 }));
     await until('the second run', () => history.runs.length === 2);

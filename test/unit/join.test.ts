@@ -246,7 +246,7 @@ describe('what init prints and installs', () => {
     const config = resolveConfig({ cluster: 'demo', node: { name: 'node-1', interface: 'mgmt-br' }, vip: { mode: 'static', address: '192.0.2.10' }, etcd: { endpoints: ['https://192.0.2.11:2379'] } });
     const text = formatInitResult({
       config, nodeIp: '192.0.2.11', managementUrl: managementUrl('192.0.2.10', 443), token: 'vipd-join:x', tokenExpires: null,
-      clusterKey: 'vipd-key:K', caFingerprint: 'AB', started: { how: 'background', pid: 42, logPath: '/d/vipd.log', pidPath: '/d/vipd.pid' }, holder: 'node-1', dhcp: null,
+      clusterKey: 'vipd-key:K', caFingerprint: 'AB', etcdAccessManaged: false, started: { how: 'background', pid: 42, logPath: '/d/vipd.log', pidPath: '/d/vipd.pid' }, holder: 'node-1', dhcp: null,
     });
     assert.match(text, /Management address +https:\/\/192\.0\.2\.10\n/);
     assert.match(text, /This node +node-1, 192\.0\.2\.11 on mgmt-br/);
