@@ -100,15 +100,16 @@ async function putRole(store: EtcdStore, role: string, permissions: KeyPermissio
 /**
  * Clusters made before a key range joined the shared role lack its grant (issue 14's
  * cordons/, priorities/, admin-events/). A signing node (etcd root) adds whatever is missing
- * at start. Returns what it granted, or null when the role does not exist (access control
- * off, or an external etcd where vipd only documents the rules).
+ * at start. Returns what it granted, or null when the role does not exist or is not ours
+ * (access control off, or an external etcd whose operator keeps the rules).
  */
 export async function grantMissingSharedPermissions(store: EtcdStore, keys: ClusterKeys): Promise<KeyPermission[] | null> {
   let granted: Array<{ permType: string; key: Buffer | string; range_end: Buffer | string }>;
   try {
     granted = (await store.client.auth.roleGet({ role: nodesRole(keys) })).perm ?? [];
   } catch (error) {
-    if (already(error, 'not found')) return null;
+    // An external etcd whose operator keeps the roles (this node is not its root): not ours to fix.
+    if (already(error, 'not found') || isPermissionDenied(error)) return null;
     throw error;
   }
   // grpc hands the type back as the proto's name (READWRITE); we grant with etcd3's (Readwrite).
