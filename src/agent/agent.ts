@@ -18,6 +18,7 @@ import { ClusterKeys } from '../store/keys';
 import { Membership } from '../store/membership';
 import type { ClusterSettings, MoveEvent, NodeRecord, PublishedDhcpState, TransitionCause } from '../store/records';
 import { setPriority } from '../store/maintenance';
+import { grantMissingSharedPermissions } from '../store/access';
 import { campaignDelayMs, decideEligibility, decidePreempt, type CordonState, type PeerFacts, type PreferenceDecision } from './preference';
 import { PreferenceView } from './preference-view';
 import { VipLifecycle, type VipTransition } from './lifecycle';
@@ -238,6 +239,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Publishes this node's configured priority and follows every node's cordon and priority (issue 14). */
   private async startPreferences(): Promise<void> {
     const warn = (what: string) => (error: Error) => this.logger.warn({ err: error.message }, what);
+    if (this.config.security.clusterKeyFile) await this.grantNewKeyRanges().catch(warn('could not check the nodes role\'s etcd grants'));
     await setPriority(this.store, this.keys, this.config.node.name, this.preferenceConfig.priority, 'config').catch(warn('could not publish this node\'s priority'));
     const view = new PreferenceView(this.store, this.keys, () => this.onPreferenceChange(), warn('reading the cordons and priorities failed'));
     this.preferences = view;
@@ -251,6 +253,12 @@ export class Agent extends EventEmitter<AgentEvents> {
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     }
+  }
+
+  /** A signing node has etcd root: it brings a cluster made before issue 14 up to its key ranges, so no operator has to. */
+  private async grantNewKeyRanges(): Promise<void> {
+    const granted = await grantMissingSharedPermissions(this.store, this.keys);
+    if (granted && granted.length > 0) this.logger.info({ keys: granted.map((permission) => permission.key) }, 'granted the nodes role the key ranges it lacked');
   }
 
   private onPreferenceChange(): void {

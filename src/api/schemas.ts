@@ -172,7 +172,7 @@ export const EventsResponse = Type.Object({ events: Type.Array(MoveEventSchema),
 
 export const CordonRequest = Type.Object(
   {
-    strict: Type.Optional(Type.Boolean({ description: 'true: the node never takes the VIP' })),
+    strict: Type.Optional(Type.Boolean({ description: 'true or false (true: the node never takes the VIP)' })),
     reason: Type.Optional(Type.String({ maxLength: 200, pattern: '^[^\\u0000-\\u001f]*$', description: 'one line of at most 200 characters' })),
   },
   { additionalProperties: false },

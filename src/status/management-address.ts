@@ -114,6 +114,12 @@ export function describeManagementAddress(input: ManagementAddressInput): Manage
     const target = input.nodes?.some((node) => node.name !== leader!.node && node.running && node.health !== 'failing' && !node.cordon);
     message += `; held by a cordoned node (${cordonText(holderHealth.cordon)}): ${target ? 'moving to an uncordoned node' : 'no uncordoned healthy node is running'}`;
   }
+  const strictOnly = !leader && input.nodes?.some((node) => node.running) && input.nodes.every((node) => !node.running || node.cordon?.strict);
+  if (strictOnly) {
+    // A strict cordon never takes the VIP, even as the last node alive (src/agent/preference.ts).
+    const names = input.nodes!.filter((node) => node.running).map((node) => node.name);
+    message += `; the only running ${names.length === 1 ? 'node is' : 'nodes are'} strictly cordoned (${names.join(', ')}) and never ${names.length === 1 ? 'takes' : 'take'} it: uncordon one (vipd uncordon NODE)`;
+  }
   const view: ManagementAddress = {
     apiVersion: 'vipd.io/v1',
     kind: 'ManagementAddress',
@@ -164,7 +170,7 @@ export function formatManagementAddressTable(view: ManagementAddress, now = new 
   if (lease) {
     rows.push(['DHCP', lease.state === 'bound' ? `${lease.leasedIP} leased for ${lease.leaseSeconds}s, expires ${lease.expiresAt}` : `${lease.state}: ${lease.reason ?? 'waiting for a lease'}`]);
   }
-  if (view.status.held && view.status.message !== `held by ${view.status.holder}`) rows.push(['NOTE', view.status.message]);
+  if (view.status.message !== (view.status.held ? `held by ${view.status.holder}` : 'no node holds the VIP')) rows.push(['NOTE', view.status.message]);
   for (const [index, node] of (view.status.nodes ?? []).entries()) {
     const health = node.health === 'passing' ? 'healthy' : node.health === 'unknown' ? 'health unknown' : `unhealthy: ${failingText(node)}`;
     const since = node.since && node.health !== 'unknown' ? ` since ${node.since}` : '';

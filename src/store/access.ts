@@ -98,6 +98,34 @@ async function putRole(store: EtcdStore, role: string, permissions: KeyPermissio
 }
 
 /**
+ * Clusters made before a key range joined the shared role lack its grant (issue 14's
+ * cordons/, priorities/, admin-events/). A signing node (etcd root) adds whatever is missing
+ * at start. Returns what it granted, or null when the role does not exist or is not ours
+ * (access control off, or an external etcd whose operator keeps the rules).
+ */
+export async function grantMissingSharedPermissions(store: EtcdStore, keys: ClusterKeys): Promise<KeyPermission[] | null> {
+  let granted: Array<{ permType: string; key: Buffer | string; range_end: Buffer | string }>;
+  try {
+    granted = (await store.client.auth.roleGet({ role: nodesRole(keys) })).perm ?? [];
+  } catch (error) {
+    // An external etcd whose operator keeps the roles (this node is not its root): not ours to fix.
+    if (already(error, 'not found') || isPermissionDenied(error)) return null;
+    throw error;
+  }
+  // grpc hands the type back as the proto's name (READWRITE); we grant with etcd3's (Readwrite).
+  const has = (wanted: KeyPermission): boolean =>
+    granted.some(
+      (perm) =>
+        String(perm.permType).toLowerCase() === wanted.permission.toLowerCase() &&
+        Buffer.from(perm.key).equals(Buffer.from(wanted.key)) &&
+        Buffer.from(perm.range_end ?? '').equals(rangeEnd(wanted)),
+    );
+  const missing = sharedPermissions(keys).filter((wanted) => !has(wanted));
+  if (missing.length > 0) await putRole(store, nodesRole(keys), missing);
+  return missing;
+}
+
+/**
  * Nobody logs in with a password: the user is its certificate's CN. No password at all,
  * because etcd 3.4 bcrypt-hashes a password inside its apply loop, stalling every member's
  * writes (the fast profile's renewals) for as long as it takes. The one exception is an

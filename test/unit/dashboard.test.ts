@@ -97,5 +97,18 @@ test('the dashboard signs in with a token, shows the holder and follows a move l
   await page.getByText('3 of 3 healthy').waitFor();
   assert.equal(await page.evaluate('window.notReloaded'), true);
   world.backend.nodeList[2]!.healthy = false;
+
+  // Maintenance from the page (issue 14): Cordon marks the row, Uncordon clears it, each an admin event.
+  const row = page.locator('[data-node=node-2]');
+  await row.getByTestId('cordon-button').click();
+  await row.getByTestId('cordon-control').getByText('Cordoned', { exact: true }).waitFor();
+  await row.getByTestId('uncordon-button').waitFor();
+  assert.equal((await world.backend.nodes()).find((node) => node.name === 'node-2')?.cordon?.strict, false);
+  await row.getByTestId('uncordon-button').click();
+  await row.getByTestId('cordon-button').waitFor();
+  assert.equal(await row.getByTestId('cordon-control').getByText('Cordoned', { exact: true }).count(), 0);
+  assert.equal((await world.backend.nodes()).find((node) => node.name === 'node-2')?.cordon, null);
+  assert.deepEqual((await world.backend.adminEvents()).map((event) => [event.node, event.action]), [['node-2', 'cordon'], ['node-2', 'uncordon']]);
+  assert.equal(await page.evaluate('window.notReloaded'), true);
   assert.deepEqual(problems, [], 'no script errors or CSP violations');
 });

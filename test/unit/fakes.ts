@@ -13,7 +13,13 @@ import {
   type MoveEvent,
   type NodeStatus,
 } from '../../src/api/backend';
-import type { HealthEvent } from '../../src/store/records';
+import type { AdminEvent, CordonRecord, HealthEvent, NodeRecord } from '../../src/store/records';
+import type { NodePreference } from '../../src/api/backend';
+import { StoreApiBackend } from '../../src/api/store-backend';
+import type { EtcdStore, StoredValue } from '../../src/store/etcd-store';
+import { readCordons, readPriorities } from '../../src/store/maintenance';
+import { resolveConfig } from '../../src/config/config';
+import pino from 'pino';
 import { buildApiServer, type ApiServer, type ApiServerOptions } from '../../src/api/server';
 import { describeManagementAddress } from '../../src/status/management-address';
 
@@ -23,8 +29,50 @@ const MACS: Record<string, string> = {
   'node-3': '8c:dc:d4:b5:f0:03',
 };
 
+/** The few etcd calls the cordon, priority and history code makes, in memory. */
+export class MemoryEtcdStore {
+  readonly values = new Map<string, string>();
+  private revision = 1;
+
+  async get(key: string): Promise<StoredValue | null> {
+    const value = this.values.get(key);
+    return value === undefined ? null : { key, value, createRevision: 1, modRevision: this.revision, lease: '0' };
+  }
+  async getPrefix(prefix: string): Promise<StoredValue[]> {
+    const keys = [...this.values.keys()].filter((key) => key.startsWith(prefix));
+    return keys.map((key) => ({ key, value: this.values.get(key)!, createRevision: 1, modRevision: this.revision, lease: '0' }));
+  }
+  async put(key: string, value: string): Promise<void> {
+    this.revision += 1;
+    this.values.set(key, value);
+  }
+  async delete(key: string): Promise<void> {
+    this.values.delete(key);
+  }
+  /** etcd's range delete: [from, to). */
+  async deleteRange(from: string, to: string): Promise<void> {
+    for (const key of [...this.values.keys()]) if (key >= from && key < to) this.values.delete(key);
+  }
+  asStore(): EtcdStore {
+    return this as unknown as EtcdStore;
+  }
+}
+
 /** An agent in memory: three nodes, node-3 unhealthy, node-1 holding the VIP. */
 export class FakeBackend implements ApiBackend {
+  /** Cordons, priorities and operators' events go through the real store code (src/store/maintenance.ts). */
+  readonly etcd = new MemoryEtcdStore();
+  readonly clusterKeys = new ClusterKeys('demo');
+  /** The real backend's cordon, priority and history code, over the memory store (its other parts are not used). */
+  private readonly store = new StoreApiBackend({
+    store: this.etcd.asStore(),
+    keys: this.clusterKeys,
+    config: resolveConfig({ cluster: 'demo', node: { name: 'node-2', interface: 'mgmt-br' }, vip: { mode: 'static', address: '192.0.2.10' }, etcd: { endpoints: ['http://192.0.2.12:2379'] } }),
+    self: { name: 'node-2', ip: '192.0.2.12' },
+    ca: { caFingerprint: () => '' },
+    certificates: {} as ConstructorParameters<typeof StoreApiBackend>[0]['certificates'],
+    logger: pino({ level: 'silent' }),
+  });
   readonly vip = '192.0.2.10';
   nodeList: Array<Omit<NodeStatus, 'holdsVip'>> = [
     { name: 'node-1', ip: '192.0.2.11', healthy: true, lastSeen: new Date().toISOString(), ...passing() },
@@ -73,7 +121,13 @@ export class FakeBackend implements ApiBackend {
   }
 
   async nodes(): Promise<NodeStatus[]> {
-    return this.nodeList.map((node) => ({ ...node, holdsVip: node.name === this.holder }));
+    const [cordons, priorities] = await Promise.all([readCordons(this.etcd.asStore(), this.clusterKeys), readPriorities(this.etcd.asStore(), this.clusterKeys)]);
+    return this.nodeList.map((node) => ({
+      ...node,
+      holdsVip: node.name === this.holder,
+      priority: priorities.get(node.name)?.priority ?? null,
+      cordon: cordonView(cordons.get(node.name)),
+    }));
   }
 
   async events(limit?: number): Promise<MoveEvent[]> {
@@ -82,6 +136,40 @@ export class FakeBackend implements ApiBackend {
 
   async healthEvents(limit?: number): Promise<HealthEvent[]> {
     return limit === undefined ? [...this.healthHistory] : this.healthHistory.slice(-limit);
+  }
+
+  async adminEvents(limit?: number): Promise<AdminEvent[]> {
+    return await this.store.adminEvents(limit);
+  }
+
+  async cordon(node: string, options: { strict: boolean; reason: string | null; by: string }): Promise<NodePreference> {
+    await this.registerNodes();
+    return this.streamed(await this.store.cordon(node, options));
+  }
+
+  async uncordon(node: string, by: string): Promise<NodePreference> {
+    await this.registerNodes();
+    return this.streamed(await this.store.uncordon(node, by));
+  }
+
+  async setPriority(node: string, priority: number, by: string): Promise<NodePreference> {
+    await this.registerNodes();
+    return this.streamed(await this.store.setPriority(node, priority, by));
+  }
+
+  /** The node registrations the store code checks names against: those of nodeList. */
+  private async registerNodes(): Promise<void> {
+    for (const node of this.nodeList) {
+      const record: NodeRecord = { name: node.name, interface: 'mgmt-br', ip: node.ip, prefixLength: 24, mac: MACS[node.name] ?? '', mtu: 1500, registeredAt: this.since };
+      await this.etcd.put(this.clusterKeys.node(node.name), JSON.stringify(record));
+    }
+  }
+
+  /** A change reaches the event stream as the store's watch would report it. */
+  private async streamed(answer: NodePreference): Promise<NodePreference> {
+    const newest = answer.changed ? (await this.adminEvents(1))[0] : undefined;
+    if (newest) this.emit({ type: 'admin', event: newest });
+    return answer;
   }
 
   subscribe(listener: (change: ClusterChange) => void): () => void {
@@ -138,6 +226,10 @@ export class FakeBackend implements ApiBackend {
   fqdn(): string | null {
     return 'mgmt.example.test';
   }
+}
+
+function cordonView(record: CordonRecord | undefined): NodeStatus['cordon'] {
+  return record ? { strict: record.strict, by: record.by, reason: record.reason, since: record.time } : null;
 }
 
 /** One http check named api, passing, or failing with `failing` as its last result. */

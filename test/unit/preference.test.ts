@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { byPreference, campaignDelayMs, decideEligibility, decidePreempt, MAX_RANK, type PeerFacts, type PreferenceFacts } from '../../src/agent/preference';
 import { resolveConfig } from '../../src/config/config';
 import { reloadedSections, unreloadableChange } from '../../src/config/reload';
+import { describeManagementAddress, formatManagementAddressTable, type NodeHealthStatus } from '../../src/status/management-address';
 
 const peer = (name: string, priority = 100, cordon: PeerFacts['cordon'] = 'none', steady = true): PeerFacts => ({ name, priority, cordon, steady });
 const facts = (overrides: Partial<PreferenceFacts>): PreferenceFacts => ({ unhealthy: null, failed: false, holdsKey: false, cordon: 'none', peers: [], ...overrides });
@@ -103,4 +104,21 @@ test('reload: log level, hooks, health, announcements, priority and preemption c
   assert.match(refused({ node: { name: 'n', interface: 'eth1' } }) ?? '', /^node\.interface cannot change/);
   assert.match(refused({ etcd: { endpoints: ['http://192.0.2.2:2379', 'http://192.0.2.3:2379'] } }) ?? '', /^etcd\.endpoints cannot change/);
   assert.match(refused({ election: { leaseTTL: '3s' } }) ?? '', /^election\.leaseTTL cannot change/);
+});
+
+test('status with no holder says so when every running node is strictly cordoned, and not when another runs', () => {
+  const node = (name: string, running: boolean, strict: boolean | null): NodeHealthStatus => ({
+    name,
+    running,
+    health: 'passing',
+    since: null,
+    failing: [],
+    cordon: strict === null ? null : { strict, by: 'vipd cordon on host-1', reason: null, since: '2026-12-07T10:00:00.000Z' },
+  });
+  const vacant = (nodes: NodeHealthStatus[]) => describeManagementAddress({ cluster: 'demo', address: '192.0.2.10', mode: 'static', interface: 'mgmt-br', leader: null, nodes });
+  const strictOnly = vacant([node('node-1', true, true), node('node-2', false, null), node('node-3', false, false)]);
+  assert.equal(strictOnly.status.message, 'no node holds the VIP; the only running node is strictly cordoned (node-1) and never takes it: uncordon one (vipd uncordon NODE)');
+  assert.match(formatManagementAddressTable(strictOnly), /^NOTE\s+no node holds the VIP; the only running node is strictly cordoned \(node-1\)/m);
+  assert.equal(vacant([node('node-1', true, true), node('node-2', true, false)]).status.message, 'no node holds the VIP', 'a plain cordon may take it');
+  assert.equal(vacant([node('node-1', false, true)]).status.message, 'no node holds the VIP', 'nothing runs');
 });

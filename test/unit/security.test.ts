@@ -16,6 +16,7 @@ import { securityKeys } from '../../src/store/keys';
 import { waitFor } from '../../lab/shell';
 import { parseTokenTtl, TokenStore } from '../../src/security/tokens';
 import { CLAIM_STALE_MS, claimNameAndIp, releaseClaims } from '../../src/cluster/join-claims';
+import { grantMissingSharedPermissions, nodesRole, sharedPermissions } from '../../src/store/access';
 
 const keys = securityKeys(new ClusterKeys('demo'));
 const FINGERPRINT = /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/;
@@ -240,6 +241,23 @@ describe('against a real etcd on loopback', { skip: existsSync('/usr/bin/etcd') 
     store?.close();
     etcd?.kill('SIGKILL');
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a cluster made before issue 14: the nodes role gains the cordons, priorities and admin-events ranges once, and only those', async () => {
+    const old = new ClusterKeys('pre14');
+    const newRanges = [old.cordonsPrefix, old.prioritiesPrefix, old.adminEventsPrefix];
+    const auth = store.client.auth;
+    await auth.roleAdd({ name: nodesRole(old) });
+    for (const permission of sharedPermissions(old).filter((wanted) => !newRanges.includes(wanted.key))) {
+      const end = permission.prefix ? Buffer.from(permission.key.slice(0, -1) + String.fromCharCode(permission.key.charCodeAt(permission.key.length - 1) + 1)) : Buffer.alloc(0);
+      await auth.roleGrantPermission({ name: nodesRole(old), perm: { permType: permission.permission, key: Buffer.from(permission.key), range_end: end } });
+    }
+    const granted = await grantMissingSharedPermissions(store, old);
+    assert.deepEqual(granted?.map((permission) => [permission.key, permission.permission, permission.prefix]), newRanges.map((key) => [key, 'Readwrite', true]));
+    assert.deepEqual(await grantMissingSharedPermissions(store, old), [], 'idempotent: nothing left to grant');
+    const role = await auth.roleGet({ role: nodesRole(old) });
+    assert.equal(role.perm.length, sharedPermissions(old).length);
+    assert.equal(await grantMissingSharedPermissions(store, new ClusterKeys('no-access-control')), null, 'no role: nothing to do');
   });
 
   test('CA race, tokens and certificate watch through EtcdKeyValue', async () => {

@@ -252,7 +252,7 @@ function NodesCard({ nodes, holder, now, call, onMoved }) {
       <h2>Nodes</h2>
       <span class="muted">${nodes.filter((node) => node.healthy).length} of ${nodes.length} healthy</span>
     </div>
-    <table class="nodes" data-testid="nodes">
+    <div class="table-scroll"><table class="nodes" data-testid="nodes">
       <thead>
         <tr><th>Node</th><th>IP</th><th>Health</th><th>Checks</th><th>Priority</th><th>Last seen</th><th>VIP</th><th>Maintenance</th></tr>
       </thead>
@@ -270,7 +270,7 @@ function NodesCard({ nodes, holder, now, call, onMoved }) {
           </tr>`,
         )}
       </tbody>
-    </table>
+    </table></div>
     <${MoveControl} nodes=${nodes} holder=${holder} call=${call} onMoved=${onMoved} />
   </section>`;
 }
