@@ -59,6 +59,28 @@ describe('agent metrics', () => {
     assert.equal(plain.includes('vipd_health_check_up{'), false);
   });
 
+  test('preference (issue 14): priority and cordon read at scrape time, reloads by result', async () => {
+    let state: 'none' | 'cordoned' | 'strict' = 'none';
+    const agent = metrics({ source: { ...source(), priority: () => 150, cordon: () => state } });
+    let text = await agent.render();
+    assert.equal(value(text, 'vipd_node_priority'), 150);
+    assert.equal(value(text, 'vipd_node_cordoned{strict="false"}'), 0);
+    assert.equal(value(text, 'vipd_config_reloads_total{result="applied"}'), 0);
+    state = 'strict';
+    agent.reloaded(true);
+    agent.reloaded(false);
+    agent.reloaded(false);
+    text = await agent.render();
+    assert.equal(value(text, 'vipd_node_cordoned{strict="true"}'), 1);
+    assert.equal(value(text, 'vipd_node_cordoned{strict="false"}'), undefined);
+    assert.equal(value(text, 'vipd_config_reloads_total{result="applied"}'), 1);
+    assert.equal(value(text, 'vipd_config_reloads_total{result="refused"}'), 2);
+    // Without a source for them: the default priority, not cordoned.
+    const plain = await metrics().render();
+    assert.equal(value(plain, 'vipd_node_priority'), 100);
+    assert.equal(value(plain, 'vipd_node_cordoned{strict="false"}'), 0);
+  });
+
   test('holder and term are read at scrape time; a vacant key keeps the last term', async () => {
     const state = source();
     const agent = metrics({ source: state });
