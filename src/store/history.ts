@@ -45,28 +45,34 @@ export async function listMoves(store: EtcdStore, keys: ClusterKeys, limit = HIS
   }, limit);
 }
 
-let healthSequence = 0;
+let eventSequence = 0;
+
+/** Stores a node's event under its time (a key from `keyFor`), then trims the prefix to `limit` entries. */
+async function recordNodeEvent(
+  store: EtcdStore,
+  event: { node: string; time: string },
+  keyFor: (timeMs: number, node: string, sequence: number) => string,
+  prefix: string,
+  limit: number,
+): Promise<void> {
+  const timeMs = Date.parse(event.time);
+  // The sequence keeps two events of one node in one millisecond apart.
+  eventSequence = (eventSequence + 1) % 1_000_000;
+  await store.put(keyFor(Number.isNaN(timeMs) ? Date.now() : timeMs, event.node, eventSequence), JSON.stringify(event));
+  await trim(store, prefix, limit);
+}
 
 /** Records a node's new health verdict under its time, then trims to HEALTH_HISTORY_LIMIT entries. */
 export async function recordHealthEvent(store: EtcdStore, keys: ClusterKeys, event: HealthEvent): Promise<void> {
-  const timeMs = Date.parse(event.time);
-  // The sequence keeps two flips in one millisecond apart.
-  healthSequence = (healthSequence + 1) % 1_000_000;
-  await store.put(keys.healthEvent(Number.isNaN(timeMs) ? Date.now() : timeMs, event.node, healthSequence), JSON.stringify(event));
-  await trim(store, keys.healthEventsPrefix, HEALTH_HISTORY_LIMIT);
+  await recordNodeEvent(store, event, (timeMs, node, sequence) => keys.healthEvent(timeMs, node, sequence), keys.healthEventsPrefix, HEALTH_HISTORY_LIMIT);
 }
 
 /** And this many operators' actions (issue 14). */
 export const ADMIN_HISTORY_LIMIT = 200;
 
-let adminSequence = 0;
-
 /** Records an operator's action on a node under its time, then trims to ADMIN_HISTORY_LIMIT entries. */
 export async function recordAdminEvent(store: EtcdStore, keys: ClusterKeys, event: AdminEvent): Promise<void> {
-  const timeMs = Date.parse(event.time);
-  adminSequence = (adminSequence + 1) % 1_000_000;
-  await store.put(keys.adminEvent(Number.isNaN(timeMs) ? Date.now() : timeMs, event.node, adminSequence), JSON.stringify(event));
-  await trim(store, keys.adminEventsPrefix, ADMIN_HISTORY_LIMIT);
+  await recordNodeEvent(store, event, (timeMs, node, sequence) => keys.adminEvent(timeMs, node, sequence), keys.adminEventsPrefix, ADMIN_HISTORY_LIMIT);
 }
 
 export async function listAdminEvents(store: EtcdStore, keys: ClusterKeys, limit = ADMIN_HISTORY_LIMIT): Promise<AdminEvent[]> {
