@@ -306,6 +306,12 @@ function nextNode(lab: Lab, node: LabNode, ok: (candidate: LabNode) => boolean):
  * Settles, then puts etcd's leadership where the scenario needs it: on the holder, or off
  * it. A leadership transfer can itself disturb the holder, so it settles again and retries
  * until holder and leader stand as wanted.
+ *
+ * On the holder, the state cannot last: the holder moves etcd's leadership off itself
+ * within a second (src/election/etcd-leadership.ts). The trial is the holder dying inside
+ * that window, so it returns as soon as etcd's MoveLeader has answered (etcd answers it
+ * only once the transfer is done), without the settling wait that would let the holder
+ * undo it; the caller kills at once, and the record says who led just before.
  */
 async function arrangeLeader(ctx: TrialContext, onHolder: boolean): Promise<{ holder: LabNode; leader: string }> {
   const etcd = ctx.system.etcd!;
@@ -314,15 +320,24 @@ async function arrangeLeader(ctx: TrialContext, onHolder: boolean): Promise<{ ho
     const leader = await waitFor('an etcd leader', () => etcd.leader().then((name) => name ?? undefined), 20_000, 200);
     const isMember = (node: LabNode): boolean => etcd.memberNodes.includes(node);
     if (onHolder && !isMember(holder)) throw new Error(`${holder.name} holds the VIP but runs no etcd member`);
-    let wanted: LabNode | null = null;
-    if (onHolder && leader !== holder.name) wanted = holder;
-    if (!onHolder && leader === holder.name) wanted = nextNode(ctx.lab, holder, isMember);
-    if (!wanted) return { holder, leader };
+    if (onHolder) {
+      if (leader !== holder.name && !(await etcd.transferLeadership(holder))) {
+        if (attempt >= 5) throw new Error(`could not move the etcd leader to the holder ${holder.name} in 5 attempts`);
+        continue;
+      }
+      const holders = ctx.observer.currentHolders();
+      if (holders.length === 1 && holders[0] === holder.name) return { holder, leader: holder.name };
+      if (attempt >= 5) throw new Error(`moving etcd's leader to ${holder.name} disturbed the holder 5 times (holders now ${holders.join(', ') || 'none'})`);
+      ctx.log(`moving etcd's leader to ${holder.name} disturbed the holder (holders now ${holders.join(', ') || 'none'}); again`);
+      continue;
+    }
+    if (leader !== holder.name) return { holder, leader };
+    const wanted = nextNode(ctx.lab, holder, isMember);
     await etcd.moveLeader(wanted);
     const after = await waitStableHolder(ctx, ctx.timings.stableMs, ctx.timings.settleTimeoutMs);
     const now = await etcd.leader();
     if (after === holder && now === wanted.name) return { holder: await settle(ctx), leader: now };
-    if (attempt >= 5) throw new Error(`could not place the etcd leader ${onHolder ? 'on' : 'off'} the holder in 5 attempts (holder ${after.name}, leader ${now})`);
+    if (attempt >= 5) throw new Error(`could not place the etcd leader off the holder in 5 attempts (holder ${after.name}, leader ${now})`);
     ctx.log(`moving etcd's leader to ${wanted.name} disturbed the holder or did not hold (holder ${holder.name}→${after.name}, leader ${now}); again`);
   }
 }
@@ -357,8 +372,9 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
   const record = emptyRecord(system.id, scenario, trial);
   ctx.probes.check();
   let holder: LabNode;
+  let arrangedLeader: string | null = null;
   if (scenario === 'holder-dies-etcd-leader') {
-    ({ holder } = await arrangeLeader(ctx, true));
+    ({ holder, leader: arrangedLeader } = await arrangeLeader(ctx, true));
   } else if (scenario === 'holder-dies-not-leader' || scenario === 'leader-nonholder-dies') {
     ({ holder } = await arrangeLeader(ctx, false));
   } else if (SERVICE_SCENARIOS.has(scenario)) {
@@ -366,7 +382,8 @@ export async function runTrial(ctx: TrialContext, scenario: ScenarioId, trial: n
   } else {
     holder = await settle(ctx);
   }
-  if (system.etcd) record.etcdLeader = await system.etcd.leader();
+  // Asking etcd again would take longer than the holder's window with the leadership (above).
+  if (system.etcd) record.etcdLeader = arrangedLeader ?? (await system.etcd.leader());
   record.oldHolder = holder.name;
   const target = lab.nodes[(lab.nodes.indexOf(holder) + 1) % lab.nodes.length]!;
   let faulted = holder;

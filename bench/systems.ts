@@ -20,6 +20,8 @@ export interface EtcdMembers {
   /** The node whose member leads now, or null when the answering members disagree. */
   leader(): Promise<string | null>;
   moveLeader(target: LabNode): Promise<void>;
+  /** Moves the leadership and returns once etcd answers, without waiting for the members to agree; false if it failed. */
+  transferLeadership(target: LabNode): Promise<boolean>;
   /** The pid of the node's etcd member, or null when it does not run. */
   etcdPid(node: LabNode): number | null;
 }
@@ -286,6 +288,7 @@ export class EmbeddedVipdSystem extends VipdSystem {
       memberNodes: cluster.memberNodes,
       leader: async () => (await cluster.leader())?.name ?? null,
       moveLeader: (target) => cluster.moveLeader(target),
+      transferLeadership: (target) => cluster.transferLeadership(target),
       etcdPid: (node) => cluster.etcdPid(node),
     };
   }

@@ -13,7 +13,8 @@ import { nodeProcesses } from './faults';
 import { inNamespace, type Lab, type LabNode } from './lab';
 import { alive, mustRun, run, waitFor, type CommandResult } from './shell';
 
-const CLI = join(__dirname, '..', 'src', 'main.js');
+// The one-file build (scripts/bundle.ts): what the package runs.
+const CLI = join(__dirname, '..', 'vipd.js');
 
 export interface MemberStatus {
   node: string;
@@ -267,12 +268,21 @@ export class EmbeddedCluster {
 
   /** Moves raft leadership to `target`'s member with etcd's own transfer (sent to the leader), and waits until the members agree. */
   async moveLeader(target: LabNode): Promise<void> {
+    if (!(await this.transferLeadership(target))) throw new Error(`etcd refused to move its leadership to ${target.name}`);
+    await waitFor(`${target.name} to lead etcd`, async () => (await this.leader()) === target, 20_000, 100);
+  }
+
+  /**
+   * Moves raft leadership to `target` and returns as soon as etcd answers, without the
+   * members' agreement that moveLeader waits for: etcd answers MoveLeader only once the
+   * old leader sees the new one (etcdserver's MoveLeader waits for it). False if it failed.
+   */
+  async transferLeadership(target: LabNode): Promise<boolean> {
     const current = await this.awaitLeader(20_000);
-    if (current === target) return;
+    if (current === target) return true;
     const id = this.ids.get(target.name) ?? (await this.members()).find((member) => member.name === target.name)?.id;
     if (!id) throw new Error(`no etcd member id known for ${target.name}`);
-    await this.etcdctl([this.clientUrl(current)], 'move-leader', id);
-    await waitFor(`${target.name} to lead etcd`, async () => (await this.leader()) === target, 20_000, 100);
+    return await this.etcdctl([this.clientUrl(current)], 'move-leader', id).then(() => true, () => false);
   }
 
   /** Every member answers a health check. */

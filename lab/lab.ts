@@ -26,7 +26,8 @@ const REGISTRY = '/run/vipd-lab';
 export function inNamespace(namespace: string, command: string, ...args: string[]): [string, string[]] {
   return ['nsenter', [`--net=/run/netns/${namespace}`, '--', command, ...args]];
 }
-const CLI = join(__dirname, '..', 'src', 'main.js');
+// The one-file build (scripts/bundle.ts): what the package runs.
+const CLI = join(__dirname, '..', 'vipd.js');
 
 export const VIP4 = '192.0.2.10';
 export const VIP6 = '2001:db8::10';

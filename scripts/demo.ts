@@ -11,7 +11,8 @@ import { inNamespace, Lab, type LabNode } from '../lab/lab';
 import { VipObserver } from '../lab/observer';
 import { run, waitFor } from '../lab/shell';
 
-const CLI = join(__dirname, '..', 'src', 'main.js');
+// The one-file build (scripts/bundle.ts): what the package runs.
+const CLI = join(__dirname, '..', 'vipd.js');
 const started = Date.now();
 function say(text: string): void {
   const seconds = ((Date.now() - started) / 1000).toFixed(1).padStart(5);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { installRoot } from '../install-root';
 import type { ApiServer } from './server';
 
 interface Asset {
@@ -21,15 +22,11 @@ const VENDOR_MODULES: Record<string, () => string> = {
   'htm.mjs': () => join(dirname(require.resolve('htm')), 'htm.mjs'),
 };
 
-/**
- * The assets stay in src/api/dashboard (tsc does not copy them): found from dist/ by
- * walking back to the source folder, or beside this file when someone copies them.
- */
+/** The assets stay in src/api/dashboard (tsc does not copy them; the package ships that folder). */
 export function dashboardDirectory(): string {
-  const candidates = [join(__dirname, 'dashboard'), join(__dirname, '..', '..', '..', 'src', 'api', 'dashboard')];
-  const found = candidates.find((candidate) => existsSync(join(candidate, 'index.html')));
-  if (!found) throw new Error(`dashboard assets not found in ${candidates.join(' or ')}`);
-  return found;
+  const folder = join(installRoot(), 'src', 'api', 'dashboard');
+  if (!existsSync(join(folder, 'index.html'))) throw new Error(`dashboard assets not found in ${folder}`);
+  return folder;
 }
 
 interface Dashboard {

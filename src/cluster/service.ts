@@ -2,6 +2,7 @@ import { DEFAULT_CONFIG_PATH } from '../config/config-path';
 import { spawn, execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { installRoot } from '../install-root';
 
 export const UNIT_NAME = 'vipd.service';
 /** Where packages put the unit (packaging/systemd/vipd.service), newest layout first. */
@@ -27,7 +28,7 @@ export function systemdIsRunning(): boolean {
 
 /** The `vipd` command line that runs the agent, as this very installation would run it. */
 export function agentCommand(configPath: string): string[] {
-  const cli = resolve(__dirname, '..', 'main.js');
+  const cli = join(installRoot(), 'dist', 'vipd.js');
   return [process.execPath, cli, 'run', '--config', resolve(configPath)];
 }
 

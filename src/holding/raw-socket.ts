@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { installRoot } from '../install-root';
 
 /** Shape of the native vipd_packet addon (native/packet.c). */
 interface PacketAddon {
@@ -21,7 +22,7 @@ let cachedAddon: PacketAddon | undefined;
 // Loaded lazily so modules importing this one still load where the addon is not built.
 function addon(): PacketAddon {
   if (cachedAddon === undefined) {
-    cachedAddon = require(path.join(__dirname, '../../../build/Release/vipd_packet.node')) as PacketAddon;
+    cachedAddon = require(path.join(installRoot(), 'build/Release/vipd_packet.node')) as PacketAddon;
   }
   return cachedAddon;
 }

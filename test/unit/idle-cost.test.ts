@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import perfHooks from 'node:perf_hooks';
 import { describe, test } from 'node:test';
@@ -12,6 +14,7 @@ import { buildProgram } from '../../src/main';
 import { AgentMetrics, EVENT_LOOP_SAMPLE_MS } from '../../src/metrics/metrics';
 
 const MAIN = join(__dirname, '../../src/main.js');
+const BUNDLE = join(__dirname, '../../vipd.js');
 
 /** The vipd modules (relative to dist/src) a fresh process has loaded after building the CLI for `only`. */
 function modulesLoadedFor(only: string | null): string[] {
@@ -77,5 +80,21 @@ test('interfaceByName asks the kernel for one link and answers as the dump does'
     assert.equal(await netlink.interfaceByName(''), null);
   } finally {
     netlink.close();
+  }
+});
+
+test('the one-file build (dist/vipd.js, what the package runs) loads no vipd module from dist/src, and runs a command', () => {
+  const directory = mkdtempSync(join(tmpdir(), 'vipd-bundle-'));
+  try {
+    const recorder = join(directory, 'record.js');
+    writeFileSync(recorder, "process.on('exit', () => require('fs').writeFileSync(process.env.VIPD_LOADED, JSON.stringify(Object.keys(require.cache))));\n");
+    const loadedFile = join(directory, 'loaded.json');
+    const output = execFileSync(process.execPath, ['--require', recorder, BUNDLE, 'status', '--help'], { encoding: 'utf8', env: { ...process.env, VIPD_LOADED: loadedFile } });
+    assert.match(output, /Usage: vipd status/);
+    const loaded = JSON.parse(readFileSync(loadedFile, 'utf8')) as string[];
+    const modules = loaded.filter((path) => path.startsWith(join(__dirname, '../../src/')));
+    assert.deepEqual(modules, [], 'the one-file build reached into dist/src');
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
   }
 });

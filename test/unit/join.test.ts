@@ -256,7 +256,7 @@ describe('what init prints and installs', () => {
   });
 
   test('a unit for installs without the package, a drop-in only for non-default paths', () => {
-    assert.match(renderUnit('/srv/vipd.yaml', '/srv/vipd'), /\nExecStart=\S+ \S+main\.js run --config \/srv\/vipd\.yaml\n/);
+    assert.match(renderUnit('/srv/vipd.yaml', '/srv/vipd'), /\nExecStart=\S+ \S+\/dist\/vipd\.js run --config \/srv\/vipd\.yaml\n/);
     assert.match(renderUnit('/srv/vipd.yaml', '/srv/vipd'), /\nKillMode=process\n/);
     assert.equal(renderDropIn('/etc/vipd/config.yaml', '/var/lib/vipd'), null);
     assert.match(renderDropIn('/srv/vipd.yaml', '/srv/vipd') ?? '', /^\[Service\]\nExecStart=\nExecStart=.* run --config \/srv\/vipd\.yaml\nReadWritePaths=\/srv\/vipd\n$/);
