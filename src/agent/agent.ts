@@ -6,7 +6,7 @@ import { InputError } from '../config/schema-check';
 import { Election } from '../election/election';
 import { Announcer } from '../holding/announcer';
 import { parseMac } from '../holding/codecs/mac';
-import { probeForOtherHolders } from '../holding/conflict-probe';
+import { hostAnswers, probeForOtherHolders } from '../holding/conflict-probe';
 import type { DhcpState } from '../holding/dhcp-client';
 import { DhcpVipHolder, StaticVipHolder, type VipHolder } from '../holding/holders';
 import { Netlink } from '../holding/netlink';
@@ -22,6 +22,9 @@ import { grantMissingSharedPermissions } from '../store/access';
 import { campaignDelayMs, decideEligibility, decidePreempt, type CordonState, type PeerFacts, type PreferenceDecision } from './preference';
 import { PreferenceView } from './preference-view';
 import { VipLifecycle, type VipTransition } from './lifecycle';
+
+/** The shortest wait for a silent holder's node to answer ARP: a loaded host's scheduler, not the wire. */
+const MIN_HOLDER_PROBE_MS = 20;
 
 /** A change in whether this node has the VIP, with what hooks and logs need to say about it. */
 export interface AgentTransition extends VipTransition {
@@ -224,6 +227,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       onChange: () => this.reconcile(),
       releaseVip: (cause) => this.releaseForHandoff(cause),
       campaignDelayMs: () => this.campaignDelay(),
+      holderAnswers: (holder) => this.holderAnswers(holder),
       observer: {
         won: (event: MoveEvent) => this.lifecycle.won(event),
         losing: (cause, reason) => this.lifecycle.losing(cause, reason),
@@ -438,6 +442,18 @@ export class Agent extends EventEmitter<AgentEvents> {
       onSent: () => this.emit('announced'),
     });
     this.announcer.start();
+  }
+
+  /**
+   * Whether a silent holder's node still answers ARP (NS) for its own address. A window of
+   * one renewal interval at least: a live kernel answers in well under a millisecond.
+   */
+  private async holderAnswers(holder: { node: string; ip: string }): Promise<boolean> {
+    if (!this.ownMac || holder.ip === '') return true;
+    const windowMs = Math.max(MIN_HOLDER_PROBE_MS, this.config.election.renewIntervalMs);
+    const answers = await hostAnswers({ interfaceName: this.config.node.interface, ownMac: this.ownMac, address: holder.ip, windowMs });
+    if (!answers) this.logger.info({ holder: holder.node, address: holder.ip, windowMs }, "the silent holder's node does not answer on the segment: no new window for it after etcd's leader change");
+    return answers;
   }
 
   /**

@@ -43,6 +43,11 @@ export interface ElectionOptions {
    * (issue 14: less preferred nodes wait, so the most preferred wins). Only ever delays.
    */
   campaignDelayMs?: () => number;
+  /**
+   * Whether the holder's node still answers on the segment (fast profile): asked before
+   * giving a holder a new window after an etcd leader change, which a dead node cannot use.
+   */
+  holderAnswers?: (holder: Leader) => Promise<boolean>;
 }
 
 /** How this node came to hold the key, which decides whether it must probe before adding the VIP. */
@@ -161,6 +166,7 @@ export class Election {
       campaign: () => void this.campaign(),
       extraSilenceMs: () => options.campaignDelayMs?.() ?? 0,
       leader: () => this.currentLeader,
+      ...(options.holderAnswers ? { holderAnswers: options.holderAnswers } : {}),
       tookOver: (record, value, sendTime, previous, silentMs) =>
         this.won('takeover', record, value, sendTime, true, previous, `${previous?.node ?? 'the holder'} sent no renewal for ${Math.round(silentMs)}ms`),
       noteError,

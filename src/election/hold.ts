@@ -34,6 +34,12 @@ export interface HoldHost {
   extraSilenceMs?(): number;
   /** The holder as last seen, or null. */
   leader(): Leader | null;
+  /**
+   * Whether the holder's node still answers on the segment (ARP or NS for its own address).
+   * Asked only before a wait that is there for availability, never for safety: when etcd
+   * changed leader, a live holder gets time to renew; a node that is gone does not.
+   */
+  holderAnswers?(holder: Leader): Promise<boolean>;
   tookOver(record: Leader, value: string, sendTime: number, previous: Leader | null, silentMs: number): Promise<void>;
   noteError(what: string, error: unknown): void;
 }
@@ -203,7 +209,8 @@ class CompareAndSwapHold implements Hold {
     if (!leaseId || !seen) return;
     // Silence counts within one etcd leadership only (docs/safety.md, "Riding out an etcd
     // leader election"): if etcd changed leader since we saw the revision, the holder could
-    // not write meanwhile, and its window starts again from this read.
+    // not write meanwhile, and its window starts again from this read, unless its node no
+    // longer answers on the segment.
     try {
       const current = await this.host.store.readWithTerm(this.host.keys.leader);
       if (this.host.isStale(leaseId) || this.host.ownsKey() || this.lastSeen !== seen) return;
@@ -212,7 +219,7 @@ class CompareAndSwapHold implements Hold {
         if (!current.stored) this.host.campaign();
         return;
       }
-      if (current.raftTerm > seen.raftTerm) {
+      if (current.raftTerm > seen.raftTerm && (await this.holderMayRenew(seen))) {
         this.restartSilence(seen, current.raftTerm);
         return;
       }
@@ -220,6 +227,24 @@ class CompareAndSwapHold implements Hold {
       this.unanswered(seen, error);
       return;
     }
+    await this.takeOverFrom(seen, leaseId);
+  }
+
+  /**
+   * Whether to give the holder a new window after an etcd leader change: yes unless its node
+   * is silent on the wire. Either answer is safe: the plain rule's wait has already passed.
+   */
+  private async holderMayRenew(seen: SeenRevision): Promise<boolean> {
+    const holder = this.host.leader();
+    if (!holder || !this.host.holderAnswers) return true;
+    const answers = await this.host.holderAnswers(holder).catch(() => true);
+    // Anything may have happened during the probe: the caller's checks ran before it.
+    return answers || this.lastSeen !== seen || !this.host.following();
+  }
+
+  /** The compare-and-swap against the revision seen, once its silence has run out. */
+  private async takeOverFrom(seen: SeenRevision, leaseId: string): Promise<void> {
+    if (this.lastSeen !== seen || this.host.isStale(leaseId) || !this.host.following()) return;
     const previous = this.host.leader();
     // The new term exceeds every earlier one: each was at most the revision of a write we have seen.
     const record = this.host.newRecord(seen.modRevision + 1);
@@ -255,7 +280,9 @@ class CompareAndSwapHold implements Hold {
       const { stored, raftTerm } = await this.host.store.readWithTerm(this.host.keys.leader);
       if (!this.host.following() || this.lastSeen !== seen) return;
       if (stored?.modRevision === seen.modRevision) {
-        this.restartSilence(seen, raftTerm);
+        const leaseId = this.host.candidateLease();
+        if (leaseId && !(await this.holderMayRenew(seen))) await this.takeOverFrom(seen, leaseId);
+        else if (this.lastSeen === seen) this.restartSilence(seen, raftTerm);
         return;
       }
       this.host.saw(stored);

@@ -20,6 +20,18 @@ export interface ProbeOptions {
  * would put it on two nodes; the probe sees the answer and the caller waits.
  */
 export async function probeForOtherHolders(options: ProbeOptions): Promise<string[]> {
+  return [...(await listenForAnswers(options, false))];
+}
+
+/**
+ * Whether another host answers for `address` within the window: the same probe, stopping
+ * at the first answer. The fast profile asks it of a silent holder's own node address.
+ */
+export async function hostAnswers(options: ProbeOptions): Promise<boolean> {
+  return (await listenForAnswers(options, true)).size > 0;
+}
+
+async function listenForAnswers(options: ProbeOptions, stopAtFirst: boolean): Promise<Set<string>> {
   const v4 = isIPv4(options.address);
   const socket = PacketSocket.open(options.interfaceName, v4 ? ETHERTYPE_ARP : ETHERTYPE_IPV6);
   const own = formatMac(options.ownMac);
@@ -34,6 +46,7 @@ export async function probeForOtherHolders(options: ProbeOptions): Promise<strin
         const mac = answerFrom(frame, options.address, v4);
         if (mac && mac !== own) answering.add(mac);
       }
+      if (stopAtFirst && answering.size > 0) break;
       // A second probe halfway through, in case the first was lost.
       if (!resent && Date.now() > deadline - options.windowMs / 2) {
         socket.send(probe);
@@ -44,7 +57,7 @@ export async function probeForOtherHolders(options: ProbeOptions): Promise<strin
   } finally {
     socket.close();
   }
-  return [...answering];
+  return answering;
 }
 
 /** The MAC claiming the address in an ARP packet or neighbour advertisement, if any. */
