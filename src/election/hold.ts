@@ -219,8 +219,9 @@ class CompareAndSwapHold implements Hold {
         if (!current.stored) this.host.campaign();
         return;
       }
-      if (current.raftTerm > seen.raftTerm && (await this.holderMayRenew(seen))) {
-        this.restartSilence(seen, current.raftTerm);
+      if (current.raftTerm > seen.raftTerm && (await this.holderMayRenew())) {
+        // Another write may have been seen during the probe: its own timer runs then.
+        if (this.lastSeen === seen) this.restartSilence(seen, current.raftTerm);
         return;
       }
     } catch (error) {
@@ -234,12 +235,10 @@ class CompareAndSwapHold implements Hold {
    * Whether to give the holder a new window after an etcd leader change: yes unless its node
    * is silent on the wire. Either answer is safe: the plain rule's wait has already passed.
    */
-  private async holderMayRenew(seen: SeenRevision): Promise<boolean> {
+  private async holderMayRenew(): Promise<boolean> {
     const holder = this.host.leader();
     if (!holder || !this.host.holderAnswers) return true;
-    const answers = await this.host.holderAnswers(holder).catch(() => true);
-    // Anything may have happened during the probe: the caller's checks ran before it.
-    return answers || this.lastSeen !== seen || !this.host.following();
+    return await this.host.holderAnswers(holder).catch(() => true);
   }
 
   /** The compare-and-swap against the revision seen, once its silence has run out. */
@@ -281,7 +280,7 @@ class CompareAndSwapHold implements Hold {
       if (!this.host.following() || this.lastSeen !== seen) return;
       if (stored?.modRevision === seen.modRevision) {
         const leaseId = this.host.candidateLease();
-        if (leaseId && !(await this.holderMayRenew(seen))) await this.takeOverFrom(seen, leaseId);
+        if (leaseId && !(await this.holderMayRenew())) await this.takeOverFrom(seen, leaseId);
         else if (this.lastSeen === seen) this.restartSilence(seen, raftTerm);
         return;
       }
