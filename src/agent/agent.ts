@@ -11,7 +11,7 @@ import type { DhcpState } from '../holding/dhcp-client';
 import { DhcpVipHolder, StaticVipHolder, type VipHolder } from '../holding/holders';
 import { Netlink } from '../holding/netlink';
 import { checkLocalNetwork } from '../holding/preflight';
-import { validLifetimeSeconds, VipAddress } from '../holding/vip-address';
+import { lastWholeSecondAt, validLifetimeSeconds, VipAddress } from '../holding/vip-address';
 import { newMoveRequest, submitMove } from '../election/move-request';
 import type { EtcdStore } from '../store/etcd-store';
 import { ClusterKeys } from '../store/keys';
@@ -86,6 +86,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private stopping = false;
   /** The lifetime bound the VIP's kernel lifetime was last set from. */
   private refreshedFor = -Infinity;
+  private lastRefreshTimer: NodeJS.Timeout | undefined;
   private heldTerm: number | null = null;
   private ownMac: Buffer | null = null;
   private probeStartedAt: number | null = null;
@@ -414,6 +415,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     this.waitingReason = null;
     this.refreshedFor = bound;
+    this.armLastRefresh(bound);
     if (result.outcome === 'added') {
       this.heldTerm = term;
       this.probeStartedAt = null;
@@ -608,6 +610,25 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
+  /**
+   * The lifetime set at a renewal ends one whole second later, long before the fencing
+   * deadline. If no renewal lands meanwhile (an etcd leader election holds them up), one more
+   * refresh at the last whole second keeps the VIP until just before the deadline: without it,
+   * the death of an etcd leader dropped the VIP from a holder nobody else could replace
+   * (issue 18).
+   */
+  private armLastRefresh(bound: number): void {
+    clearTimeout(this.lastRefreshTimer);
+    const waitMs = lastWholeSecondAt(bound) - monotonicMs();
+    if (waitMs <= 0) return;
+    this.lastRefreshTimer = setTimeout(() => {
+      if (this.refreshedFor !== bound || this.stopping) return;
+      this.refreshedFor = -Infinity;
+      this.reconcile();
+    }, waitMs);
+    this.lastRefreshTimer.unref();
+  }
+
   /** `cause` says why for hooks and metrics; without it, the election's last word decides. */
   private async drop(reason: string, stopping = false, cause: TransitionCause | null = null): Promise<void> {
     if (!this.holder) return;
@@ -616,6 +637,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const removed = await this.holder.release(stopping);
     await this.holder.removeStale();
     this.refreshedFor = -Infinity;
+    clearTimeout(this.lastRefreshTimer);
     this.waitingReason = null;
     if (removed) this.logger.info({ term: this.heldTerm, reason }, 'released the VIP');
     // Even when the kernel's lifetime, which ends before the fencing deadline, removed it first.
@@ -671,6 +693,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.stopping) return;
     this.stopping = true;
     clearInterval(this.periodic);
+    clearTimeout(this.lastRefreshTimer);
     this.stopWatching?.();
     await this.reconciling;
     await this.handOffBeforeStopping();

@@ -55,3 +55,13 @@ export class VipAddress {
 export function validLifetimeSeconds(remainingMs: number, kernelSlackMs = 300): number {
   return Math.floor((remainingMs - kernelSlackMs) / 1000);
 }
+
+/**
+ * The last moment a refresh still gets a whole second of lifetime before the fencing
+ * deadline `boundMs` (monotonic), `earlyMs` ahead for timer lateness. A lifetime set at a
+ * renewal lasts one second; without later renewals, one more refresh here keeps the VIP until
+ * about `boundMs − kernelSlackMs − earlyMs`.
+ */
+export function lastWholeSecondAt(boundMs: number, earlyMs = 100, kernelSlackMs = 300): number {
+  return boundMs - kernelSlackMs - 1000 - earlyMs;
+}
