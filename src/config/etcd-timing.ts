@@ -40,11 +40,22 @@ export function bestElectionMs(timing: EtcdTiming): number {
 }
 
 /**
- * How long the holder can go without an acknowledged renewal and keep the VIP: the window,
- * less the margin, less the age of the last renewal (one interval).
+ * How much of the lease window the VIP's kernel lifetime cannot cover: lifetimes are whole
+ * seconds ending 300 ms before the deadline (holding/vip-address.ts), and the last refresh
+ * runs 100 ms early for timer lateness.
+ */
+const KERNEL_LIFETIME_LOSS_MS = 400;
+
+/**
+ * How long an etcd election may last with the holder keeping the VIP: the window, less the
+ * margin, less the age of the last renewal (one interval), less the wait for a renewal sent
+ * after the election (a quarter interval, election.ts's hedge); the default profile also
+ * loses what the kernel lifetime cannot cover (its lifetime bound is the fencing deadline).
  */
 export function rideOutBudgetMs(election: ElectionConfig): number {
-  return fencingWindowMs(election) - election.fencingMarginMs - election.renewIntervalMs;
+  const kernelLossMs = election.profile === 'fast' ? 0 : KERNEL_LIFETIME_LOSS_MS;
+  const renewalAfterElectionMs = Math.floor(election.renewIntervalMs / 4);
+  return fencingWindowMs(election) - election.fencingMarginMs - kernelLossMs - election.renewIntervalMs - renewalAfterElectionMs;
 }
 
 function fencingWindowMs(election: ElectionConfig): number {
@@ -58,7 +69,7 @@ export function heartbeatFor(electionTimeoutMs: number): number {
 
 /**
  * The longest election timeout whose worst election fits the ride-out budget, at least 10
- * heartbeats of 10 ms. The fast profile's budget (200 − 40 − 40 = 120 ms) sits below that
+ * heartbeats of 10 ms. The fast profile's budget (200 − 40 − 40 − 10 = 110 ms) sits below that
  * floor's worst case (220 ms): there an etcd leader election usually outlasts the holder's
  * deadline, and the followers' rule (docs/safety.md) keeps the VIP where it was.
  */
