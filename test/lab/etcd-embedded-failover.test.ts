@@ -68,9 +68,18 @@ for (const profile of profiles) describe(`${profile} profile, embedded etcd on e
     explained(lab, async () => {
       const { holder } = await steadyHolder();
       const movesBefore = observer.intervals.length;
-      await cluster.moveLeader(holder);
-      await waitFor('the holder to move etcd leadership away', async () => (await cluster.awaitLeader()) !== holder, 30_000, 100);
-      assert.ok(cluster.logLines(holder, 'moved etcd leadership off the VIP holder').length > 0, 'the holder moved it');
+      const movedLine = 'moved etcd leadership off the VIP holder';
+      // On the busy lab etcd may elect another leader by itself (ET 400 ms) before the
+      // holder's check (every second) runs; then the holder is handed the leadership again.
+      let moved = false;
+      for (let attempt = 1; attempt <= 3 && !moved; attempt += 1) {
+        const linesBefore = cluster.logLines(holder, movedLine).length;
+        await cluster.moveLeader(holder);
+        await waitFor('etcd leadership off the holder', async () => (await cluster.awaitLeader()) !== holder, 30_000, 100);
+        moved = await waitFor('the holder to log its move', () => cluster.logLines(holder, movedLine).length > linesBefore, 3_000, 50).then(() => true, () => false);
+        if (!moved) console.log(`# ${profile}: etcd leadership left the holder without the holder's move (attempt ${attempt})`);
+      }
+      assert.ok(moved, 'the holder moved it');
       await renewals(holder, 10);
       assert.deepEqual(observer.currentHolders(), [holder.name]);
       const after = observer.intervals.slice(movesBefore);
