@@ -68,10 +68,10 @@ export type Role =
   | { kind: 'handing-off'; to: string; held: Holding }
   | { kind: 'stopped' };
 
-/** Every transition the election makes; anything else is a bug and is refused. */
 /** Renewals in flight beside the regular one: a few quarter intervals cover an etcd election. */
 const MAX_LEASE_HEDGES = 4;
 
+/** Every transition the election makes; anything else is a bug and is refused. */
 const TRANSITIONS: Record<Role['kind'], ReadonlyArray<Role['kind']>> = {
   follower: ['claiming', 'holder', 'stopped'],
   claiming: ['follower', 'holder', 'stopped'],
