@@ -282,8 +282,8 @@ export class EmbeddedVipdSystem extends VipdSystem {
     super(id, lab);
     this.cluster = new EmbeddedCluster(lab, members);
     this.settings['etcdMembers'] = members;
-    // Derived from the profile's fencing window (src/config/etcd-timing.ts): 400 ms default, 100 ms fast.
-    this.settings['etcdElectionTimeout'] = id === 'vipd-embedded-fast' ? 'derived: 100 ms' : 'derived: 400 ms';
+    // Derived from the profile's fencing window (src/config/etcd-timing.ts): 630 ms default, 100 ms fast.
+    this.settings['etcdElectionTimeout'] = id === 'vipd-embedded-fast' ? 'derived: 100 ms' : 'derived: 630 ms';
     const cluster = this.cluster;
     this.etcd = {
       memberNodes: cluster.memberNodes,

@@ -40,22 +40,16 @@ export function bestElectionMs(timing: EtcdTiming): number {
 }
 
 /**
- * How much of the lease window the VIP's kernel lifetime cannot cover: lifetimes are whole
- * seconds ending 300 ms before the deadline (holding/vip-address.ts), and the last refresh
- * runs 100 ms early for timer lateness.
- */
-const KERNEL_LIFETIME_LOSS_MS = 400;
-
-/**
- * How long an etcd election may last with the holder keeping the VIP: the window, less the
- * margin, less the age of the last renewal (one interval), less the wait for a renewal sent
- * after the election (a quarter interval, election.ts's hedge); the default profile also
- * loses what the kernel lifetime cannot cover (its lifetime bound is the fencing deadline).
+ * How long the holder can go without an acknowledged renewal and keep its fencing deadline:
+ * the window, less the margin, less the age of the last renewal (one interval). The default
+ * profile's kernel lifetime ends 0.4 s before that deadline (holding/vip-address.ts), so an
+ * etcd election longer than about 0.9 s still drops the VIP there. A timeout derived from
+ * that shorter budget (400 ms) was tried and failed the lab twice in five full runs (most
+ * likely an etcd leader change of its own, and a failed join), so this budget stays until
+ * that is measured.
  */
 export function rideOutBudgetMs(election: ElectionConfig): number {
-  const kernelLossMs = election.profile === 'fast' ? 0 : KERNEL_LIFETIME_LOSS_MS;
-  const renewalAfterElectionMs = Math.floor(election.renewIntervalMs / 4);
-  return fencingWindowMs(election) - election.fencingMarginMs - kernelLossMs - election.renewIntervalMs - renewalAfterElectionMs;
+  return fencingWindowMs(election) - election.fencingMarginMs - election.renewIntervalMs;
 }
 
 function fencingWindowMs(election: ElectionConfig): number {
@@ -69,7 +63,7 @@ export function heartbeatFor(electionTimeoutMs: number): number {
 
 /**
  * The longest election timeout whose worst election fits the ride-out budget, at least 10
- * heartbeats of 10 ms. The fast profile's budget (200 − 40 − 40 − 10 = 110 ms) sits below that
+ * heartbeats of 10 ms. The fast profile's budget (200 − 40 − 40 = 120 ms) sits below that
  * floor's worst case (220 ms): there an etcd leader election usually outlasts the holder's
  * deadline, and the followers' rule (docs/safety.md) keeps the VIP where it was.
  */

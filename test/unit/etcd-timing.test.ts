@@ -18,9 +18,9 @@ describe('embedded etcd timing follows the election profile', () => {
   test('default profile: the worst etcd election fits what the holder can go without a renewal', () => {
     const { election } = config(embedded);
     const timing = deriveEtcdTiming(election);
-    assert.deepEqual(timing, { heartbeatMs: 40, electionTimeoutMs: 400 });
+    assert.deepEqual(timing, { heartbeatMs: 63, electionTimeoutMs: 630 });
     assert.ok(worstElectionMs(timing) <= rideOutBudgetMs(election));
-    assert.equal(config(embedded).etcd.electionTimeoutMs, 400);
+    assert.equal(config(embedded).etcd.electionTimeoutMs, 630);
   });
 
   test('fast profile: the floor of 10 heartbeats of 10 ms, where an etcd election can end before the fencing deadline but usually does not', () => {

@@ -87,7 +87,7 @@ describe('the embedded store\'s PKI', () => {
     for (const expected of ['--client-cert-auth', '--peer-client-cert-auth', '--trusted-ca-file /d/pki/ca.pem', '--peer-trusted-ca-file /d/pki/ca.pem',
       '--cert-file /d/pki/etcd-server.pem', '--peer-cert-file /d/pki/etcd-peer.pem', '--initial-cluster-state new',
       // Derived from the default profile (src/config/etcd-timing.ts), not etcd's 1 s.
-      '--election-timeout 400', '--heartbeat-interval 40', '--pre-vote=true']) {
+      '--election-timeout 630', '--heartbeat-interval 63', '--pre-vote=true']) {
       assert.ok(args.includes(expected), expected);
     }
   });
