@@ -68,9 +68,6 @@ export type Role =
   | { kind: 'handing-off'; to: string; held: Holding }
   | { kind: 'stopped' };
 
-/** Renewals in flight beside the regular one: a few quarter intervals cover an etcd election. */
-const MAX_LEASE_HEDGES = 4;
-
 /** Every transition the election makes; anything else is a bug and is refused. */
 const TRANSITIONS: Record<Role['kind'], ReadonlyArray<Role['kind']>> = {
   follower: ['claiming', 'holder', 'stopped'],
@@ -121,11 +118,6 @@ export class Election {
   private leaseId: string | null = null;
   private eligible = false;
   private leaseRenewalInFlight = false;
-  /** Renewals sent beside a late one (armLeaseHedge); send times of the newest regular and the newest answered renewal. */
-  private leaseHedgesInFlight = 0;
-  private leaseHedgeTimer: NodeJS.Timeout | undefined;
-  private lastLeaseSentAt = -Infinity;
-  private lastLeaseAnswerSentAt = -Infinity;
   /**
    * Two campaigns in flight can answer out of order: one reads the key the other created,
    * and the creator's "won" then lands after the key and its lease are gone (seen in chaos:
@@ -296,7 +288,6 @@ export class Election {
     this.become({ kind: 'stopped' }, reason);
     for (const timer of this.timers) clearInterval(timer);
     clearTimeout(this.fenceTimer);
-    clearTimeout(this.leaseHedgeTimer);
     clearTimeout(this.campaignTimer);
     this.hold.stop();
     // Cancelling talks to etcd; never let an unreachable etcd hold up a shutdown.
@@ -389,65 +380,20 @@ export class Election {
       }
       const leaseId = this.leaseId;
       const sendTime = monotonicMs();
-      this.lastLeaseSentAt = sendTime;
-      this.armLeaseHedge();
       const ttlSeconds = await this.options.store.renewLease(leaseId, this.options.config.leaseTtlSeconds * 1000);
-      this.leaseAnswered(leaseId, sendTime, ttlSeconds);
+      if (this.isStale(leaseId)) return;
+      if (ttlSeconds <= 0) {
+        this.loseLease('the lease expired in etcd');
+        return;
+      }
+      this.acknowledgeLease(sendTime, ttlSeconds);
+      this.options.observer?.renewed?.('lease', monotonicMs() - sendTime, this.marginMs());
+      this.noteRecovered();
     } catch (error) {
       this.noteError('lease renewal failed', error);
     } finally {
       this.leaseRenewalInFlight = false;
     }
-  }
-
-  /**
-   * While the newest regular renewal is unanswered after one interval, sends another every
-   * quarter interval on a stream of its own. When the etcd leader dies, the renewal in flight
-   * can wait out its deadline on a member that still forwards to the dead leader; a renewal
-   * sent once a new leader is known lands at once, which keeps the holder inside its lease
-   * window (issue 18: the VIP dropped for 0.35–1.2 s although nobody else could win).
-   */
-  private armLeaseHedge(): void {
-    if (this.leaseHedgeTimer) return;
-    const interval = this.options.config.leaseRenewIntervalMs;
-    const waitMs = Math.max(Math.floor(interval / 4), this.lastLeaseSentAt + interval - monotonicMs());
-    this.leaseHedgeTimer = setTimeout(() => {
-      this.leaseHedgeTimer = undefined;
-      const leaseId = this.leaseId;
-      if (!leaseId || this.role.kind === 'stopped' || this.lastLeaseAnswerSentAt >= this.lastLeaseSentAt) return;
-      if (monotonicMs() - this.lastLeaseSentAt >= interval && this.leaseHedgesInFlight < MAX_LEASE_HEDGES) {
-        void this.hedgeLeaseRenewal(leaseId);
-      }
-      this.armLeaseHedge();
-    }, waitMs);
-  }
-
-  private async hedgeLeaseRenewal(leaseId: string): Promise<void> {
-    this.leaseHedgesInFlight += 1;
-    const sendTime = monotonicMs();
-    try {
-      this.leaseAnswered(leaseId, sendTime, await this.options.store.renewLeaseAlone(leaseId, this.options.config.leaseTtlSeconds * 1000));
-    } catch {
-      // The regular renewal reports failures; a hedge that fails changes nothing.
-    } finally {
-      this.leaseHedgesInFlight -= 1;
-    }
-  }
-
-  private leaseAnswered(leaseId: string, sendTime: number, ttlSeconds: number): void {
-    if (this.isStale(leaseId)) return;
-    if (ttlSeconds <= 0) {
-      this.loseLease('the lease expired in etcd');
-      return;
-    }
-    this.lastLeaseAnswerSentAt = Math.max(this.lastLeaseAnswerSentAt, sendTime);
-    if (this.lastLeaseAnswerSentAt >= this.lastLeaseSentAt) {
-      clearTimeout(this.leaseHedgeTimer);
-      this.leaseHedgeTimer = undefined;
-    }
-    this.acknowledgeLease(sendTime, ttlSeconds);
-    this.options.observer?.renewed?.('lease', monotonicMs() - sendTime, this.marginMs());
-    this.noteRecovered();
   }
 
   private acknowledgeLease(sendTime: number, ttlSeconds: number): void {

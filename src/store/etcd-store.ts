@@ -247,44 +247,6 @@ export class EtcdStore {
     });
   }
 
-  /**
-   * One keepalive on a stream of its own, ended after the answer. etcd serves a keepalive
-   * stream one request at a time, and a member whose leader has just died holds a renewal
-   * for its whole request timeout (it forwards renewals to the leader it last knew), so a
-   * renewal queued behind that one would wait as long. Failures are the caller's to judge:
-   * this is a second try beside the regular renewal, which steers.
-   */
-  async renewLeaseAlone(leaseId: string, timeoutMs: number): Promise<number> {
-    const limitMs = Math.min(timeoutMs, this.connection.steerAfterMs ?? timeoutMs);
-    return await new Promise<number>((resolve, reject) => {
-      let stream: NonNullable<EtcdStore['keepAliveStream']> | null = null;
-      let done = false;
-      const settle = (result: number | Error): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        stream?.end();
-        if (result instanceof Error) reject(result);
-        else resolve(result);
-      };
-      const timer = setTimeout(() => settle(new Error(`lease renewal timed out after ${limitMs}ms`)), limitMs);
-      this.client.leaseClient.leaseKeepAlive().then(
-        (opened) => {
-          stream = opened;
-          // Kept after the answer: the ended stream may still report its close as an error.
-          opened.on('error', (error: Error) => settle(error));
-          opened.on('data', (response: { TTL: string; header?: { raft_term?: string } }) => {
-            this.noteTerm(response.header);
-            settle(Number(response.TTL));
-          });
-          if (done) opened.end();
-          else opened.write({ ID: leaseId });
-        },
-        (error: unknown) => settle(error instanceof Error ? error : new Error(String(error))),
-      );
-    });
-  }
-
   private async openKeepAliveStream(): Promise<NonNullable<EtcdStore['keepAliveStream']>> {
     // A stream opened on a member the store has since left goes too.
     if (this.keepAliveStream && this.keepAliveEndpoint !== this.endpoint) this.dropKeepAliveStream(new MovedToAnotherMember());
