@@ -74,7 +74,9 @@ for (const profile of profiles) describe(`${profile} profile, embedded etcd on e
       let moved = false;
       for (let attempt = 1; attempt <= 3 && !moved; attempt += 1) {
         const linesBefore = cluster.logLines(holder, movedLine).length;
-        await cluster.moveLeader(holder);
+        // Returns once etcd answers the transfer, which it does only when it is done: the
+        // holder may move the leadership away again before a poll could see it lead.
+        if (!(await cluster.transferLeadership(holder))) continue;
         await waitFor('etcd leadership off the holder', async () => (await cluster.awaitLeader()) !== holder, 30_000, 100);
         moved = await waitFor('the holder to log its move', () => cluster.logLines(holder, movedLine).length > linesBefore, 3_000, 50).then(() => true, () => false);
         if (!moved) console.log(`# ${profile}: etcd leadership left the holder without the holder's move (attempt ${attempt})`);
