@@ -280,8 +280,10 @@ class CompareAndSwapHold implements Hold {
       if (!this.host.following() || this.lastSeen !== seen) return;
       if (stored?.modRevision === seen.modRevision) {
         const leaseId = this.host.candidateLease();
-        if (leaseId && !(await this.holderMayRenew())) await this.takeOverFrom(seen, leaseId);
-        else if (this.lastSeen === seen) this.restartSilence(seen, raftTerm);
+        if (leaseId && !(await this.holderMayRenew())) {
+          // As above: a write seen during the probe runs its own timer.
+          if (this.lastSeen === seen && this.host.following()) await this.takeOverFrom(seen, leaseId);
+        } else if (this.lastSeen === seen) this.restartSilence(seen, raftTerm);
         return;
       }
       this.host.saw(stored);
